@@ -1,0 +1,40 @@
+# The toolchain's entry points. `make test` installs what it needs (Debian peers, Python packages).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Debian packages of the real peers the interop tests compare against: command -> package.
+PEERS  := runc:runc skopeo:skopeo umoci:umoci docker-registry:docker-registry jq:jq \
+          oci-image-tool:oci-image-tool htpasswd:apache2-utils curl:curl containerd:containerd
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
+.PHONY: install peers test demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+# Install only the peers that are missing; apt-get update only then.
+peers:
+	@missing=""; \
+	for p in $(PEERS); do cmd=$${p%%:*}; pkg=$${p##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	[ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 && ldd /bin/busybox 2>&1 | grep -q 'not a dynamic' || missing="$$missing busybox-static"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing peers:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: peers install
+	$(BIN)/pytest $(PYTEST_ARGS) tests
+
+demo: install
+	$(BIN)/python demo/run.py
+
+bench: peers install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo-out bench/out

@@ -1,0 +1,60 @@
+"""Test helpers shared by every tool's tests: the official schemas, peers, a busybox rootfs, free ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("OCI_SHARED_DIR", REPO.parent / "shared"))
+OFFICIAL_SCHEMAS = SHARED / "oci-schemas"
+BUSYBOX = "/bin/busybox"
+
+
+def require(cmd: str) -> str:
+    """Path of a peer binary; a missing peer fails the test (make test installs them), never skips it."""
+    path = shutil.which(cmd)
+    if path is None:
+        pytest.fail(f"peer {cmd!r} is not installed: run `make test`, which installs the Debian peers")
+    return path
+
+
+def assert_valid(document, name: str) -> None:
+    """Assert `document` validates against the official OCI schema `name` (see pyoci.schema.SCHEMAS)."""
+    from pyoci import schema
+
+    assert OFFICIAL_SCHEMAS.is_dir(), f"official schemas not found at {OFFICIAL_SCHEMAS}"
+    problems = schema.errors(document, name, OFFICIAL_SCHEMAS)
+    assert not problems, f"{name} does not validate against the official schema: {problems}"
+
+
+def make_busybox_rootfs(root: Path) -> Path:
+    """A minimal rootfs: busybox-static plus a symlink per applet (as PEERS.md describes)."""
+    if not os.path.exists(BUSYBOX):
+        pytest.fail("busybox-static is not installed: run `make test`")
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    applets = subprocess.run([BUSYBOX, "--list-full"], check=True, capture_output=True, text=True).stdout.split()
+    for rel in applets:
+        target = root / rel
+        if target.name == "busybox" or target.exists() or target.is_symlink():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to("/bin/busybox")
+    for d in ("proc", "sys", "dev", "tmp", "etc", "root"):
+        (root / d).mkdir(exist_ok=True)
+    (root / "tmp").chmod(0o1777)
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+    (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
