@@ -27,8 +27,12 @@ peers:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# The leak checks run after the suite, also when it failed, so that what a failure left behind is named.
 test: peers install
-	$(BIN)/pytest $(PYTEST_ARGS) tests
+	@status=0; \
+	$(BIN)/pytest $(PYTEST_ARGS) --ignore=tests/final tests || status=$$?; \
+	$(BIN)/pytest -q -p no:cacheprovider tests/final || status=$$?; \
+	exit $$status
 
 demo: install
 	$(BIN)/python demo/run.py
