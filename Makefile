@@ -38,7 +38,7 @@ demo: install
 	$(BIN)/python demo/run.py
 
 bench: peers install
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH)
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-out bench/out
