@@ -1,0 +1,688 @@
+"""OCI image layout directories: blobs, index.json and its tags, walking, garbage collection, validation.
+
+Works on plain dicts (descriptors as the JSON objects they are) and bytes, so that it depends only on
+pyoci.digest, errors, fsutil, mediatypes and schema.
+
+Concurrency: every change to index.json is a read-modify-write under an exclusive flock on the layout
+directory itself (no lock file, so nothing stray ends up in a layout or an archive of it); `put_blob`
+holds a shared lock while streaming so that `gc` (exclusive) never removes a temp file being written.
+A caller that puts blobs and then tags them can hold `with layout.lock():` around both, so that a
+concurrent `gc` cannot remove the not-yet-referenced blobs in between. One Layout object per thread.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import platform as _platform
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
+
+from . import mediatypes as mt
+from . import schema
+from .digest import CHUNK, Digest, VerifyingWriter
+from .errors import DigestMismatch, InvalidDigest, InvalidDocument, InvalidReference, NotFound, OCIError
+from .fsutil import atomic_write
+
+REF_NAME = "org.opencontainers.image.ref.name"
+LAYOUT_FILE = "oci-layout"
+INDEX_FILE = "index.json"
+BLOBS_DIR = "blobs"
+
+# The image-spec grammar for ref.name values (umoci enforces the same one).
+_COMPONENT = r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*"
+_REF_NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_LAYOUT_VERSION_RE = re.compile(r"^1\.\d+\.\d+$")
+
+# Key order of Go's image-spec structs, which umoci and skopeo serialise: keeps our JSON familiar.
+_DESCRIPTOR_ORDER = ("mediaType", "digest", "size", "urls", "annotations", "data", "platform", "artifactType")
+_INDEX_ORDER = ("schemaVersion", "mediaType", "artifactType", "manifests", "subject", "annotations")
+
+_TEMP_PREFIXES = (".tmp-",)
+_TEMP_SUFFIXES = (".partial",)
+
+# platform.machine() -> (GOARCH, variant)
+_MACHINES = {
+    "x86_64": ("amd64", ""), "amd64": ("amd64", ""), "aarch64": ("arm64", "v8"), "arm64": ("arm64", "v8"),
+    "armv7l": ("arm", "v7"), "armv6l": ("arm", "v6"), "armv5tel": ("arm", "v5"), "i386": ("386", ""),
+    "i686": ("386", ""), "ppc64le": ("ppc64le", ""), "s390x": ("s390x", ""), "riscv64": ("riscv64", ""),
+    "mips64": ("mips64", ""), "loongarch64": ("loong64", ""),
+}
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON as the Go tools write it (no spaces, no trailing newline)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def as_dict(descriptor: Any) -> dict:
+    """A descriptor as a plain dict, from a dict or from an object with to_dict()/to_json()."""
+    if isinstance(descriptor, dict):
+        return dict(descriptor)
+    for attr in ("to_dict", "to_json"):
+        fn = getattr(descriptor, attr, None)
+        if fn is not None:
+            value = fn()
+            if isinstance(value, (bytes, str)):
+                value = json.loads(value)
+            return dict(value)
+    raise TypeError(f"not a descriptor: {descriptor!r}")
+
+
+def ordered_descriptor(d: dict) -> dict:
+    out = {k: d[k] for k in _DESCRIPTOR_ORDER if k in d}
+    out.update((k, v) for k, v in d.items() if k not in out)
+    return out
+
+
+def check_ref_name(name: str) -> str:
+    if not isinstance(name, str) or not _REF_NAME_RE.match(name):
+        raise InvalidReference(f"invalid tag {name!r}: want components of [A-Za-z0-9] joined by - . _ : @ + -- or /")
+    return name
+
+
+def host_platform() -> dict:
+    arch, variant = _MACHINES.get(_platform.machine().lower(), (_platform.machine().lower(), ""))
+    p = {"os": "linux", "architecture": arch}
+    if variant:
+        p["variant"] = variant
+    return p
+
+
+def parse_platform(value: "str | dict | None") -> dict:
+    """'linux/arm/v7' or {'os':..., 'architecture':..., 'variant':...}; None -> this machine's."""
+    if value is None:
+        return host_platform()
+    if isinstance(value, dict):
+        return dict(value)
+    parts = value.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise InvalidReference(f"invalid platform {value!r}: want OS/ARCH[/VARIANT], e.g. linux/arm/v7")
+    p = {"os": parts[0], "architecture": parts[1]}
+    if len(parts) == 3:
+        p["variant"] = parts[2]
+    return p
+
+
+def platform_str(p: dict | None) -> str:
+    if not p:
+        return "(no platform)"
+    return "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
+
+
+def select_platform(candidates: list[dict], want: dict) -> dict | None:
+    """The descriptor of `candidates` whose platform fits `want` best (exact variant first), or None."""
+    # arm64 images usually omit the (only) variant v8; treat the two spellings as the same.
+    def variant(p: dict) -> str:
+        v = p.get("variant", "") or ""
+        return "" if p.get("architecture") == "arm64" and v == "v8" else v
+
+    fits = [d for d in candidates if (d.get("platform") or {}).get("os") == want.get("os")
+            and (d.get("platform") or {}).get("architecture") == want.get("architecture")]
+    if not fits:
+        return None
+    wanted = variant(want)
+    exact = [d for d in fits if variant(d["platform"]) == wanted]
+    if exact:
+        return exact[0]
+    if not wanted:
+        return fits[0]
+    # arm/v7 can run v6 and v5 images: take the highest variant not above the wanted one.
+    lower = [d for d in fits if variant(d["platform"]) and variant(d["platform"]) < wanted]
+    return max(lower, key=lambda d: variant(d["platform"])) if lower else None
+
+
+@dataclass(frozen=True)
+class Blob:
+    """What put_blob stored: enough to make a descriptor."""
+    digest: Digest
+    size: int
+
+    def descriptor(self, media_type: str, **fields: Any) -> dict:
+        return ordered_descriptor({"mediaType": media_type, "digest": str(self.digest), "size": self.size, **fields})
+
+
+@dataclass
+class GCResult:
+    blobs: list[str] = field(default_factory=list)        # digests of the blobs removed
+    temp_files: list[str] = field(default_factory=list)   # stray temp files, relative to the layout
+    bytes_freed: int = 0
+
+
+class VerifyingReader(io.RawIOBase):
+    """Reads a blob and raises DigestMismatch at EOF (or as soon as it is too long) if it is not what was announced."""
+
+    def __init__(self, f: BinaryIO, expected: Digest, expected_size: int | None = None, name: str = "") -> None:
+        super().__init__()
+        self._f = f
+        self.expected = expected
+        self.expected_size = expected_size
+        self.name = name
+        self._hash = expected.hasher()
+        self.size = 0
+        self._checked = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self._f.readinto(b)
+        if n:
+            self._hash.update(memoryview(b)[:n])
+            self.size += n
+            if self.expected_size is not None and self.size > self.expected_size:
+                raise DigestMismatch(f"{self.name or self.expected}: longer than its announced size {self.expected_size}")
+        elif len(b):
+            self.check()
+        return n or 0
+
+    def readall(self) -> bytes:
+        chunks = []
+        while chunk := self.read(CHUNK):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def check(self) -> None:
+        if self._checked:
+            return
+        got = Digest(self.expected.algorithm, self._hash.hexdigest())
+        if got != self.expected:
+            raise DigestMismatch(f"{self.name or 'blob'}: digest mismatch: expected {self.expected}, got {got}")
+        if self.expected_size is not None and self.size != self.expected_size:
+            raise DigestMismatch(f"{self.name or 'blob'}: size mismatch: expected {self.expected_size} bytes, got {self.size}")
+        self._checked = True
+
+    def close(self) -> None:
+        try:
+            self._f.close()
+        finally:
+            super().close()
+
+
+def schema_errors(doc: Any, name: str) -> list[str]:
+    """pyoci.schema.errors, working around the index schema's nested `id` that makes its relative
+    $refs unresolvable offline: then the index is checked without its entries, and each entry as a descriptor."""
+    try:
+        return schema.errors(doc, name)
+    except Exception as e:  # referencing.exceptions.Unresolvable, wrapped by jsonschema
+        if name != "index" or not isinstance(doc, dict) or "Unresolvable" not in repr(e):
+            raise
+    entries = doc.get("manifests")
+    out = schema.errors({**doc, "manifests": []} if isinstance(entries, list) else doc, "index")
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        out.extend(f"manifests.{i}.{p}" if not p.startswith("(") else f"manifests.{i}: {p}"
+                   for p in schema.errors(entry, "descriptor"))
+    return out
+
+
+def schema_validate(doc: Any, name: str, source: str) -> None:
+    problems = schema_errors(doc, name)
+    if problems:
+        raise InvalidDocument(f"{source}: invalid {name}: {problems[0]}")
+
+
+def _load_json(data: bytes, where: str) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidDocument(f"{where}: not valid JSON ({e})") from None
+
+
+def check_layout_file(data: bytes, where: str) -> dict:
+    doc = _load_json(data, where)
+    if not isinstance(doc, dict):
+        raise InvalidDocument(f"{where}: want a JSON object")
+    schema_validate(doc, "layout", where)
+    version = doc["imageLayoutVersion"]
+    if not _LAYOUT_VERSION_RE.match(version):
+        raise InvalidDocument(f"{where}: unsupported imageLayoutVersion {version!r} (want 1.x.y)")
+    return doc
+
+
+def check_index(data: bytes, where: str) -> dict:
+    doc = _load_json(data, where)
+    if not isinstance(doc, dict):
+        raise InvalidDocument(f"{where}: want a JSON object")
+    if doc.get("manifests", []) is None:
+        doc["manifests"] = []  # umoci 0.4 writes null for an empty layout
+    doc.setdefault("manifests", [])
+    if doc.get("schemaVersion") != 2:
+        raise InvalidDocument(f"{where}: schemaVersion must be 2, got {doc.get('schemaVersion')!r}")
+    schema_validate(doc, "index", where)
+    if doc.get("mediaType", mt.OCI_INDEX) != mt.OCI_INDEX:
+        raise InvalidDocument(f"{where}: mediaType must be {mt.OCI_INDEX}, got {doc['mediaType']!r}")
+    return doc
+
+
+def children(desc: dict, doc: dict) -> list[dict]:
+    """The descriptors a manifest or index document points to (config, layers, manifests, subject)."""
+    out: list[dict] = []
+    media_type = desc.get("mediaType", "")
+    if media_type in mt.INDEX_TYPES:
+        out.extend(doc.get("manifests") or [])
+    elif media_type in mt.MANIFEST_TYPES:
+        if doc.get("config"):
+            out.append(doc["config"])
+        out.extend(doc.get("layers") or [])
+    if doc.get("subject"):
+        out.append(doc["subject"])
+    return [d for d in out if isinstance(d, dict)]
+
+
+class BlobSource:
+    """The read side shared by a layout directory and an oci-archive read in place.
+
+    Subclasses provide `_index_bytes()`, `has_blob(digest)`, `blob_size(digest)` and `_open_raw(digest)`.
+    """
+
+    where: str = ""
+
+    def _index_bytes(self) -> bytes:
+        raise NotImplementedError
+
+    def has_blob(self, digest: "str | Digest") -> bool:
+        raise NotImplementedError
+
+    def blob_size(self, digest: "str | Digest") -> int:
+        raise NotImplementedError
+
+    def _open_raw(self, digest: Digest) -> BinaryIO:
+        raise NotImplementedError
+
+    def index(self) -> dict:
+        """index.json, read afresh (another process may have changed it); `manifests` is always a list."""
+        return check_index(self._index_bytes(), f"{self.where}/{INDEX_FILE}")
+
+    def open_blob(self, digest: "str | Digest", verify: bool = True, size: int | None = None) -> BinaryIO:
+        """A reader of the blob; with verify (the default) it raises DigestMismatch at EOF if the bytes are wrong."""
+        d = Digest.parse(digest)
+        f = self._open_raw(d)
+        if not verify:
+            return f
+        return VerifyingReader(f, d, size, name=f"{self.where}/{BLOBS_DIR}/{d.algorithm}/{d.encoded}")
+
+    def read_blob(self, digest: "str | Digest", size: int | None = None) -> bytes:
+        with self.open_blob(digest, verify=True, size=size) as f:
+            return f.read()
+
+    def read_json(self, desc: dict) -> dict:
+        where = f"{self.where}/{BLOBS_DIR}/{str(desc['digest']).replace(':', '/', 1)}"
+        doc = _load_json(self.read_blob(desc["digest"], desc.get("size")), where)
+        if not isinstance(doc, dict):
+            raise InvalidDocument(f"{where}: want a JSON object")
+        return doc
+
+    def tags(self) -> list[str]:
+        return [m["annotations"][REF_NAME] for m in self.index()["manifests"]
+                if isinstance(m.get("annotations"), dict) and REF_NAME in m["annotations"]]
+
+    def resolve(self, tag: str) -> dict:
+        """The index.json descriptor tagged `tag`."""
+        found = [m for m in self.index()["manifests"] if (m.get("annotations") or {}).get(REF_NAME) == tag]
+        if not found:
+            raise NotFound(f"{self.where}/{INDEX_FILE}: no tag {tag!r}")
+        if len(found) > 1:
+            raise InvalidDocument(f"{self.where}/{INDEX_FILE}: tag {tag!r} names {len(found)} descriptors")
+        return dict(found[0])
+
+    def _descriptor_for(self, ref: "str | dict") -> dict:
+        if isinstance(ref, dict):
+            return dict(ref)
+        try:
+            return self.resolve(ref)
+        except NotFound:
+            try:
+                d = Digest.parse(ref)
+            except InvalidDigest:
+                raise NotFound(f"{self.where}/{INDEX_FILE}: no tag {ref!r}") from None
+        for m in self.index()["manifests"]:
+            if m.get("digest") == str(d):
+                return dict(m)
+        if not self.has_blob(d):
+            raise NotFound(f"{self.where}: no blob {d}")
+        doc = _load_json(self.read_blob(d), f"{self.where}/{BLOBS_DIR}/{d.algorithm}/{d.encoded}")
+        media_type = doc.get("mediaType") or (mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST)
+        return {"mediaType": media_type, "digest": str(d), "size": self.blob_size(d)}
+
+    def manifest_for(self, ref: "str | dict", platform: "str | dict | None" = None) -> tuple[dict, dict]:
+        """(descriptor, manifest) of a tag, digest or descriptor, following indexes to `platform`'s manifest.
+
+        platform: 'os/arch[/variant]' or a dict; None means this machine's (an index with a single
+        entry that has no platform is followed regardless).
+        """
+        desc = self._descriptor_for(ref)
+        want = parse_platform(platform)
+        for _ in range(8):  # nested indexes, bounded
+            doc = self.read_json(desc)
+            if desc.get("mediaType") not in mt.INDEX_TYPES:
+                if desc.get("mediaType") not in mt.MANIFEST_TYPES:
+                    raise InvalidDocument(f"{self.where}: {desc['digest']} is a {desc.get('mediaType')!r}, not a manifest")
+                return desc, doc
+            entries = [m for m in doc.get("manifests") or [] if m.get("mediaType") in mt.MANIFEST_TYPES + mt.INDEX_TYPES]
+            chosen = select_platform(entries, want)
+            if chosen is None and platform is None and len(entries) == 1 and not entries[0].get("platform"):
+                chosen = entries[0]
+            if chosen is None:
+                have = ", ".join(platform_str(m.get("platform")) for m in entries) or "nothing"
+                raise NotFound(f"{self.where}: index {desc['digest']} has no manifest for {platform_str(want)} (has {have})")
+            desc = dict(chosen)
+        raise InvalidDocument(f"{self.where}: indexes nested too deeply under {ref!r}")
+
+    def walk(self, descriptor: Any, missing_ok: bool = False) -> Iterator[dict]:
+        """Every descriptor reachable from `descriptor` (itself first), each digest once.
+
+        Manifests and indexes are read (and verified) to find their children; a missing one raises
+        NotFound unless missing_ok. Layers and configs are not read.
+        """
+        seen: set[str] = set()
+        stack = [as_dict(descriptor)]
+        while stack:
+            desc = stack.pop()
+            dg = desc.get("digest")
+            if not isinstance(dg, str) or dg in seen:
+                continue
+            seen.add(dg)
+            yield desc
+            if desc.get("mediaType") not in mt.INDEX_TYPES + mt.MANIFEST_TYPES:
+                continue
+            if not self.has_blob(dg):
+                if missing_ok:
+                    continue
+                raise NotFound(f"{self.where}: manifest {dg} is referenced but not in {BLOBS_DIR}/")
+            stack.extend(reversed(children(desc, self.read_json(desc))))
+
+    def reachable(self, roots: Iterable[dict] | None = None, missing_ok: bool = True) -> dict[str, dict]:
+        """digest -> descriptor of everything reachable from `roots` (default: all of index.json)."""
+        out: dict[str, dict] = {}
+        for root in self.index()["manifests"] if roots is None else roots:
+            for d in self.walk(root, missing_ok=missing_ok):
+                out.setdefault(d["digest"], d)
+        return out
+
+    def problems(self, verify_digests: bool = True) -> list[str]:
+        """Everything wrong with the content: missing or mismatching blobs, documents failing the schemas."""
+        out: list[str] = []
+        try:
+            index = self.index()
+        except OCIError as e:
+            return [str(e)]
+        seen: set[str] = set()
+        stack = [dict(m) for m in index["manifests"]]
+        while stack:
+            desc = stack.pop()
+            dg = desc.get("digest", "")
+            if dg in seen:
+                continue
+            seen.add(dg)
+            label = f"{self.where}: {desc.get('mediaType', '?')} {dg}"
+            if not self.has_blob(dg):
+                if not desc.get("urls"):  # foreign layers may live elsewhere
+                    out.append(f"{label}: blob missing")
+                continue
+            size = self.blob_size(dg)
+            if size != desc.get("size"):
+                out.append(f"{label}: size {size} on disk, descriptor says {desc.get('size')}")
+                continue
+            media_type = desc.get("mediaType")
+            is_doc = media_type in mt.INDEX_TYPES + mt.MANIFEST_TYPES + mt.CONFIG_TYPES
+            try:
+                if is_doc:
+                    doc = self.read_json(desc)
+                elif verify_digests:
+                    with self.open_blob(dg, size=desc.get("size")) as f:
+                        while f.read(CHUNK):
+                            pass
+                    continue
+                else:
+                    continue
+            except OCIError as e:
+                out.append(str(e))
+                continue
+            name = {mt.OCI_INDEX: "index", mt.OCI_MANIFEST: "manifest", mt.OCI_CONFIG: "config"}.get(media_type)
+            if name:
+                out.extend(f"{label}: {p}" for p in schema_errors(doc, name))
+            if media_type in mt.INDEX_TYPES + mt.MANIFEST_TYPES and doc.get("mediaType", media_type) != media_type:
+                out.append(f"{label}: document says mediaType {doc.get('mediaType')!r}")
+            stack.extend(children(desc, doc))
+        return out
+
+    def validate(self, verify_digests: bool = True) -> None:
+        """Raise InvalidDocument (or DigestMismatch) naming the first problem found."""
+        found = self.problems(verify_digests)
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            raise InvalidDocument(found[0] + more)
+
+
+class Layout(BlobSource):
+    """An OCI image layout directory (oci-layout, index.json, blobs/<alg>/<hex>)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.where = str(self.path)
+        self._lock_fd: int | None = None
+        self._lock_mode = 0
+
+    # -- creating and opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, path: str | os.PathLike) -> "Layout":
+        """Create an empty layout (or open the one already there)."""
+        p = Path(path)
+        if (p / LAYOUT_FILE).exists():
+            return cls.open(p)
+        (p / BLOBS_DIR / "sha256").mkdir(parents=True, exist_ok=True)
+        layout = cls(p)
+        with layout.lock():
+            if not (p / INDEX_FILE).exists():
+                atomic_write(p / INDEX_FILE, dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}))
+            # oci-layout last: its presence marks a complete layout.
+            atomic_write(p / LAYOUT_FILE, dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}))
+        return layout
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Layout":
+        """Open an existing layout, checking oci-layout and index.json (InvalidDocument names the bad file)."""
+        p = Path(path)
+        if not p.is_dir():
+            raise NotFound(f"{p}: no such image layout directory")
+        for name in (LAYOUT_FILE, INDEX_FILE):
+            if not (p / name).is_file():
+                raise InvalidDocument(f"{p / name}: missing, not an OCI image layout")
+        check_layout_file((p / LAYOUT_FILE).read_bytes(), str(p / LAYOUT_FILE))
+        layout = cls(p)
+        layout.index()
+        return layout
+
+    # -- locking ----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, exclusive: bool = True) -> Iterator[None]:
+        """flock on the layout directory; re-entrant within this object (a shared hold upgrades)."""
+        want = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        if self._lock_fd is not None:
+            prev = self._lock_mode
+            if want == fcntl.LOCK_EX and prev == fcntl.LOCK_SH:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                self._lock_mode = fcntl.LOCK_EX
+            try:
+                yield
+            finally:
+                if self._lock_mode != prev and self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, prev)
+                    self._lock_mode = prev
+            return
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, want)
+            self._lock_fd, self._lock_mode = fd, want
+            yield
+        finally:
+            self._lock_fd, self._lock_mode = None, 0
+            os.close(fd)
+
+    # -- blobs ------------------------------------------------------------------------------------------
+
+    def blob_path(self, digest: "str | Digest") -> Path:
+        d = Digest.parse(digest)  # validated: no traversal through the hex part
+        return self.path / BLOBS_DIR / d.algorithm / d.encoded
+
+    def has_blob(self, digest: "str | Digest") -> bool:
+        try:
+            return self.blob_path(digest).is_file()
+        except InvalidDigest:
+            return False
+
+    def blob_size(self, digest: "str | Digest") -> int:
+        try:
+            return self.blob_path(digest).stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"{self.where}: no blob {digest}") from None
+
+    def _index_bytes(self) -> bytes:
+        try:
+            return (self.path / INDEX_FILE).read_bytes()
+        except FileNotFoundError:
+            raise InvalidDocument(f"{self.path / INDEX_FILE}: missing, not an OCI image layout") from None
+
+    def _open_raw(self, digest: Digest) -> BinaryIO:
+        try:
+            return open(self.blob_path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"{self.where}: no blob {digest}") from None
+
+    def put_blob(self, data: "bytes | BinaryIO | Iterable[bytes]", expected_digest: "str | Digest | None" = None,
+                 expected_size: int | None = None, algorithm: str = "sha256") -> Blob:
+        """Store a blob from bytes, a readable stream or an iterable of chunks; verified before it is committed.
+
+        With expected_digest, a mismatch raises DigestMismatch and nothing appears under blobs/. A blob
+        already present under expected_digest is not rewritten (the stream is then not read).
+        """
+        expected = Digest.parse(expected_digest) if expected_digest is not None else None
+        if expected is not None and self.has_blob(expected):
+            size = self.blob_size(expected)
+            if expected_size is None or size == expected_size:
+                return Blob(expected, size)
+        algo = expected.algorithm if expected else algorithm
+        staging = self.path / BLOBS_DIR / algo / "staging"  # only names the temp file's directory
+        with self.lock(exclusive=False):
+            with VerifyingWriter(staging, expected, expected_size, algorithm=algo) as w:
+                if isinstance(data, (bytes, bytearray, memoryview)):
+                    w.write(bytes(data))
+                elif hasattr(data, "read"):
+                    while chunk := data.read(CHUNK):
+                        w.write(chunk)
+                else:
+                    for chunk in data:
+                        w.write(chunk)
+                got = w.verify()
+                w.dest = os.fspath(self.blob_path(got))
+                w.commit(0o644)
+                return Blob(got, w.size)
+
+    def put_json(self, obj: "bytes | dict | list", media_type: str, **fields: Any) -> dict:
+        """Store a JSON document (bytes kept as given; a dict is written compactly); returns its descriptor."""
+        data = obj if isinstance(obj, (bytes, bytearray)) else dumps(obj)
+        return self.put_blob(bytes(data)).descriptor(media_type, **fields)
+
+    def copy_from(self, source: BlobSource, descriptor: Any) -> dict:
+        """Copy everything reachable from `descriptor` in `source` (layout or archive) into this layout.
+
+        Blobs are verified on the way in; leaves are written before the manifests pointing to them.
+        """
+        desc = as_dict(descriptor)
+        with self.lock(exclusive=False):
+            for d in reversed(list(source.walk(desc))):
+                if self.has_blob(d["digest"]) or (d.get("urls") and not source.has_blob(d["digest"])):
+                    continue
+                with source.open_blob(d["digest"], verify=False) as f:
+                    self.put_blob(f, d["digest"], d.get("size"))
+        return desc
+
+    # -- index.json -------------------------------------------------------------------------------------
+
+    def write_index(self, index: dict) -> None:
+        """Replace index.json atomically (validated first; keys in the order the Go tools write them)."""
+        doc = {k: index[k] for k in _INDEX_ORDER if k in index}
+        doc.update((k, v) for k, v in index.items() if k not in doc)
+        doc["manifests"] = [ordered_descriptor(as_dict(m)) for m in doc.get("manifests") or []]
+        schema_validate(doc, "index", str(self.path / INDEX_FILE))
+        with self.lock():
+            atomic_write(self.path / INDEX_FILE, dumps(doc))
+
+    @contextmanager
+    def edit_index(self) -> Iterator[dict]:
+        """Read-modify-write of index.json under the exclusive lock."""
+        with self.lock():
+            index = self.index()
+            yield index
+            self.write_index(index)
+
+    def tag(self, name: str, descriptor: Any) -> dict:
+        """Point tag `name` at `descriptor` (must be stored here); an existing tag of that name moves (as umoci)."""
+        check_ref_name(name)
+        desc = as_dict(descriptor)
+        for key in ("mediaType", "digest", "size"):
+            if key not in desc:
+                raise InvalidDocument(f"descriptor to tag {name!r} lacks {key!r}")
+        desc["annotations"] = {**(desc.get("annotations") or {}), REF_NAME: name}
+        desc = ordered_descriptor(desc)
+        with self.edit_index() as index:
+            if not self.has_blob(desc["digest"]):
+                raise NotFound(f"{self.where}: cannot tag {name!r}: no blob {desc['digest']}")
+            index["manifests"] = [m for m in index["manifests"]
+                                  if (m.get("annotations") or {}).get(REF_NAME) != name] + [desc]
+        return desc
+
+    def add_manifest(self, descriptor: Any) -> dict:
+        """List an untagged descriptor in index.json (kept from gc); no-op if the same digest is there untagged."""
+        desc = ordered_descriptor(as_dict(descriptor))
+        with self.edit_index() as index:
+            if not any(m.get("digest") == desc["digest"] and REF_NAME not in (m.get("annotations") or {})
+                       for m in index["manifests"]):
+                index["manifests"].append(desc)
+        return desc
+
+    def untag(self, name: str) -> dict:
+        """Remove tag `name` from index.json (its blobs stay until gc); returns the descriptor it named."""
+        with self.edit_index() as index:
+            kept, gone = [], []
+            for m in index["manifests"]:
+                (gone if (m.get("annotations") or {}).get(REF_NAME) == name else kept).append(m)
+            if not gone:
+                raise NotFound(f"{self.path / INDEX_FILE}: no tag {name!r}")
+            index["manifests"] = kept
+        return gone[0]
+
+    # -- garbage collection -----------------------------------------------------------------------------
+
+    def gc(self) -> GCResult:
+        """Remove blobs unreachable from index.json and stray temp files; returns what was removed."""
+        result = GCResult()
+        with self.lock():
+            keep = set(self.reachable())
+            blobs = self.path / BLOBS_DIR
+            for alg_dir in sorted(blobs.iterdir()) if blobs.is_dir() else []:
+                if not alg_dir.is_dir():
+                    continue
+                for entry in sorted(alg_dir.iterdir()):
+                    name = entry.name
+                    if name.startswith(_TEMP_PREFIXES) or name.endswith(_TEMP_SUFFIXES):
+                        result.temp_files.append(str(entry.relative_to(self.path)))
+                    elif f"{alg_dir.name}:{name}" in keep or not entry.is_file():
+                        continue
+                    else:
+                        result.blobs.append(f"{alg_dir.name}:{name}")
+                    result.bytes_freed += entry.stat().st_size
+                    entry.unlink()
+            for entry in sorted(self.path.iterdir()):
+                if entry.is_file() and entry.name.startswith(_TEMP_PREFIXES):
+                    result.temp_files.append(entry.name)
+                    result.bytes_freed += entry.stat().st_size
+                    entry.unlink()
+        return result
