@@ -251,8 +251,9 @@ class TokenAuth:
 
     def __init__(self, registry: str, session: requests.Session,
                  credentials: Callable[[], Credentials | None], timeout: float | tuple[float, float] = 60,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, config_file: str = "") -> None:
         self.registry = registry
+        self.config_file = config_file or str(config_path())
         self.session = session
         self._credentials_fn = credentials
         self._credentials: Credentials | None = None
@@ -296,7 +297,7 @@ class TokenAuth:
             value = self._basic()
             if value is None:
                 raise AuthError(f"unauthorized: authentication required for {self.registry} "
-                                f"(no credentials given or found in {config_path()})")
+                                f"(no credentials given or found in {self.config_file})")
             return value
         return f"Bearer {self._token(ch, scopes)}"
 

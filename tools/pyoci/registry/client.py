@@ -18,7 +18,7 @@ import requests
 from .. import digest as dg
 from .. import mediatypes as mt
 from ..errors import AuthError, DigestMismatch, NotFound, RegistryError
-from .auth import Credentials, TokenAuth, load_credentials, repo_scope, _reason
+from .auth import Credentials, TokenAuth, _reason, config_path, load_credentials, repo_scope
 
 Progress = Callable[[str, str, int, int], None]
 """progress(event, digest, done, total): events are "download", "upload" (bytes so far), "exists"
@@ -73,7 +73,7 @@ class RegistryClient:
         self.timeout = timeout
         explicit = Credentials(username or "", password or "") if (username or password) else None
         creds = (lambda: explicit) if explicit else (lambda: load_credentials(host, env))
-        self.auth = TokenAuth(host, self.session, creds, timeout=timeout)
+        self.auth = TokenAuth(host, self.session, creds, timeout=timeout, config_file=str(config_path(env)))
 
     # --- plumbing --------------------------------------------------------------------------------
 
@@ -124,8 +124,7 @@ class RegistryClient:
                 prefix = "unauthorized"
             else:
                 what, prefix = message or "requested access to the resource is denied", "denied"
-            raise AuthError(f"{prefix}: {what} for {self.host} ({method} {url}: {status}"
-                            f"{' ' + code if code else ''})", status, code or prefix.upper())
+            raise AuthError(f"{prefix}: {what} for {self.host}", status, code or prefix.upper())
         text = f"{method} {url}: {status} {code}: {message}" if code else f"{method} {url}: {status} {message}"
         raise RegistryError(text.rstrip(": "), status, code)
 
