@@ -369,7 +369,15 @@ class TokenAuth:
 
 
 def _reason(e: Exception) -> str:
+    """A short reason for a transport error (requests nests urllib3's, whose str() is a repr soup)."""
     text = str(e)
-    if "Connection refused" in text:
-        return "connection refused"
+    for needle, reason in (("Connection refused", "connection refused"), ("timed out", "timed out"),
+                           ("Name or service not known", "host name does not resolve"),
+                           ("NameResolutionError", "host name does not resolve"),
+                           ("CERTIFICATE_VERIFY_FAILED", "TLS certificate verification failed"),
+                           ("WRONG_VERSION_NUMBER", "TLS handshake failed (is it plain HTTP?)")):
+        if needle in text:
+            return reason
+    if e.args and isinstance(e.args[0], str):
+        text = e.args[0]
     return text.splitlines()[0][:200] if text else type(e).__name__

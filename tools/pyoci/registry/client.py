@@ -14,6 +14,7 @@ from typing import IO, Callable, Iterator, Mapping
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit, parse_qsl
 
 import requests
+import urllib3
 
 from .. import digest as dg
 from .. import mediatypes as mt
@@ -265,12 +266,12 @@ class RegistryClient:
                     total = start + int(resp.headers["Content-Length"])
                 self._emit("download", str(d), start, total)
                 try:
-                    for chunk in resp.iter_content(CHUNK):
+                    for chunk in _body_chunks(resp):
                         writer.write(chunk)
                         self._emit("download", str(d), writer.size, total)
-                except requests.RequestException as e:
+                except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
                     keep_partial = True  # an interrupted transfer leaves bytes worth resuming
-                    raise RegistryError(f"GET {_strip_query(resp.url)}: download of {d} interrupted after "
+                    raise RegistryError(f"GET {_strip_query(resp.url)}: download interrupted after "
                                         f"{writer.size} bytes: {_reason(e)}") from None
                 except DigestMismatch:
                     if start:
@@ -604,6 +605,17 @@ def _error_body(resp: requests.Response) -> tuple[str, str]:
         pass
     text = body.decode("utf-8", "replace").strip().splitlines()
     return "", (text[0][:200] if text else resp.reason or "")
+
+
+def _body_chunks(resp: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives: read1 hands over every byte received before a connection drops,
+    where read(n) would discard a short last chunk, and those bytes are what a resume starts from."""
+    raw = resp.raw
+    if not hasattr(raw, "read1"):  # urllib3 1.x
+        yield from resp.iter_content(CHUNK)
+        return
+    while chunk := raw.read1(CHUNK):
+        yield chunk
 
 
 def _read_limited(resp: requests.Response, limit: int, what: str) -> bytes:
