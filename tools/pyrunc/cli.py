@@ -1,0 +1,187 @@
+"""pyrunc's command line, as runc 1.1's: argparse (fast to import), one place mapping errors to messages and exit
+codes, logs as logrus writes them (text or JSON, which containerd reads)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from .errors import ConfigError, PyruncError
+
+VERSION = "0.1.0"
+DEFAULT_ROOT = "/run/pyrunc"
+
+
+class Log:
+    """runc's logging: records to --log (or stderr), text `time="" level= msg=""` or JSON."""
+
+    def __init__(self, path: str | None, fmt: str, debug: bool) -> None:
+        self.path, self.fmt, self.debug_on = path, fmt, debug
+
+    def _record(self, level: str, msg: str) -> str:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if self.fmt == "json":
+            return json.dumps({"level": level, "msg": msg, "time": now}) + "\n"
+        return f'time="{now}" level={level} msg={json.dumps(msg)}\n'
+
+    def write(self, level: str, msg: str) -> None:
+        rec = self._record(level, msg)
+        if self.path:
+            try:
+                with open(self.path, "a") as f:
+                    f.write(rec)
+            except OSError:
+                sys.stderr.write(rec)
+        else:
+            sys.stderr.write(rec)
+
+    def error(self, msg: str) -> None:
+        self.write("error", msg)
+        if self.path:  # runc prints the bare error too when the log goes to a file
+            sys.stderr.write(msg + "\n")
+
+    def warning(self, msg: str) -> None:
+        self.write("warning", msg)
+
+    def debug(self, msg: str) -> None:
+        if self.debug_on:
+            self.write("debug", msg)
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        raise ConfigError(message)
+
+
+def _bool_flag(p, *names, help=""):
+    p.add_argument(*names, action="store_true", help=help)
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="pyrunc", description="Open Container Initiative runtime (runc-compatible, in Python)")
+    p.add_argument("--root", default=DEFAULT_ROOT, help="root directory for storage of container state")
+    p.add_argument("--log", default=None, help="set the log file to write runc logs to (default is stderr)")
+    p.add_argument("--log-format", default="text", choices=("text", "json"))
+    _bool_flag(p, "--debug")
+    _bool_flag(p, "--systemd-cgroup")
+    p.add_argument("--criu", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--rootless", default=None, help=argparse.SUPPRESS)
+    p.add_argument("-v", "--version", action="store_true")
+    sub = p.add_subparsers(dest="command", parser_class=Parser)
+
+    s = sub.add_parser("spec")
+    s.add_argument("-b", "--bundle", default="")
+    _bool_flag(s, "--rootless")
+
+    def create_flags(c):
+        c.add_argument("-b", "--bundle", default="")
+        c.add_argument("--console-socket", default=None)
+        c.add_argument("--pid-file", default=None)
+        _bool_flag(c, "--no-pivot")
+        _bool_flag(c, "--no-new-keyring")
+        c.add_argument("--preserve-fds", type=int, default=0)
+        c.add_argument("id")
+
+    create_flags(sub.add_parser("create"))
+    r = sub.add_parser("run")
+    _bool_flag(r, "-d", "--detach")
+    _bool_flag(r, "--keep")
+    create_flags(r)
+    for name in ("start", "pause", "resume"):
+        sub.add_parser(name).add_argument("id")
+    st = sub.add_parser("state")
+    st.add_argument("id")
+    ls = sub.add_parser("list")
+    ls.add_argument("-f", "--format", default="table", choices=("table", "json"))
+    _bool_flag(ls, "-q", "--quiet")
+    k = sub.add_parser("kill")
+    _bool_flag(k, "-a", "--all")
+    k.add_argument("id")
+    k.add_argument("signal", nargs="?", default="SIGTERM")
+    d = sub.add_parser("delete")
+    _bool_flag(d, "-f", "--force")
+    d.add_argument("id")
+    e = sub.add_parser("exec")
+    e.add_argument("--console-socket", default=None)
+    e.add_argument("--cwd", default=None)
+    e.add_argument("-e", "--env", action="append", default=[])
+    _bool_flag(e, "-t", "--tty")
+    e.add_argument("-u", "--user", default=None)
+    e.add_argument("--additional-gids", "-g", action="append", default=[])
+    e.add_argument("-p", "--process", default=None)
+    _bool_flag(e, "-d", "--detach")
+    e.add_argument("--pid-file", default=None)
+    e.add_argument("--process-label", default=None)
+    e.add_argument("--apparmor", default=None)
+    _bool_flag(e, "--no-new-privs")
+    e.add_argument("-c", "--cap", action="append", default=[])
+    e.add_argument("--preserve-fds", type=int, default=0)
+    e.add_argument("--cgroup", action="append", default=[])
+    _bool_flag(e, "--ignore-paused")
+    e.add_argument("id")
+    e.add_argument("command", nargs=argparse.REMAINDER)
+    ps = sub.add_parser("ps")
+    ps.add_argument("-f", "--format", default="table", choices=("table", "json"))
+    ps.add_argument("id")
+    ps.add_argument("ps_args", nargs=argparse.REMAINDER)
+    ev = sub.add_parser("events")
+    _bool_flag(ev, "--stats")
+    ev.add_argument("--interval", default="5s")
+    ev.add_argument("id")
+    u = sub.add_parser("update")
+    u.add_argument("-r", "--resources", default=None)
+    for flag in ("--blkio-weight", "--cpu-period", "--cpu-quota", "--cpu-share", "--cpu-rt-period",
+                 "--cpu-rt-runtime", "--cpuset-cpus", "--cpuset-mems", "--kernel-memory", "--kernel-memory-tcp",
+                 "--memory", "--memory-reservation", "--memory-swap", "--pids-limit", "--l3-cache-schema",
+                 "--mem-bw-schema"):
+        u.add_argument(flag, default=None)
+    u.add_argument("id")
+    sub.add_parser("features")
+    return p
+
+
+PREFIXED = {"create": "create failed: ", "run": "run failed: "}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    log = Log(None, "text", False)
+    command = ""
+    try:
+        args = build_parser().parse_args(argv)
+        log = Log(args.log, args.log_format, args.debug)
+        if args.version:
+            sys.stdout.write(f"pyrunc version {VERSION}\nspec: 1.0.2-dev\n")
+            return 0
+        command = args.command or ""
+        if not command:
+            raise ConfigError("no command given (try --help)")
+        if args.systemd_cgroup:
+            raise ConfigError("systemd cgroup driver is not supported yet (--systemd-cgroup)")
+        from . import commands
+
+        return getattr(commands, "cmd_" + command)(args, log)
+    except PyruncError as e:
+        log.error(("pyrunc " + PREFIXED[command] if command in PREFIXED else "") + e.message)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except OSError as e:
+        log.error(("pyrunc " + PREFIXED[command] if command in PREFIXED else "") + str(e))
+        return 1
+    except Exception as e:  # noqa: BLE001 - never a traceback for a user
+        if os.environ.get("PYRUNC_TRACEBACK"):
+            raise
+        log.error(f"internal error: {type(e).__name__}: {e}")
+        return 1
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""Container lifecycle on the runtime side (the parent): create, start, run, kill, delete."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from . import sync
+from .errors import ConfigError, NotFoundError, PyruncError, RuntimeFailure, StateError
+from .specconv import Spec
+from .state import FIFO, ContainerState, check_id, proc_start_time, rfc3339nano
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    root: str
+    id: str
+    bundle: str
+    console_socket: str | None = None
+    pid_file: str | None = None
+    no_pivot: bool = False
+    preserve_fds: int = 0
+    detach: bool = True  # create, run -d
+    foreground_tty: bool = False  # run in the foreground with a terminal: keep the master here
+
+
+def _validate_extras(spec: Spec) -> None:
+    """The other modules' checks, before anything is set up."""
+    proc = spec.process
+    if proc.capabilities:
+        from . import capabilities
+
+        capabilities.validate(proc.capabilities)
+    if proc.rlimits:
+        from . import rlimits
+
+        rlimits.validate(list(proc.rlimits))
+    if spec.linux.seccomp:
+        from . import seccomp
+
+        seccomp.validate(spec.linux.seccomp)
+    if spec.linux.namespace("mount") is None:
+        raise ConfigError("pyrunc requires a mount namespace (linux.namespaces has no \"mount\")")
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), "." + os.path.basename(path))
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.replace(tmp, path)
+
+
+def _close_extra_fds(keep: int) -> None:
+    """The init inherits only stdio and --preserve-fds (3 .. 3+N-1); everything else is close-on-exec."""
+    try:
+        fds = [int(x) for x in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        if fd > 2 + keep:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+        elif fd > 2:
+            try:
+                os.set_inheritable(fd, True)
+            except OSError:
+                pass
+
+
+def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]:
+    """Set everything up and park the init on the exec FIFO; returns the state and (foreground tty) the master."""
+    from . import init, rootfs
+
+    check_id(opts.id)
+    _validate_extras(spec)
+    rootfs.check_mounts(spec)
+    if spec.process.terminal or opts.console_socket:
+        from . import console
+
+        console.check_socket(opts.console_socket, spec.process.terminal, opts.detach)
+    os.makedirs(opts.root, 0o700, exist_ok=True)
+    cdir = os.path.join(opts.root, opts.id)
+    try:
+        os.mkdir(cdir, 0o711)
+    except FileExistsError:
+        raise StateError("container with given ID already exists") from None
+    manager = None
+    child = init_pid = 0
+    master = None
+    try:
+        os.mkfifo(os.path.join(cdir, FIFO), 0o622)
+        manager = _new_manager(spec, opts.id)
+        parent_sock, child_sock = sync.pair()
+        _close_extra_fds(opts.preserve_fds)
+        child = os.fork()
+        if child == 0:
+            parent_sock.close()
+            init.bootstrap(spec, child_sock, cdir, opts.no_pivot)
+            os._exit(1)  # not reached
+        child_sock.close()
+        with parent_sock:
+            if manager is not None:
+                manager.apply(child)
+                if spec.linux.resources:
+                    manager.set(spec.linux.resources)
+            sync.send(parent_sock, "go")
+            created = rfc3339nano(time.time_ns())
+            while True:
+                msg, fds = sync.recv(parent_sock)
+                kind = msg["t"]
+                if kind == "maps":
+                    _write_id_maps(child, spec)
+                    sync.send(parent_sock, "maps-done")
+                elif kind == "pid":
+                    init_pid = msg["pid"]
+                    os.waitpid(child, 0)
+                    child = 0
+                elif kind == "hooks":
+                    from . import hooks
+
+                    st = _oci_state(spec, opts, init_pid, created, "creating")
+                    hooks.run("prestart", spec.hooks.get("prestart", ()), st)
+                    hooks.run("createRuntime", spec.hooks.get("createRuntime", ()), st)
+                    sync.send(parent_sock, "hooks-done")
+                elif kind == "console":
+                    master = fds[0]
+                    if opts.console_socket:
+                        from . import console
+
+                        console.send_to_socket(opts.console_socket, master)
+                        os.close(master)
+                        master = None
+                elif kind == "ready":
+                    break
+        start = proc_start_time(init_pid)
+        st = ContainerState(
+            id=opts.id, dir=cdir, pid=init_pid, start_time=start[0] if start else 0, created=created,
+            bundle=opts.bundle, rootfs=spec.rootfs, annotations=spec.annotations, config=spec.raw,
+            cgroup=manager.to_state() if manager is not None else None,
+            namespaces=[ns.type for ns in spec.linux.namespaces],
+        )
+        st.save()
+        if opts.pid_file:
+            _write_pid_file(opts.pid_file, init_pid)
+        return st, master
+    except BaseException:
+        for pid in (init_pid, child):
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if child:
+            try:
+                os.waitpid(child, 0)
+            except ChildProcessError:
+                pass
+        if init_pid:
+            _wait_gone(init_pid, 2.0)
+        if manager is not None:
+            try:
+                manager.destroy()
+            except Exception:  # best effort: the original error matters
+                pass
+        if master is not None:
+            os.close(master)
+        _remove_dir(cdir)
+        raise
+
+
+def _new_manager(spec: Spec, cid: str):
+    """The cgroup manager for the container (None only while the cgroups package is not installed)."""
+    try:
+        from . import cgroups
+    except ImportError:
+        return None
+    new = getattr(cgroups, "new_manager", None)
+    if new is None:
+        return None
+    return new(spec.linux.cgroups_path, cid, spec.linux.resources)
+
+
+def _write_id_maps(pid: int, spec: Spec) -> None:
+    def fmt(maps) -> str:
+        return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
+
+    try:
+        with open(f"/proc/{pid}/uid_map", "w") as f:
+            f.write(fmt(spec.linux.uid_mappings))
+        with open(f"/proc/{pid}/gid_map", "w") as f:
+            f.write(fmt(spec.linux.gid_mappings))
+    except OSError as e:
+        raise RuntimeFailure(f"failed to write uid/gid mappings: {e.strerror.lower()}") from None
+
+
+def _oci_state(spec: Spec, opts: CreateOptions, pid: int, created: str, status: str) -> dict:
+    doc = {"ociVersion": "1.0.2-dev", "id": opts.id, "pid": pid, "status": status, "bundle": opts.bundle,
+           "rootfs": spec.rootfs, "created": created, "owner": ""}
+    if spec.annotations:
+        doc["annotations"] = spec.annotations
+    return doc
+
+
+def _remove_dir(cdir: str) -> None:
+    import shutil
+
+    shutil.rmtree(cdir, ignore_errors=True)
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Wait for pid to exit (reaping it if it is our child); True when it is gone or a zombie."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        st = proc_start_time(pid)
+        if st is None or st[1] in ("Z", "X"):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+
+
+def start(st: ContainerState) -> None:
+    status = st.status()
+    if status == "stopped":
+        raise StateError("cannot start a container that has stopped")
+    if status != "created":
+        raise StateError("cannot start an already running container")
+    fifo = os.path.join(st.dir, FIFO)
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise StateError("cannot start an already running container") from None
+    try:
+        data = os.read(fd, 16)
+    finally:
+        os.close(fd)
+    try:
+        os.unlink(fifo)
+    except FileNotFoundError:
+        pass
+    if not data:
+        raise StateError("cannot start an already running container")
+    hooks_cfg = (st.config.get("hooks") or {}).get("poststart")
+    if hooks_cfg:
+        from . import hooks, specconv
+
+        spec = specconv.convert(st.config, st.bundle, validate=False)
+        try:
+            hooks.run("poststart", spec.hooks["poststart"], st.oci_state("running"))
+        except PyruncError:
+            kill(st, signal.SIGKILL, all_procs=False, check=False)
+            raise
+
+
+SIGNALS = {name[3:]: int(getattr(signal, name)) for name in dir(signal)
+           if name.startswith("SIG") and not name.startswith("SIG_") and name not in ("SIGCLD", "SIGPOLL", "SIGIOT")}
+
+
+def parse_signal(text: str) -> int:
+    if text.isdigit():
+        n = int(text)
+        if n <= 0 or n > 64:
+            raise ConfigError(f"unknown signal {text!r}")
+        return n
+    name = text.upper()
+    if name.startswith("SIG"):
+        name = name[3:]
+    if name not in SIGNALS:
+        raise ConfigError(f"unknown signal {text!r}")
+    return SIGNALS[name]
+
+
+def kill(st: ContainerState, sig: int, all_procs: bool, check: bool = True) -> None:
+    status = st.status()
+    if check and status == "stopped":
+        raise StateError("container not running")
+    if all_procs and st.cgroup:
+        mgr = st.cgroup_manager()
+        pids = mgr.pids() if mgr is not None else [st.pid]
+        frozen = status == "paused"
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if frozen and sig == signal.SIGKILL and mgr is not None:
+            mgr.thaw()
+        return
+    if not st.alive():
+        if check:
+            raise StateError("container not running")
+        return
+    try:
+        os.kill(st.pid, sig)
+    except ProcessLookupError:
+        if check:
+            raise StateError("container not running") from None
+
+
+def delete(st: ContainerState, force: bool) -> None:
+    status = st.status()
+    if status in ("running", "paused") and not force:
+        raise StateError(f"cannot delete container {st.id} that is not stopped: {status}")
+    if status != "stopped":
+        mgr = st.cgroup_manager() if st.cgroup else None
+        if mgr is not None:
+            for pid in mgr.pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if status == "paused":
+                mgr.thaw()
+        kill(st, signal.SIGKILL, all_procs=False, check=False)
+        _wait_gone(st.pid, 5.0)
+    destroy(st)
+
+
+def destroy(st: ContainerState) -> None:
+    """Remove cgroups and state, then run the poststop hooks (errors from hooks are reported after cleanup)."""
+    mgr = None
+    if st.cgroup:
+        try:
+            mgr = st.cgroup_manager()
+        except PyruncError:
+            mgr = None
+    if mgr is not None:
+        deadline = time.monotonic() + 2
+        while True:
+            try:
+                mgr.destroy()
+                break
+            except PyruncError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+    _remove_dir(st.dir)
+    hooks_cfg = (st.config.get("hooks") or {}).get("poststop")
+    if hooks_cfg:
+        from . import hooks, specconv
+
+        spec = specconv.convert(st.config, st.bundle, validate=False)
+        hooks.run("poststop", spec.hooks["poststop"], st.oci_state("stopped"))
+
+
+def load(root: str, cid: str) -> ContainerState:
+    try:
+        return ContainerState.load(root, cid)
+    except NotFoundError:
+        raise

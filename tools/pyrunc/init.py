@@ -1,0 +1,167 @@
+"""The container side of `create`: runs in the forked children, never returns.
+
+bootstrap (child C): waits for the parent to place it in the cgroup, enters the user namespace (the parent writes
+the id maps), joins/unshares the other namespaces and forks the init G (pid 1 of a new pid namespace), reports
+G's pid and exits.  container_init (G): rootfs, hooks, pivot_root, hostname, sysctl, console, user, caps,
+rlimits; then reports "ready", parks on the exec FIFO until `start`, and execs the process.
+Every failure goes back to the parent as one "error" message so `create` prints a one-line error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from . import namespaces, sync
+from . import syscalls as sc
+from .errors import PyruncError
+from .specconv import Spec
+
+
+def _fail(sock, msg: str) -> None:
+    try:
+        sync.send(sock, "error", msg=msg)
+    except OSError:
+        pass
+    os._exit(1)
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, PyruncError):
+        return e.message
+    if isinstance(e, OSError):
+        return f"{e.strerror.lower() if e.strerror else e}" + (f": {e.filename}" if e.filename else "")
+    return f"{type(e).__name__}: {e}"
+
+
+def bootstrap(spec: Spec, sock, state_dir: str, no_pivot: bool) -> None:
+    try:
+        sync.recv(sock, "go")
+        kinds = {ns.type for ns in spec.linux.namespaces}
+        userns = spec.linux.namespace("user")
+        if userns is not None:
+            if userns.path:
+                namespaces.join("user", userns.path)
+            else:
+                namespaces.unshare((userns,), {"user"})
+                sync.send(sock, "maps")
+                sync.recv(sock, "maps-done")
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        for kind in namespaces.ORDER:
+            ns = spec.linux.namespace(kind)
+            if ns is not None and ns.path and kind != "user":
+                namespaces.join(kind, ns.path)
+        namespaces.unshare(spec.linux.namespaces, kinds - {"user"})
+        if spec.linux.time_offsets and "time" in kinds:
+            namespaces.write_time_offsets(spec.linux.time_offsets)
+        pid = os.fork()
+        if pid == 0:
+            container_init(spec, sock, state_dir, no_pivot, userns is not None)
+        sync.send(sock, "pid", pid=pid)
+        os._exit(0)
+    except BaseException as e:  # noqa: BLE001 - everything must reach the parent as one line
+        _fail(sock, _message(e))
+
+
+def container_init(spec: Spec, sock, state_dir: str, no_pivot: bool, in_userns: bool) -> None:
+    try:
+        _init(spec, sock, state_dir, no_pivot, in_userns)
+    except BaseException as e:  # noqa: BLE001
+        _fail(sock, _message(e))
+
+
+def _init(spec: Spec, sock, state_dir: str, no_pivot: bool, in_userns: bool) -> None:
+    from . import process, rootfs
+
+    proc = spec.process
+    bundle = os.getcwd()  # create chdir'd to the bundle
+    os.setsid()
+    fifo = os.open(os.path.join(state_dir, "exec.fifo"), os.O_PATH | os.O_CLOEXEC)
+    if spec.linux.namespace("mount") is not None:
+        rootfs.prepare(spec, in_userns)
+    if spec.hooks.get("prestart") or spec.hooks.get("createRuntime"):
+        sync.send(sock, "hooks")
+        sync.recv(sock, "hooks-done")
+    if spec.hooks.get("createContainer"):
+        from . import hooks
+
+        hooks.run("createContainer", spec.hooks["createContainer"], _state(spec, state_dir, bundle, "created"))
+    if spec.linux.namespace("mount") is not None:
+        rootfs.finalize(spec, no_pivot)
+    else:
+        os.chroot(spec.rootfs)
+        os.chdir("/")
+    if spec.hostname:
+        sc.sethostname(spec.hostname)
+    if spec.domainname:
+        sc.setdomainname(spec.domainname)
+    for key, value in spec.linux.sysctl.items():
+        try:
+            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(value)
+        except OSError as e:
+            raise PyruncError(f"write sysctl {key}: {e.strerror.lower()}") from None
+    if proc.terminal:
+        from . import console
+
+        master, slave = console.open_pty()
+        if proc.console_size:
+            console.set_size(master, *proc.console_size)
+        sync.send(sock, "console", fds=[master])
+        os.close(master)
+        console.attach_slave(slave)
+    process.oom_score_adj(proc.oom_score_adj)
+    if spec.linux.personality:
+        sc.personality({"LINUX": 0, "LINUX32": 0x0008}.get(spec.linux.personality.get("domain", "LINUX"), 0))
+    process.apply_rlimits(proc)
+    try:
+        os.chdir(proc.cwd)
+    except OSError as e:
+        raise PyruncError(f"chdir to cwd ({proc.cwd!r}) set in config.json failed: {e.strerror.lower()}") from None
+    process.drop_bounding(proc)
+    process.set_user(proc.user)
+    process.apply_caps(proc)
+    process.no_new_privs(proc)
+    try:
+        path, argv, env = process.prepare_exec(proc)
+    except PyruncError as e:
+        raise PyruncError(f"unable to start container process: {e.message}") from None
+    if spec.linux.seccomp:
+        from . import seccomp
+
+        seccomp_spec = spec.linux.seccomp
+    else:
+        seccomp_spec = None
+    sync.send(sock, "ready")
+    sock.close()
+    # Park until `start` opens the FIFO for reading (the path is reached through our O_PATH fd after pivot_root).
+    w = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(w, b"0")
+    os.close(fifo)
+    if spec.hooks.get("startContainer"):
+        from . import hooks
+
+        hooks.run("startContainer", spec.hooks["startContainer"], _state(spec, state_dir, bundle, "running"))
+    if seccomp_spec is not None:
+        seccomp.install(seccomp_spec)
+    _reset_signals()
+    os.execve(path, argv, env)
+
+
+def _reset_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ; an ignored disposition survives execve, so restore the defaults."""
+    import signal
+
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def _state(spec: Spec, state_dir: str, bundle: str, status: str) -> dict:
+    from .state import OCI_VERSION
+
+    doc = {"ociVersion": OCI_VERSION, "id": os.path.basename(state_dir), "pid": os.getpid(), "status": status,
+           "bundle": bundle, "rootfs": spec.rootfs, "owner": ""}
+    if spec.annotations:
+        doc["annotations"] = spec.annotations
+    return doc
