@@ -1,0 +1,51 @@
+"""Container cgroups as runc 1.1's cgroupfs driver makes them: v1 (legacy and hybrid hosts) or v2 (unified).
+
+Use: ``m = new_manager(spec_linux.get("cgroupsPath"), container_id, spec_linux.get("resources"),
+linux_devices=spec_linux.get("devices"))``, then ``m.apply(pid)`` (creates the cgroups, moves pid in, writes the
+resources and the device allow list), later ``m.set(resources)`` for `update`, ``m.freeze()/thaw()``,
+``m.stats()``, ``m.destroy()``.  ``m.to_state()`` is JSON for state.json; ``load(state)`` reopens it.
+"""
+
+from __future__ import annotations
+
+from pyrunc.errors import ConfigError
+
+from . import fs
+
+
+def inner_path(cgroups_path: str | None, container_id: str) -> str:
+    """The cgroup name runc uses: cgroupsPath cleaned (absolute or relative to ours), or the container id."""
+    if cgroups_path and _is_systemd(cgroups_path):
+        raise ConfigError(f"linux.cgroupsPath {cgroups_path!r}: systemd cgroup driver is not supported yet")
+    return fs.clean_path(cgroups_path or "") or container_id
+
+
+def _is_systemd(path: str) -> bool:
+    parts = path.split(":")
+    return len(parts) == 3 and not path.startswith("/") and (parts[0] == "" or parts[0].endswith(".slice"))
+
+
+def new_manager(cgroups_path: str | None, container_id: str, resources: dict | None = None,
+                linux_devices: list[dict] | None = None):
+    """A V1Manager or V2Manager for the host's cgroup mode (hybrid hosts use v1, plus the cgroup2 directory)."""
+    inner = inner_path(cgroups_path, container_id)
+    mounts = fs.mounts()
+    own = fs.own_cgroups()
+    if fs.mode(mounts) == "unified":
+        from .v2 import V2Manager, resolve_path
+
+        return V2Manager(resolve_path(inner, mounts, own), resources, linux_devices)
+    from .v1 import V1Manager, resolve_paths
+
+    return V1Manager(resolve_paths(inner, mounts, own), resources, linux_devices)
+
+
+def load(state: dict):
+    """The manager saved by ``to_state()``."""
+    if state.get("version") == 2:
+        from .v2 import V2Manager
+
+        return V2Manager(state["path"], None, state.get("linux_devices"))
+    from .v1 import V1Manager
+
+    return V1Manager(dict(state["paths"]), None, state.get("linux_devices"))
