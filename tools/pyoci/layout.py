@@ -37,7 +37,6 @@ BLOBS_DIR = "blobs"
 # The image-spec grammar for ref.name values (umoci enforces the same one).
 _COMPONENT = r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*"
 _REF_NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_LAYOUT_VERSION_RE = re.compile(r"^1\.\d+\.\d+$")
 
 # Key order of Go's image-spec structs, which umoci and skopeo serialise: keeps our JSON familiar.
 _DESCRIPTOR_ORDER = ("mediaType", "digest", "size", "urls", "annotations", "data", "platform", "artifactType")
@@ -237,10 +236,10 @@ def check_layout_file(data: bytes, where: str) -> dict:
     doc = _load_json(data, where)
     if not isinstance(doc, dict):
         raise InvalidDocument(f"{where}: want a JSON object")
+    version = doc.get("imageLayoutVersion")
+    if isinstance(version, str) and version != mt.OCI_LAYOUT_VERSION:
+        raise InvalidDocument(f"{where}: unsupported imageLayoutVersion {version!r} (want {mt.OCI_LAYOUT_VERSION!r})")
     schema_validate(doc, "layout", where)
-    version = doc["imageLayoutVersion"]
-    if not _LAYOUT_VERSION_RE.match(version):
-        raise InvalidDocument(f"{where}: unsupported imageLayoutVersion {version!r} (want 1.x.y)")
     return doc
 
 
@@ -412,7 +411,7 @@ class BlobSource:
         except OCIError as e:
             return [str(e)]
         seen: set[str] = set()
-        stack = [dict(m) for m in index["manifests"]]
+        stack = [dict(m) for m in reversed(index["manifests"])]  # popped in index order
         while stack:
             desc = stack.pop()
             dg = desc.get("digest", "")
@@ -448,7 +447,7 @@ class BlobSource:
                 out.extend(f"{label}: {p}" for p in schema_errors(doc, name))
             if media_type in mt.INDEX_TYPES + mt.MANIFEST_TYPES and doc.get("mediaType", media_type) != media_type:
                 out.append(f"{label}: document says mediaType {doc.get('mediaType')!r}")
-            stack.extend(children(desc, doc))
+            stack.extend(reversed(children(desc, doc)))
         return out
 
     def validate(self, verify_digests: bool = True) -> None:
