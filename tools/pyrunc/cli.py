@@ -122,7 +122,7 @@ def build_parser() -> Parser:
     e.add_argument("--cgroup", action="append", default=[])
     _bool_flag(e, "--ignore-paused")
     e.add_argument("id")
-    e.add_argument("command", nargs=argparse.REMAINDER)
+    e.add_argument("argv", nargs=argparse.REMAINDER)
     ps = sub.add_parser("ps")
     ps.add_argument("-f", "--format", default="table", choices=("table", "json"))
     ps.add_argument("id")
@@ -143,7 +143,7 @@ def build_parser() -> Parser:
     return p
 
 
-PREFIXED = {"create": "create failed: ", "run": "run failed: "}
+PREFIXED = {"create": "create failed: ", "run": "run failed: ", "exec": "exec failed: "}
 
 
 def main(argv: list[str] | None = None) -> int:

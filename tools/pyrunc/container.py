@@ -94,6 +94,7 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
     try:
         os.mkfifo(os.path.join(cdir, FIFO), 0o622)
         manager = _new_manager(spec, opts.id)
+        init.preload(spec.process.terminal, bool(spec.hooks), bool(spec.linux.seccomp))
         parent_sock, child_sock = sync.pair()
         _close_extra_fds(opts.preserve_fds)
         child = os.fork()
@@ -104,9 +105,7 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
         child_sock.close()
         with parent_sock:
             if manager is not None:
-                manager.apply(child)
-                if spec.linux.resources:
-                    manager.set(spec.linux.resources)
+                manager.apply(child)  # also writes the resources and the device rules
             sync.send(parent_sock, "go")
             created = rfc3339nano(time.time_ns())
             while True:
@@ -181,7 +180,7 @@ def _new_manager(spec: Spec, cid: str):
     new = getattr(cgroups, "new_manager", None)
     if new is None:
         return None
-    return new(spec.linux.cgroups_path, cid, spec.linux.resources)
+    return new(spec.linux.cgroups_path, cid, spec.linux.resources, (spec.raw.get("linux") or {}).get("devices"))
 
 
 def _write_id_maps(pid: int, spec: Spec) -> None:

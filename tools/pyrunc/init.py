@@ -18,6 +18,34 @@ from .errors import PyruncError
 from .specconv import Spec
 
 
+def preload(terminal: bool, hooks: bool, seccomp: bool) -> None:
+    """Import now every module the children need later: after setns(mnt) or pivot_root the interpreter's
+    files are out of reach, so a lazy import there would fail."""
+    import array  # noqa: F401 - socket.send_fds imports it lazily
+
+    from . import capabilities, process, rlimits, rootfs, devices  # noqa: F401
+
+    if terminal:
+        import termios  # noqa: F401
+
+        from . import console  # noqa: F401
+    if hooks:
+        import subprocess  # noqa: F401
+
+        from . import hooks as _hooks  # noqa: F401
+    if seccomp:
+        from . import seccomp as _seccomp
+
+        loader = getattr(_seccomp, "preload", None)
+        if loader is not None:
+            loader()
+        else:
+            try:
+                import pyseccomp  # noqa: F401
+            except ImportError:
+                pass
+
+
 def _fail(sock, msg: str) -> None:
     try:
         sync.send(sock, "error", msg=msg)
