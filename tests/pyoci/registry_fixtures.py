@@ -131,6 +131,30 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
         yield reg
 
 
+# --- the peers' command lines -------------------------------------------------------------------------
+
+
+def skopeo(*args: str) -> str:
+    proc = subprocess.run([require("skopeo"), "--insecure-policy", *args], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, f"skopeo {' '.join(args)} failed: {proc.stderr}"
+    return proc.stdout
+
+
+def umoci_image(tmp_path: Path) -> Path:
+    umoci = require("umoci")
+    src = tmp_path / "src"
+    (src / "etc").mkdir(parents=True)
+    (src / "etc" / "hello").write_text("hello from umoci\n")
+    (src / "bin").mkdir()
+    (src / "bin" / "tool").write_bytes(b"\x7fELF not really")
+    layout = tmp_path / "layout"
+    for cmd in (["init", "--layout", str(layout)], ["new", "--image", f"{layout}:t"],
+                ["insert", "--image", f"{layout}:t", str(src), "/"]):
+        subprocess.run([umoci, *cmd], check=True, capture_output=True, timeout=60)
+    return layout
+
+
 # --- an in-process fake registry / token server ------------------------------------------------------
 
 Reply = tuple[int, dict[str, str], bytes]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import subprocess
 import tarfile
 from pathlib import Path
 
@@ -15,31 +14,10 @@ import pytest
 from pyoci import digest as dg
 from pyoci import mediatypes as mt
 from pyoci.registry import RegistryClient
-from tests.pyoci.registry_fixtures import Registry, registry  # noqa: F401  (fixture)
-from tests.support import assert_valid, require
+from tests.pyoci.registry_fixtures import Registry, registry, skopeo, umoci_image  # noqa: F401  (fixture)
+from tests.support import assert_valid
 
 pytestmark = pytest.mark.interop
-
-
-def skopeo(*args: str) -> str:
-    proc = subprocess.run([require("skopeo"), "--insecure-policy", *args], capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, f"skopeo {' '.join(args)} failed: {proc.stderr}"
-    return proc.stdout
-
-
-def umoci_image(tmp_path: Path) -> Path:
-    umoci = require("umoci")
-    src = tmp_path / "src"
-    (src / "etc").mkdir(parents=True)
-    (src / "etc" / "hello").write_text("hello from umoci\n")
-    (src / "bin").mkdir()
-    (src / "bin" / "tool").write_bytes(b"\x7fELF not really")
-    layout = tmp_path / "layout"
-    for cmd in (["init", "--layout", str(layout)], ["new", "--image", f"{layout}:t"],
-                ["insert", "--image", f"{layout}:t", str(src), "/"]):
-        subprocess.run([umoci, *cmd], check=True, capture_output=True, timeout=60)
-    return layout
 
 
 def _tar_files(raw: bytes) -> dict[str, bytes | None]:
