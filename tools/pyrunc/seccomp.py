@@ -1,0 +1,247 @@
+"""OCI `linux.seccomp` with libseccomp (through the pyseccomp binding), converted and installed as runc 1.1 does.
+
+``validate(spec)`` at create time raises ConfigError with runc's messages (unknown action, operator or arch,
+argument index > 5, NOTIFY misuse) and returns the syscall names this libseccomp does not know: runc skips
+those rules (with a debug log), so do we.
+
+``install(spec)`` builds and loads the filter in the container init. Call it where runc does:
+- without ``process.noNewPrivileges``: before the capabilities are dropped (loading a filter without NNP needs
+  CAP_SYS_ADMIN), i.e. before ``capabilities.apply``;
+- with ``noNewPrivileges``: as late as possible, right before execve, after PR_SET_NO_NEW_PRIVS.
+The filter does not set NNP itself (runc unsets libseccomp's NNP attribute). It returns the listener fd when a
+rule uses SCMP_ACT_NOTIFY (then ``send_to_listener`` hands it to ``listenerPath``), else -1.
+
+pyseccomp is imported inside the functions: pyrunc's start-up does not pay for it when there is no seccomp.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+
+from pyrunc.errors import ConfigError, RuntimeFailure
+
+# runc 1.1's tables (libcontainer/seccomp/config.go); `runc features` prints them.
+ACTIONS = ("SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
+           "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP")
+OPERATORS = {"SCMP_CMP_NE": "NE", "SCMP_CMP_LT": "LT", "SCMP_CMP_LE": "LE", "SCMP_CMP_EQ": "EQ",
+             "SCMP_CMP_GE": "GE", "SCMP_CMP_GT": "GT", "SCMP_CMP_MASKED_EQ": "MASKED_EQ"}
+ARCHES = {"SCMP_ARCH_X86": "X86", "SCMP_ARCH_X86_64": "X86_64", "SCMP_ARCH_X32": "X32", "SCMP_ARCH_ARM": "ARM",
+          "SCMP_ARCH_AARCH64": "AARCH64", "SCMP_ARCH_MIPS": "MIPS", "SCMP_ARCH_MIPS64": "MIPS64",
+          "SCMP_ARCH_MIPS64N32": "MIPS64N32", "SCMP_ARCH_MIPSEL": "MIPSEL", "SCMP_ARCH_MIPSEL64": "MIPSEL64",
+          "SCMP_ARCH_MIPSEL64N32": "MIPSEL64N32", "SCMP_ARCH_PPC": "PPC", "SCMP_ARCH_PPC64": "PPC64",
+          "SCMP_ARCH_PPC64LE": "PPC64LE", "SCMP_ARCH_S390": "S390", "SCMP_ARCH_S390X": "S390X"}
+# Filter flags and the libseccomp attribute that sets each (TSYNC is accepted and ignored, as in runc).
+FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": None, "SECCOMP_FILTER_FLAG_LOG": "CTL_LOG",
+         "SECCOMP_FILTER_FLAG_SPEC_ALLOW": "CTL_SSB"}
+MAX_ARGS = 6
+
+
+@dataclass
+class Arg:
+    index: int
+    op: str
+    value: int
+    value_two: int = 0
+
+
+@dataclass
+class Syscall:
+    name: str
+    action: str
+    errno_ret: int | None = None
+    args: list[Arg] = field(default_factory=list)
+
+
+@dataclass
+class Profile:
+    """linux.seccomp flattened as runc's configs.Seccomp: one Syscall per name."""
+
+    default_action: str
+    default_errno_ret: int | None
+    architectures: list[str]
+    flags: list[str]
+    syscalls: list[Syscall]
+    listener_path: str = ""
+    listener_metadata: str = ""
+
+
+def parse(spec: dict | None) -> Profile | None:
+    """The profile, or None when seccomp is off (no spec, or neither defaultAction nor syscalls, as runc)."""
+    if not spec or (not spec.get("defaultAction") and not spec.get("syscalls")):
+        return None
+    for flag in spec.get("flags") or ():
+        if flag not in FLAGS:
+            raise ConfigError(f"seccomp flag {flag} is not known to runc")
+    for arch in spec.get("architectures") or ():
+        if arch not in ARCHES:
+            raise ConfigError(f"string {arch} is not a valid arch for seccomp")
+    default = spec.get("defaultAction", "")
+    if default not in ACTIONS:
+        raise ConfigError(f"string {default} is not a valid action for seccomp")
+    calls: list[Syscall] = []
+    for i, rule in enumerate(spec.get("syscalls") or ()):
+        action = rule.get("action", "")
+        if action not in ACTIONS:
+            raise ConfigError(f"string {action} is not a valid action for seccomp")
+        args = []
+        for arg in rule.get("args") or ():
+            op = arg.get("op", "")
+            if op not in OPERATORS:
+                raise ConfigError(f"string {op} is not a valid operator for seccomp")
+            args.append(Arg(arg.get("index", 0), op, arg.get("value", 0), arg.get("valueTwo", 0)))
+        for name in rule.get("names") or ():
+            calls.append(Syscall(name, action, rule.get("errnoRet"), args))
+    return Profile(default, spec.get("defaultErrnoRet"), list(spec.get("architectures") or ()),
+                   list(spec.get("flags") or ()), calls, spec.get("listenerPath", ""),
+                   spec.get("listenerMetadata", ""))
+
+
+def _check(p: Profile) -> None:
+    """The errors runc only finds while initialising seccomp, found at create time instead."""
+    if p.default_action == "SCMP_ACT_NOTIFY":
+        raise ConfigError("SCMP_ACT_NOTIFY cannot be used as default action")
+    notify = False
+    for call in p.syscalls:
+        if not call.name:
+            raise ConfigError("empty string is not a valid syscall")
+        for arg in call.args:
+            if not 0 <= arg.index < MAX_ARGS:
+                raise ConfigError(f"error creating seccomp syscall condition for syscall {call.name}: "
+                                  f"syscalls only have up to {MAX_ARGS} arguments ({arg.index} given)")
+        if call.action == "SCMP_ACT_NOTIFY":
+            notify = True
+            if call.name == "write":
+                raise ConfigError("SCMP_ACT_NOTIFY cannot be used for the write syscall")
+    if notify and not p.listener_path:
+        raise ConfigError("listenerPath is not set")
+
+
+def validate(spec: dict | None) -> list[str]:
+    """ConfigError for what runc refuses; returns the syscall names unknown here (their rules are skipped)."""
+    p = parse(spec)
+    if p is None:
+        return []
+    _check(p)
+    import pyseccomp
+
+    return sorted({c.name for c in p.syscalls if pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, c.name) < 0})
+
+
+def action_value(action: str, errno_ret: int | None) -> int:
+    """The libseccomp action word: ERRNO and TRACE carry errnoRet (EPERM when unset), KILL is KILL_THREAD."""
+    import pyseccomp as sc
+
+    ret = errno.EPERM if errno_ret is None else errno_ret
+    if action == "SCMP_ACT_ERRNO":
+        return sc.ERRNO(ret)
+    if action == "SCMP_ACT_TRACE":
+        return sc.TRACE(ret)
+    return {"SCMP_ACT_KILL": sc.KILL_THREAD, "SCMP_ACT_KILL_THREAD": sc.KILL_THREAD,
+            "SCMP_ACT_KILL_PROCESS": sc.KILL_PROCESS, "SCMP_ACT_TRAP": sc.TRAP, "SCMP_ACT_ALLOW": sc.ALLOW,
+            "SCMP_ACT_LOG": sc.LOG, "SCMP_ACT_NOTIFY": sc.NOTIFY}[action]
+
+
+def _reason(e: OSError) -> str:
+    return os.strerror(e.errno).lower() if e.errno else str(e)
+
+
+def build(spec: dict):
+    """A pyseccomp.SyscallFilter for `spec` (not loaded), or None when seccomp is off."""
+    import pyseccomp as sc
+
+    p = parse(spec)
+    if p is None:
+        return None
+    _check(p)
+    default = action_value(p.default_action, p.default_errno_ret)
+    try:
+        f = sc.SyscallFilter(default)
+    except OSError as e:
+        raise RuntimeFailure(f"error creating filter: {_reason(e)}") from None
+    for arch in p.architectures:
+        try:
+            f.add_arch(getattr(sc.Arch, ARCHES[arch]))
+        except OSError as e:
+            if e.errno != errno.EEXIST:  # the native arch is always there already
+                raise RuntimeFailure(f"error adding architecture to seccomp filter: {_reason(e)}") from None
+    for flag in p.flags:
+        attr = FLAGS[flag]
+        if attr is None:
+            continue
+        try:
+            f.set_attr(getattr(sc.Attr, attr), 1)
+        except OSError as e:
+            what = "log" if attr == "CTL_LOG" else "SSB"
+            raise RuntimeFailure(f"error adding {what} flag to seccomp filter: {_reason(e)}") from None
+    if len(p.syscalls) > 32:
+        try:
+            f.set_attr(sc.Attr.CTL_OPTIMIZE, 2)  # libseccomp's binary tree for long lists, as runc
+        except OSError:
+            pass
+    f.set_attr(sc.Attr.CTL_NNP, 0)  # NNP is the caller's business (process.noNewPrivileges)
+    ops = {name: getattr(sc, attr) for name, attr in OPERATORS.items()}
+    for call in p.syscalls:
+        act = action_value(call.action, call.errno_ret)
+        if act == default:
+            continue  # redundant with the default action: runc skips it (libseccomp would refuse it)
+        nr = sc.resolve_syscall(sc.Arch.NATIVE, call.name)
+        if nr == -1:
+            continue  # unknown to this libseccomp: ignored, as runc does
+        conds = [sc.Arg(a.index, ops[a.op], a.value, a.value_two) for a in call.args]
+        # Two conditions on the same argument cannot be ANDed by libseccomp: runc then adds one rule per condition.
+        indexes = [a.index for a in call.args]
+        groups = [[c] for c in conds] if len(set(indexes)) != len(indexes) else [conds]
+        for group in groups:
+            try:
+                f.add_rule(act, nr, *group)
+            except OSError as e:
+                raise RuntimeFailure(f"error adding seccomp filter rule for syscall {call.name}: {_reason(e)}") \
+                    from None
+    return f
+
+
+def install(spec: dict | None) -> int:
+    """Build and load the filter into this process; the notify listener fd if a rule uses NOTIFY, else -1."""
+    p = parse(spec)
+    if p is None:
+        return -1
+    f = build(spec)  # type: ignore[arg-type]
+    try:
+        f.load()
+    except OSError as e:
+        raise RuntimeFailure(f"error loading seccomp filter into kernel: {_reason(e)}") from None
+    if any(c.action == "SCMP_ACT_NOTIFY" for c in p.syscalls):
+        import pyseccomp as sc
+
+        fd = sc._libseccomp.seccomp_notify_fd(f._filter)  # the binding has no public getter for it
+        if fd < 0:
+            raise RuntimeFailure(f"error getting seccomp notify fd: {os.strerror(-fd).lower()}")
+        return os.dup(fd)  # libseccomp closes its copy when the filter context is released
+    return -1
+
+
+def send_to_listener(listener_path: str, fd: int, state: dict, pid: int, metadata: str = "") -> None:
+    """Send the notify fd to the seccomp agent at listenerPath with runc's ContainerProcessState JSON."""
+    message = {"ociVersion": state.get("ociVersion", "1.0.2-dev"), "fds": ["seccompFd"], "pid": pid,
+               "metadata": metadata, "state": state}
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(listener_path)
+            socket.send_fds(s, [json.dumps(message).encode()], [fd])
+    except OSError as e:
+        raise RuntimeFailure(f"cannot send seccomp fd to {listener_path}: {_reason(e)}") from None
+
+
+def exported_pfc(spec: dict) -> str:
+    """The filter in libseccomp's pseudo-filter-code text (for debugging and tests)."""
+    import tempfile
+
+    f = build(spec)
+    with tempfile.TemporaryFile() as t:
+        f.export_pfc(t)
+        t.seek(0)
+        return t.read().decode()
