@@ -188,8 +188,10 @@ def test_basic_auth_from_DOCKER_CONFIG(auth_registry: Registry, tmp_path: Path,
 class TokenWorld:
     """A token server issuing `tok-N` for the scopes asked, and a registry demanding the right scopes."""
 
-    def __init__(self, users: dict[str, str] | None = None, field: str = "token", expires_in: int = 300) -> None:
+    def __init__(self, users: dict[str, str] | None = None, field: str = "token", expires_in: int = 300,
+                 grant_push: bool = True) -> None:
         self.users = users
+        self.grant_push = grant_push
         self.field = field
         self.expires_in = expires_in
         self.issued: dict[str, set[str]] = {}
@@ -220,7 +222,7 @@ class TokenWorld:
         granted = set()
         for scope in query.get("scope", []):
             kind, name, actions = scope.split(":")
-            granted |= {f"{kind}:{name}:{a}" for a in actions.split(",")}
+            granted |= {f"{kind}:{name}:{a}" for a in actions.split(",") if a != "push" or self.grant_push}
         self.issued[token] = granted
         return 200, {"Content-Type": "application/json"}, json.dumps(
             {self.field: token, "expires_in": self.expires_in}).encode()
@@ -297,6 +299,16 @@ def test_token_flow_with_basic_credentials_and_access_token(tmp_path: Path) -> N
         anon = RegistryClient(w.registry.host, env={"DOCKER_CONFIG": str(tmp_path)})
         with pytest.raises(AuthError, match="anonymous access refused"):
             anon.get_manifest("lib/app", "v1")
+
+
+def test_anonymous_token_without_push_rights(tmp_path: Path) -> None:
+    with TokenWorld(grant_push=False) as w:
+        c = RegistryClient(w.registry.host, env={"DOCKER_CONFIG": str(tmp_path)})
+        c.get_manifest("lib/app", "v1")  # pull is granted
+        with pytest.raises(AuthError) as e:
+            c.put_manifest("lib/app", "v2", w.manifest, mt.OCI_INDEX)
+        assert str(e.value) == f"unauthorized: authentication required for {w.registry.host}"
+        assert w.token_queries[-1]["scope"] == ["repository:lib/app:pull,push"]
 
 
 def test_token_expiry_and_revocation(tmp_path: Path) -> None:

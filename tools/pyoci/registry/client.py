@@ -6,12 +6,13 @@ Blobs and manifests are verified against their digests before anything is return
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 from dataclasses import dataclass
 from typing import IO, Callable, Iterator, Mapping
-from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit, parse_qsl
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -101,7 +102,8 @@ class RegistryClient:
                 resp = self.session.request(method, url, data=data, headers=hdrs, stream=stream, params=params,
                                             timeout=self.timeout, allow_redirects=allow_redirects)
             except requests.RequestException as e:
-                raise RegistryError(f"{method} {url}: cannot reach registry {self.host}: {_reason(e)}") from None
+                raise RegistryError(f"{method} {_strip_query(url)}: cannot reach registry {self.host}: "
+                                    f"{_reason(e)}") from None
             if resp.status_code == 401 and not resent:
                 resp.close()
                 if auth_value and auth_value.startswith("Bearer"):
@@ -121,7 +123,10 @@ class RegistryClient:
         resp.close()
         if status in (401, 403):
             if status == 401:
-                what = "wrong username or password" if sent_auth else "authentication required"
+                # Refused although we answered the challenge: bad credentials if we had any, else the
+                # anonymous token did not grant this (e.g. push).
+                had_creds = sent_auth and self.auth.credentials is not None
+                what = "wrong username or password" if had_creds else "authentication required"
                 prefix = "unauthorized"
             else:
                 what, prefix = message or "requested access to the resource is denied", "denied"
@@ -228,14 +233,15 @@ class RegistryClient:
         """
         d = dg.Digest.parse(digest)
         dest = os.fspath(dest_path)
-        for attempt in (1, 2):
-            resumed = self._download(repo, d, dest, size, resume and attempt == 1)
-            if resumed is None:
-                return str(d)
-        raise AssertionError("unreachable")
+        if self._download(repo, d, dest, size, resume):
+            self._download(repo, d, dest, size, resume=False)  # the kept bytes were bad: start over
+        return str(d)
 
-    def _download(self, repo: str, d: dg.Digest, dest: str, size: int | None, resume: bool) -> bool | None:
-        """One download attempt: None when committed; True when a resumed attempt failed to verify (retry)."""
+    def _download(self, repo: str, d: dg.Digest, dest: str, size: int | None, resume: bool) -> bool:
+        """One download attempt: False when committed, True when bytes kept from before did not verify.
+
+        A mismatch without kept bytes raises DigestMismatch; nothing is left at `dest` or beside it.
+        """
         if not resume:
             _unlink(dest + ".partial")
         writer = dg.VerifyingWriter(dest, d, size, resume=True)
@@ -281,7 +287,7 @@ class RegistryClient:
         finally:
             writer.abort(keep_partial=keep_partial)
 
-    def _commit(self, writer: dg.VerifyingWriter, resumed: bool) -> bool | None:
+    def _commit(self, writer: dg.VerifyingWriter, resumed: bool) -> bool:
         try:
             writer.commit()
         except DigestMismatch:
@@ -289,7 +295,7 @@ class RegistryClient:
                 return True
             raise
         self._emit("done", str(writer.expected), writer.size, writer.size)
-        return None
+        return False
 
     def push_blob(self, repo: str, source: str | os.PathLike | bytes, digest: str | None = None,
                   chunk_size: int | None = None) -> str:
@@ -336,7 +342,7 @@ class RegistryClient:
         ds = str(d)
         if chunk_size:
             offset = 0
-            with (open(path, "rb") if path else _NullCtx()) as f:
+            with (open(path, "rb") if path else contextlib.nullcontext()) as f:
                 while offset < size:
                     chunk = data[offset:offset + chunk_size] if data is not None else f.read(chunk_size)
                     if not chunk:
@@ -577,14 +583,6 @@ class _StreamBody:
         while chunk := self.reader.read(CHUNK):
             yield chunk
         self.reader.read()  # reach EOF so the stream verifies its digest
-
-
-class _NullCtx:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _error_body(resp: requests.Response) -> tuple[str, str]:
