@@ -43,8 +43,10 @@ def _components(name: bytes, what: str, entry: tf.Entry) -> tuple[bytes, ...]:
     """Entry name -> path components inside the root; absolute names are rooted at the rootfs."""
     parts = tuple(p for p in name.split(b"/") if p and p != b".")
     if b".." in parts:
+        if what == "path":
+            raise UnsafeArchive(f"layer entry {entry.display!r}: '..' in its path would escape the rootfs")
         raise UnsafeArchive(f"layer entry {entry.display!r}: {what} {name.decode('utf-8', 'replace')!r}"
-                            f" contains '..' (would escape the rootfs)")
+                            f" has a '..' component (would escape the rootfs)")
     return parts
 
 
@@ -256,7 +258,8 @@ class _Applier:
         tparent = self.resolve_dir(tcomps[:-1], entry, create=False)
         target = entry.linkname.decode("utf-8", "replace")
         if tparent is None:
-            raise InvalidLayer(f"layer entry {entry.display!r}: hard link target {target!r} does not exist")
+            raise UnsafeArchive(f"layer entry {entry.display!r}: hard link target {target!r} does not exist"
+                                f" inside the rootfs")
         tdfd, treal = tparent
         tname = tcomps[-1]
         if treal + (tname,) == path:
@@ -264,7 +267,8 @@ class _Applier:
         try:
             tst = os.stat(tname, dir_fd=tdfd, follow_symlinks=False)
         except FileNotFoundError:
-            raise InvalidLayer(f"layer entry {entry.display!r}: hard link target {target!r} does not exist") from None
+            raise UnsafeArchive(f"layer entry {entry.display!r}: hard link target {target!r} does not exist"
+                                f" inside the rootfs") from None
         if stat.S_ISDIR(tst.st_mode):
             raise UnsafeArchive(f"layer entry {entry.display!r}: hard link to directory {target!r}")
         if stat.S_ISLNK(tst.st_mode):

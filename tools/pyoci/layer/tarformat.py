@@ -162,11 +162,12 @@ class Entry:
         return self.name.decode("utf-8", "backslashreplace")
 
 
-def _parse_number(raw: bytes, what: str, offset: int) -> int:
+def _parse_number(raw: bytes, what: str, offset: int, label: str = "") -> int:
+    where = f"tar header{' of ' + repr(label) if label else ''} at offset {offset}"
     if raw[:1] and raw[0] & 0x80:
         # GNU base-256: big-endian two's complement; 0xff lead byte means negative.
         if raw[0] == 0xFF:
-            raise InvalidLayer(f"tar header at offset {offset}: negative {what}")
+            raise InvalidLayer(f"{where}: negative {what}")
         return int.from_bytes(bytes([raw[0] & 0x7F]) + raw[1:], "big")
     s = raw.split(b"\0", 1)[0].strip(b" ")
     if not s:
@@ -174,7 +175,7 @@ def _parse_number(raw: bytes, what: str, offset: int) -> int:
     try:
         return int(s, 8)
     except ValueError:
-        raise InvalidLayer(f"tar header at offset {offset}: invalid {what} field {raw!r}") from None
+        raise InvalidLayer(f"{where}: invalid {what} field {raw!r} (not a tar stream, or corrupt)") from None
 
 
 def _cstr(raw: bytes) -> bytes:
@@ -307,7 +308,8 @@ class TarReader:
             if stored not in (unsigned, signed):
                 raise InvalidLayer(f"tar header at offset {start}: bad checksum (not a tar stream, or corrupt)")
             typeflag = hdr[156:157]
-            size = _parse_number(hdr[124:136], "size", start)
+            label = _cstr(hdr[0:100]).decode("utf-8", "backslashreplace")
+            size = _parse_number(hdr[124:136], "size", start, label)
             if typeflag in (PAX_LOCAL, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK):
                 payload = self._read_payload(size, "extended header", start)
                 if typeflag == PAX_LOCAL:
@@ -326,14 +328,14 @@ class TarReader:
             entry = Entry(
                 name=longname if longname is not None else name,
                 type=typeflag,
-                mode=_parse_number(hdr[100:108], "mode", start) & 0o7777,
-                uid=_parse_number(hdr[108:116], "uid", start),
-                gid=_parse_number(hdr[116:124], "gid", start),
+                mode=_parse_number(hdr[100:108], "mode", start, label) & 0o7777,
+                uid=_parse_number(hdr[108:116], "uid", start, label),
+                gid=_parse_number(hdr[116:124], "gid", start, label),
                 size=size,
-                mtime=_parse_number(hdr[136:148], "mtime", start),
+                mtime=_parse_number(hdr[136:148], "mtime", start, label),
                 linkname=longlink if longlink is not None else _cstr(hdr[157:257]),
-                devmajor=_parse_number(hdr[329:337], "devmajor", start) if magic[:5] == b"ustar" else 0,
-                devminor=_parse_number(hdr[337:345], "devminor", start) if magic[:5] == b"ustar" else 0,
+                devmajor=_parse_number(hdr[329:337], "devmajor", start, label) if magic[:5] == b"ustar" else 0,
+                devminor=_parse_number(hdr[337:345], "devminor", start, label) if magic[:5] == b"ustar" else 0,
             )
             self._apply_pax(entry, pax, start)
             pax, longname, longlink = {}, None, None
