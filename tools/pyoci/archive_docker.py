@@ -35,7 +35,7 @@ from .archive_oci import TarWriter, _norm
 from .digest import CHUNK, Digest, VerifyingWriter
 from .errors import DigestMismatch, InvalidDocument, InvalidReference, NotFound, OCIError, UnsafeArchive
 from .fsutil import atomic_open
-from .layout import BlobSource, Layout, check_ref_name, dumps
+from .layout import BlobSource, Layout, dumps
 
 MANIFEST_FILE = "manifest.json"
 REPOSITORIES_FILE = "repositories"
@@ -418,11 +418,7 @@ def read_docker_archive(src: str | os.PathLike, layout: Layout, compress: str | 
             for item in archive.manifest:
                 imported.append(_import_image(archive, item, layout, compress, added))
         except BaseException:
-            for dg in added:  # roll back: the blobs written by this import only
-                try:
-                    os.unlink(layout.blob_path(dg))
-                except FileNotFoundError:
-                    pass
+            layout.remove_blobs(added)  # roll back: the blobs written by this import only
             raise
         for image in imported:
             if image.repo_tags:

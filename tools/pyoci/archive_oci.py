@@ -13,10 +13,8 @@ a symlink) is never written anywhere; a layout entry that is not a regular file 
 from __future__ import annotations
 
 import os
-import posixpath
 import re
 import tarfile
-from pathlib import Path
 from typing import Any, BinaryIO, Iterable
 
 from .digest import CHUNK, Digest
@@ -203,15 +201,21 @@ def import_oci_archive(src: str | os.PathLike, layout: Layout, tags: Iterable[st
     """Copy the images of an oci-archive (all, or those tagged `tags`) into `layout`, verifying every blob.
 
     Tagged images keep their tag (or `rename[tag]`); untagged index entries are listed untagged.
-    Returns the descriptors added to the layout's index.json.
+    On any error (a blob that does not match its digest, a missing one) the blobs this import wrote
+    are removed again and index.json is left as it was. Returns the descriptors added to index.json.
     """
     rename = rename or {}
     out = []
     with OCIArchive(src) as archive:
         entries = archive.index()["manifests"] if tags is None else [archive.resolve(t) for t in tags]
         with layout.lock():
-            for desc in entries:
-                layout.copy_from(archive, desc)
+            added: list[str] = []
+            try:
+                for desc in entries:
+                    layout.copy_from(archive, desc, added)
+            except BaseException:
+                layout.remove_blobs(added)
+                raise
             for desc in entries:
                 name = (desc.get("annotations") or {}).get(REF_NAME)
                 out.append(layout.tag(rename.get(name, name), desc) if name else layout.add_manifest(desc))

@@ -21,7 +21,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from . import mediatypes as mt
 from . import schema
@@ -589,10 +589,11 @@ class Layout(BlobSource):
         data = obj if isinstance(obj, (bytes, bytearray)) else dumps(obj)
         return self.put_blob(bytes(data)).descriptor(media_type, **fields)
 
-    def copy_from(self, source: BlobSource, descriptor: Any) -> dict:
+    def copy_from(self, source: BlobSource, descriptor: Any, added: list[str] | None = None) -> dict:
         """Copy everything reachable from `descriptor` in `source` (layout or archive) into this layout.
 
         Blobs are verified on the way in; leaves are written before the manifests pointing to them.
+        The digests of blobs that were not here before are appended to `added` (for a rollback).
         """
         desc = as_dict(descriptor)
         with self.lock(exclusive=False):
@@ -601,7 +602,18 @@ class Layout(BlobSource):
                     continue
                 with source.open_blob(d["digest"], verify=False) as f:
                     self.put_blob(f, d["digest"], d.get("size"))
+                if added is not None:
+                    added.append(d["digest"])
         return desc
+
+    def remove_blobs(self, digests: Iterable[str]) -> None:
+        """Delete blobs (a rollback of a failed import); absent ones are ignored."""
+        with self.lock():
+            for dg in digests:
+                try:
+                    self.blob_path(dg).unlink()
+                except FileNotFoundError:
+                    pass
 
     # -- index.json -------------------------------------------------------------------------------------
 
