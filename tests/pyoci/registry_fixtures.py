@@ -167,6 +167,7 @@ class Seen:
     path: str  # with its query
     headers: dict[str, str]
     body: bytes
+    peer: tuple[str, int]  # the client's address: one per TCP connection
 
 
 class FakeServer:
@@ -192,7 +193,7 @@ class FakeServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                outer.seen.append(Seen(self.command, self.path, headers, body))
+                outer.seen.append(Seen(self.command, self.path, headers, body, self.client_address))
                 outer.current = self
                 reply = outer.handler(self.command, self.path, headers, body)
                 if reply is None:

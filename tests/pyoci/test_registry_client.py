@@ -62,6 +62,8 @@ def test_localhost_is_plain_http_others_https() -> None:
     assert RegistryClient("docker.io").base == "https://registry-1.docker.io"
     assert RegistryClient("10.0.0.1:5000", insecure=True).base == "http://10.0.0.1:5000"
     assert RegistryClient("localhost:5000", insecure=False).base == "https://localhost:5000"
+    assert RegistryClient("http://reg.example:5000/").base == "http://reg.example:5000"
+    assert RegistryClient("https://127.0.0.1:5000").base == "https://127.0.0.1:5000"
 
 
 def test_push_blob_monolithic_then_pull(registry: Registry, tmp_path: Path) -> None:

@@ -188,3 +188,21 @@ def test_oversized_manifest_is_refused() -> None:
     with FakeServer(lambda *a: (200, {"Content-Type": mt.OCI_MANIFEST}, b" " * (5 << 20))) as srv:
         with pytest.raises(RegistryError, match="larger than"):
             RegistryClient(srv.host).get_manifest("lib/app", "big")
+
+
+def test_one_session_keeps_the_connection_alive() -> None:
+    manifest = b'{"schemaVersion":2,"manifests":[]}'
+
+    def handler(method, path, headers, body):
+        if "/manifests/" in path:
+            return 200, {"Content-Type": mt.OCI_INDEX, "Docker-Content-Digest": str(dg.of_bytes(manifest))}, manifest
+        return 200, {"Content-Type": "application/json"}, b"{}"
+
+    with FakeServer(handler) as srv:
+        c = RegistryClient(srv.host)
+        c.ping()
+        for i in range(5):
+            assert c.get_manifest("lib/app", f"v{i}")[0] == manifest
+            assert c.head_manifest("lib/app", f"v{i}")["digest"] == str(dg.of_bytes(manifest))
+    assert len(srv.seen) == 11
+    assert len({s.peer for s in srv.seen}) == 1  # keep-alive: one TCP connection for all of them

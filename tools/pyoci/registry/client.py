@@ -56,13 +56,20 @@ class RegistryClient:
     """One registry: `RegistryClient("127.0.0.1:5000")`, `RegistryClient("ghcr.io", username=..., password=...)`.
 
     insecure: None picks plain HTTP for localhost/127.0.0.1/::1 (as docker does) and HTTPS elsewhere;
-    True forces plain HTTP, False forces HTTPS. Explicit username/password override the Docker config.
+    True forces plain HTTP, False forces HTTPS (a host given as `http://...` or `https://...` says so
+    itself). Explicit username/password override the Docker config, which is read lazily, only when
+    a registry asks for credentials; `env` stands in for os.environ there (DOCKER_CONFIG, HOME, PATH).
     """
 
     def __init__(self, host: str, *, insecure: bool | None = None, username: str | None = None,
                  password: str | None = None, session: requests.Session | None = None,
                  progress: Progress | None = None, timeout: float | tuple[float, float] = (30, 300),
                  env: Mapping[str, str] | None = None) -> None:
+        scheme, sep, rest = host.partition("://")
+        if sep:
+            host = rest.rstrip("/")
+            if insecure is None:
+                insecure = scheme.lower() == "http"
         self.host = host
         if insecure is None:
             insecure = _split_host(host) in LOCAL_HOSTS
