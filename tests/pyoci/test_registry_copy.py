@@ -13,7 +13,7 @@ import pytest
 
 from pyoci import digest as dg
 from pyoci import mediatypes as mt
-from pyoci.errors import NotFound
+from pyoci.errors import InvalidReference, NotFound
 from pyoci.layout import Layout
 from pyoci.registry import RegistryClient
 from pyoci.registry.copy import pull, push
@@ -127,8 +127,10 @@ def test_multiarch_push_and_pull_by_platform(registry: Registry, tmp_path: Path)
     Layout.open(every).validate()
     assert _blob_names(every) == _blob_names(tmp_path / "src")
 
-    with pytest.raises(NotFound, match="s390x"):
+    with pytest.raises(NotFound, match=f"copy/multi@{index_digest}: no manifest for platform linux/s390x"):
         pull(ref, tmp_path / "none", "t", platform="linux/s390x")
+    with pytest.raises(InvalidReference):
+        pull(ref, tmp_path / "none", "bad tag!")
 
 
 def test_pull_by_digest_and_docker_schema2(registry: Registry, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import os
 from .. import mediatypes as mt
 from .. import platform as platforms
 from ..errors import InvalidDocument, NotFound, RegistryError
-from ..layout import Layout, children
+from ..layout import Layout, check_ref_name, children
 from ..reference import Reference, is_localhost, parse as parse_reference
 from .client import Progress, RegistryClient
 
@@ -48,7 +48,7 @@ def pull(ref: "Reference | str", layout: "Layout | str | os.PathLike", tag: str 
     """
     r = _ref(ref)
     out = _layout(layout, create=True)
-    name = tag or r.tag or (r.digest or "").replace(":", "-")
+    name = check_ref_name(tag or r.tag or (r.digest or "").replace(":", "-"))  # before any download
     c = client or client_for(r, progress)
     repo = r.repository
     with out.lock(exclusive=False):  # keeps a concurrent gc off our half-written blobs
@@ -68,7 +68,10 @@ def _choose(c: RegistryClient, repo: str, desc: dict, data: bytes,
             return desc, data
         doc = _json(data, f"{repo}@{desc['digest']}")
         entries = [m for m in doc.get("manifests") or [] if m.get("mediaType") in _DOC_TYPES]
-        chosen = platforms.select(entries, platform)
+        try:
+            chosen = platforms.select(entries, platform)
+        except NotFound as e:
+            raise NotFound(f"{repo}@{desc['digest']}: {e}") from None
         got, media_type, digest = c.get_manifest(repo, chosen["digest"])
         _check_descriptor(chosen, got, digest, repo)
         desc, data = {"mediaType": chosen["mediaType"], "digest": digest, "size": len(got)}, got
