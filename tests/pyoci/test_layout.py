@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -444,3 +445,39 @@ def test_two_processes_putting_and_tagging_leave_a_valid_index(tmp_path):
     assert_layout_files_valid(tmp_path / "L")
     assert layout.problems() == []
     assert not [p for p in (tmp_path / "L").rglob(".tmp-*")]
+
+
+GC_LOOP = r"""
+import os, sys
+from pyoci.layout import Layout
+layout = Layout.open(sys.argv[1])
+removed = 0
+open(sys.argv[2] + ".started", "w").close()
+while not os.path.exists(sys.argv[2]):
+    removed += len(layout.gc().blobs)
+print(removed)
+"""
+
+
+def test_gc_running_beside_a_writer_never_breaks_a_tagged_image(tmp_path):
+    layout = Layout.init(tmp_path / "L")
+    done = tmp_path / "writer-done"
+    gc = subprocess.Popen([sys.executable, "-c", GC_LOOP, str(tmp_path / "L"), str(done)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not Path(f"{done}.started").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for i in range(15):
+            with layout.lock(exclusive=False):  # blobs written here survive a concurrent gc until tagged
+                build_image(layout, f"img-{i}", [{f"f{i}": os.urandom(20000)}])
+            layout.put_blob(os.urandom(100))  # garbage for the collector
+    finally:
+        done.touch()
+        out, err = gc.communicate(timeout=60)
+    assert gc.returncode == 0, err.decode()
+    assert layout.tags() == [f"img-{i}" for i in range(15)]
+    assert layout.problems() == []
+    assert int(out) >= 1  # the collector did run alongside and removed garbage
+    layout.gc()
+    assert blob_files(layout.path) == set(layout.reachable())

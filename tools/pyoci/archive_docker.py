@@ -413,7 +413,7 @@ def read_docker_archive(src: str | os.PathLike, layout: Layout, compress: str | 
     ref_name = ref_name or (lambda t: t)
     added: list[str] = []
     imported: list[ImportedImage] = []
-    with DockerArchive(src) as archive, layout.lock():
+    with DockerArchive(src) as archive, layout.lock(exclusive=False):  # gc keeps off until tagged
         try:
             for item in archive.manifest:
                 imported.append(_import_image(archive, item, layout, compress, added))

@@ -208,7 +208,7 @@ def import_oci_archive(src: str | os.PathLike, layout: Layout, tags: Iterable[st
     out = []
     with OCIArchive(src) as archive:
         entries = archive.index()["manifests"] if tags is None else [archive.resolve(t) for t in tags]
-        with layout.lock():
+        with layout.lock(exclusive=False):  # gc keeps off the new blobs until they are tagged
             added: list[str] = []
             try:
                 for desc in entries:

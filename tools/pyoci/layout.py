@@ -3,11 +3,14 @@
 Works on plain dicts (descriptors as the JSON objects they are) and bytes, so that it depends only on
 pyoci.digest, errors, fsutil, mediatypes and schema.
 
-Concurrency: every change to index.json is a read-modify-write under an exclusive flock on the layout
-directory itself (no lock file, so nothing stray ends up in a layout or an archive of it); `put_blob`
-holds a shared lock while streaming so that `gc` (exclusive) never removes a temp file being written.
-A caller that puts blobs and then tags them can hold `with layout.lock():` around both, so that a
-concurrent `gc` cannot remove the not-yet-referenced blobs in between. One Layout object per thread.
+Concurrency, with two flocks on directories (no lock file, so nothing stray ends up in a layout or in
+an archive of it):
+- the blob lock on `blobs/` (`Layout.lock()`): held shared by `put_blob`, `copy_from`, `tag` and by any
+  caller that writes blobs and then tags them (`with layout.lock(exclusive=False): ...`), exclusive
+  by `gc` -- so gc never removes a temp file being written nor a blob about to be tagged;
+- the index lock on the layout directory: every change to index.json is a read-modify-write under it,
+  so two taggers never lose each other's tags. Always taken after the blob lock, never before.
+One Layout object per thread (the locks are re-entrant within one object, not across threads).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import json
 import os
 import platform as _platform
 import re
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
@@ -458,14 +461,48 @@ class BlobSource:
             raise InvalidDocument(found[0] + more)
 
 
+class _DirLock:
+    """flock on a directory, re-entrant within its owner; a shared hold is upgraded when exclusive is asked."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._mode = 0
+
+    @contextmanager
+    def hold(self, exclusive: bool) -> Iterator[None]:
+        want = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        if self._fd is not None:
+            prev = self._mode
+            if want == fcntl.LOCK_EX and prev == fcntl.LOCK_SH:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                self._mode = fcntl.LOCK_EX
+            try:
+                yield
+            finally:
+                if self._mode != prev and self._fd is not None:
+                    fcntl.flock(self._fd, prev)
+                    self._mode = prev
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, want)
+            self._fd, self._mode = fd, want
+            yield
+        finally:
+            self._fd, self._mode = None, 0
+            os.close(fd)  # releases the flock
+
+
 class Layout(BlobSource):
     """An OCI image layout directory (oci-layout, index.json, blobs/<alg>/<hex>)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.where = str(self.path)
-        self._lock_fd: int | None = None
-        self._lock_mode = 0
+        self._blob_lock = _DirLock(self.path / BLOBS_DIR)
+        self._index_lock = _DirLock(self.path)
 
     # -- creating and opening ---------------------------------------------------------------------------
 
@@ -477,7 +514,7 @@ class Layout(BlobSource):
             return cls.open(p)
         (p / BLOBS_DIR / "sha256").mkdir(parents=True, exist_ok=True)
         layout = cls(p)
-        with layout.lock():
+        with layout._index_lock.hold(True):
             if not (p / INDEX_FILE).exists():
                 atomic_write(p / INDEX_FILE, dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}))
             # oci-layout last: its presence marks a complete layout.
@@ -500,30 +537,10 @@ class Layout(BlobSource):
 
     # -- locking ----------------------------------------------------------------------------------------
 
-    @contextmanager
-    def lock(self, exclusive: bool = True) -> Iterator[None]:
-        """flock on the layout directory; re-entrant within this object (a shared hold upgrades)."""
-        want = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        if self._lock_fd is not None:
-            prev = self._lock_mode
-            if want == fcntl.LOCK_EX and prev == fcntl.LOCK_SH:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-                self._lock_mode = fcntl.LOCK_EX
-            try:
-                yield
-            finally:
-                if self._lock_mode != prev and self._lock_fd is not None:
-                    fcntl.flock(self._lock_fd, prev)
-                    self._lock_mode = prev
-            return
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, want)
-            self._lock_fd, self._lock_mode = fd, want
-            yield
-        finally:
-            self._lock_fd, self._lock_mode = None, 0
-            os.close(fd)
+    def lock(self, exclusive: bool = True) -> AbstractContextManager[None]:
+        """The blob lock: hold it shared around writing blobs and tagging them, so that a concurrent
+        gc (which holds it exclusive) cannot remove blobs not yet referenced. Re-entrant."""
+        return self._blob_lock.hold(exclusive)
 
     # -- blobs ------------------------------------------------------------------------------------------
 
@@ -607,13 +624,12 @@ class Layout(BlobSource):
         return desc
 
     def remove_blobs(self, digests: Iterable[str]) -> None:
-        """Delete blobs (a rollback of a failed import); absent ones are ignored."""
-        with self.lock():
-            for dg in digests:
-                try:
-                    self.blob_path(dg).unlink()
-                except FileNotFoundError:
-                    pass
+        """Delete blobs (a rollback of a failed import, under the caller's blob lock); absent ones are ignored."""
+        for dg in digests:
+            try:
+                self.blob_path(dg).unlink()
+            except FileNotFoundError:
+                pass
 
     # -- index.json -------------------------------------------------------------------------------------
 
@@ -623,13 +639,14 @@ class Layout(BlobSource):
         doc.update((k, v) for k, v in index.items() if k not in doc)
         doc["manifests"] = [ordered_descriptor(as_dict(m)) for m in doc.get("manifests") or []]
         schema_validate(doc, "index", str(self.path / INDEX_FILE))
-        with self.lock():
+        with self.lock(exclusive=False), self._index_lock.hold(True):
             atomic_write(self.path / INDEX_FILE, dumps(doc))
 
     @contextmanager
     def edit_index(self) -> Iterator[dict]:
-        """Read-modify-write of index.json under the exclusive lock."""
-        with self.lock():
+        """Read-modify-write of index.json under the index lock (and the blob lock, shared, so that gc
+        sees either the index before or after the change)."""
+        with self.lock(exclusive=False), self._index_lock.hold(True):
             index = self.index()
             yield index
             self.write_index(index)
