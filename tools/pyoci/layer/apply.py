@@ -110,6 +110,8 @@ class _Applier:
                 raise
         st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         if not stat.S_ISLNK(st.st_mode):
+            if not create:
+                return None  # e.g. whiteouts below a dir that this layer replaced by a file (umoci repack)
             raise InvalidLayer(f"layer entry {entry.display!r}: {b'/'.join(real + (name,)).decode(errors='replace')}"
                                f" is not a directory")
         return self._follow(os.readlink(name, dir_fd=dfd), real, entry, create, hops + 1)
@@ -185,6 +187,8 @@ class _Applier:
                 os.mkdir(name, 0o700, dir_fd=dfd)
             fd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
             try:
+                if existing is not None and self.apply_xattrs:
+                    self.clear_xattrs(fd, entry)  # a merged dir takes this entry's xattrs, as umoci does
                 self.fd_metadata(fd, entry)
             finally:
                 os.close(fd)
@@ -228,6 +232,16 @@ class _Applier:
             for key, value in entry.xattrs.items():
                 try:
                     os.setxattr(fd, key, value)
+                except OSError as e:
+                    if not _xattr_errors_ignored(e):
+                        raise
+
+    @staticmethod
+    def clear_xattrs(fd: int, entry: tf.Entry) -> None:
+        for key in os.listxattr(fd):
+            if key not in entry.xattrs and key != "security.selinux":
+                try:
+                    os.removexattr(fd, key)
                 except OSError as e:
                     if not _xattr_errors_ignored(e):
                         raise
