@@ -1,4 +1,4 @@
-"""Descriptors, manifests, indexes, configs: round trips of real documents, Docker <-> OCI, errors that name the field."""
+"""Descriptors, manifests, indexes, configs: real documents round-tripped, Docker <-> OCI, errors naming the field."""
 
 import base64
 import json

@@ -22,7 +22,8 @@ import binascii
 import json
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping, Union
+from typing import Any, Union
+from collections.abc import Iterable, Mapping
 
 from . import digest as _digest
 from . import mediatypes as mt
@@ -61,7 +62,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _load(data: "bytes | bytearray | memoryview | str | Mapping[str, Any]", source: str, what: str) -> dict:
+def _load(data: bytes | bytearray | memoryview | str | Mapping[str, Any], source: str, what: str) -> dict:
     if isinstance(data, Mapping):
         doc = data
     else:
@@ -201,10 +202,10 @@ class _Reader:
             raise self.error(key, f"must be an array, got {_jtype(v)}")
         return v
 
-    def child(self, key: str) -> "_Reader":
+    def child(self, key: str) -> _Reader:
         return _Reader(self.doc.get(key), self.source, self.where(key))
 
-    def item(self, key: str, i: int, value: Any) -> "_Reader":
+    def item(self, key: str, i: int, value: Any) -> _Reader:
         return _Reader(value, self.source, f"{self.where(key)}[{i}]")
 
     def created(self, key: str) -> str:
@@ -268,7 +269,7 @@ class Descriptor:
         return hash((self.media_type, self.digest, self.size))
 
     @classmethod
-    def for_bytes(cls, media_type: str, content: bytes, /, *, embed: bool = False, **fields: Any) -> "Descriptor":
+    def for_bytes(cls, media_type: str, content: bytes, /, *, embed: bool = False, **fields: Any) -> Descriptor:
         """The descriptor of `content` (sha256); `embed=True` also carries it in `data`."""
         if embed:
             fields["data"] = bytes(content)
@@ -300,11 +301,11 @@ class Descriptor:
         return go_json(self.to_dict())
 
     @classmethod
-    def from_json(cls, data: "bytes | str | Mapping[str, Any]", source: str = "") -> "Descriptor":
+    def from_json(cls, data: bytes | str | Mapping[str, Any], source: str = "") -> Descriptor:
         return cls._read(_Reader(_load(data, source, "descriptor"), source, ""))
 
     @classmethod
-    def _read(cls, r: _Reader) -> "Descriptor":
+    def _read(cls, r: _Reader) -> Descriptor:
         media_type = r.media_type("mediaType", required=True)
         digest = r.digest("digest")
         size = r.int("size", required=True)
@@ -412,7 +413,7 @@ class Manifest:
         return Descriptor.for_bytes(self.media_type or mt.OCI_MANIFEST, self.to_json(), **fields)
 
     @classmethod
-    def from_json(cls, data: "bytes | str | Mapping[str, Any]", source: str = "") -> "Manifest":
+    def from_json(cls, data: bytes | str | Mapping[str, Any], source: str = "") -> Manifest:
         r = _Reader(_load(data, source, "manifest"), source, "")
         version = _schema_version(r)
         media_type = _check_media_type(r, mt.MANIFEST_TYPES, "an image manifest")
@@ -422,7 +423,7 @@ class Manifest:
                    extra=r.extra(("schemaVersion", "mediaType", "artifactType", "config", "layers", "subject",
                                   "annotations")))
 
-    def to_oci(self, config: Descriptor | None = None) -> "Manifest":
+    def to_oci(self, config: Descriptor | None = None) -> Manifest:
         """The OCI form: media types mapped with DOCKER_TO_OCI; layer blobs (and their digests) are unchanged.
 
         The config blob is kept as it is (a Docker config is valid OCI config JSON) unless `config` gives
@@ -437,7 +438,7 @@ class Manifest:
                        for i, d in enumerate(self.layers))
         return replace(self, media_type=mt.OCI_MANIFEST, config=config, layers=layers)
 
-    def to_docker(self) -> "Manifest":
+    def to_docker(self) -> Manifest:
         """The Docker schema2 form; InvalidDocument when something has no schema2 equivalent (zstd, subject,
         artifactType). Manifest annotations are dropped, as skopeo drops them."""
         if self.is_docker:
@@ -498,7 +499,7 @@ class Index:
         return Descriptor.for_bytes(self.media_type or mt.OCI_INDEX, self.to_json(), **fields)
 
     @classmethod
-    def from_json(cls, data: "bytes | str | Mapping[str, Any]", source: str = "") -> "Index":
+    def from_json(cls, data: bytes | str | Mapping[str, Any], source: str = "") -> Index:
         r = _Reader(_load(data, source, "index"), source, "")
         version = _schema_version(r)
         media_type = _check_media_type(r, mt.INDEX_TYPES, "an image index")
@@ -520,7 +521,7 @@ class Index:
                                annotations={**d.annotations, **new.annotations}))
         return tuple(out)
 
-    def to_oci(self, children: Mapping[str, Descriptor] | None = None) -> "Index":
+    def to_oci(self, children: Mapping[str, Descriptor] | None = None) -> Index:
         """The OCI form of a manifest list.
 
         Converting a child manifest changes its bytes and digest, so pass `children`
@@ -529,7 +530,7 @@ class Index:
         """
         return replace(self, media_type=mt.OCI_INDEX, manifests=self._swap(children))
 
-    def to_docker(self, children: Mapping[str, Descriptor] | None = None) -> "Index":
+    def to_docker(self, children: Mapping[str, Descriptor] | None = None) -> Index:
         """The Docker manifest list form; every entry needs a platform and a Docker-compatible type.
         Index annotations are dropped (a manifest list has none)."""
         if self.is_docker and not children:
@@ -603,7 +604,7 @@ class ContainerConfig:
         return _add_extra(out, self.extra)
 
     @classmethod
-    def _read(cls, r: _Reader) -> "ContainerConfig":
+    def _read(cls, r: _Reader) -> ContainerConfig:
         healthcheck = r.get("Healthcheck")
         if healthcheck is not None and not isinstance(healthcheck, dict):
             raise r.error("Healthcheck", f"must be an object, got {_jtype(healthcheck)}")
@@ -698,7 +699,7 @@ class ImageConfig:
     def to_json(self, indent: int | None = None) -> bytes:
         return go_json(self.to_dict(), indent)
 
-    def to_oci(self) -> "ImageConfig":
+    def to_oci(self) -> ImageConfig:
         """Only what image-spec's Go `Image` struct holds, as skopeo writes a config it converts from Docker:
         Docker-only keys (container_config, Healthcheck, OnBuild, Shell, …) are dropped."""
         config = replace(self.config, healthcheck=None, on_build=(), shell=(), extra={})
@@ -708,7 +709,7 @@ class ImageConfig:
         return Descriptor.for_bytes(media_type, self.to_json(), **fields)
 
     @classmethod
-    def from_json(cls, data: "bytes | str | Mapping[str, Any]", source: str = "") -> "ImageConfig":
+    def from_json(cls, data: bytes | str | Mapping[str, Any], source: str = "") -> ImageConfig:
         r = _Reader(_load(data, source, "config"), source, "")
         if r.get("rootfs") is None:
             raise r.error("rootfs", "is required")
@@ -763,7 +764,7 @@ def detect_media_type(doc: Mapping[str, Any]) -> str:
     return ""
 
 
-def parse_document(data: "bytes | str | Mapping[str, Any]", media_type: str | None = None,
+def parse_document(data: bytes | str | Mapping[str, Any], media_type: str | None = None,
                    source: str = "") -> Document:
     """A Manifest, Index or ImageConfig from JSON, told apart by `mediaType` (the document's, else the
     `media_type` it was served or described with) or, failing both, by shape."""

@@ -22,7 +22,8 @@ from __future__ import annotations
 import os as _os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
 
 from .errors import NotFound, OCIError
 
@@ -68,10 +69,10 @@ class Platform:
         return format(self)
 
     @classmethod
-    def parse(cls, specifier: str) -> "Platform":
+    def parse(cls, specifier: str) -> Platform:
         return parse(specifier)
 
-    def normalized(self) -> "Platform":
+    def normalized(self) -> Platform:
         return normalize(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,7 +91,7 @@ class Platform:
         return out
 
     @classmethod
-    def from_dict(cls, d: Any, where: str = "platform") -> "Platform":
+    def from_dict(cls, d: Any, where: str = "platform") -> Platform:
         """Read a JSON platform object as it is (no normalisation); errors name the field."""
         if not isinstance(d, dict):
             raise InvalidPlatform(f"{where}: must be an object, got {_jtype(d)}")

@@ -103,28 +103,28 @@ class Reference:
     def __str__(self) -> str:
         return self.name + self._suffix()
 
-    def with_tag(self, tag: str) -> "Reference":
+    def with_tag(self, tag: str) -> Reference:
         if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):
             raise InvalidReference(f"{ERR_TAG_INVALID_FORMAT}: {tag!r}")
         return Reference(self.domain, self.path, tag, self.digest)
 
-    def with_digest(self, digest: "str | _digest.Digest") -> "Reference":
+    def with_digest(self, digest: str | _digest.Digest) -> Reference:
         text = str(digest)
         if not _DIGEST_RE.fullmatch(text):
             raise InvalidReference(f"{ERR_DIGEST_INVALID_FORMAT}: {text!r}")
         return Reference(self.domain, self.path, self.tag, _check_digest(text))
 
-    def without_tag_or_digest(self) -> "Reference":
+    def without_tag_or_digest(self) -> Reference:
         return Reference(self.domain, self.path)
 
-    def docker_ref(self) -> "Reference":
+    def docker_ref(self) -> Reference:
         """ParseDockerRef's form: digest-only when digested, else tagged (`latest` by default)."""
         if self.digest:
             return Reference(self.domain, self.path, None, self.digest)
         return Reference(self.domain, self.path, self.tag or DEFAULT_TAG, None)
 
     @classmethod
-    def parse(cls, s: str, normalize: bool = True) -> "Reference":
+    def parse(cls, s: str, normalize: bool = True) -> Reference:
         return parse(s, normalize)
 
 
@@ -219,7 +219,7 @@ def is_valid_tag(tag: str) -> bool:
     return isinstance(tag, str) and _TAG_RE.fullmatch(tag) is not None
 
 
-def registry_host(ref: "Reference | str") -> str:
+def registry_host(ref: Reference | str) -> str:
     """The host[:port] serving the registry API for a reference or a domain (docker.io -> registry-1.docker.io)."""
     domain = ref.domain if isinstance(ref, Reference) else ref
     if domain in (DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN):
@@ -227,7 +227,7 @@ def registry_host(ref: "Reference | str") -> str:
     return domain
 
 
-def is_localhost(ref: "Reference | str") -> bool:
+def is_localhost(ref: Reference | str) -> bool:
     """True for a loopback registry (plain HTTP is acceptable there, as Docker allows)."""
     domain = ref.domain if isinstance(ref, Reference) else ref
     host = domain.rsplit(":", 1)[0] if not domain.endswith("]") else domain
