@@ -212,12 +212,22 @@ class TokenWorld:
 
     def _token(self, method: str, path: str, headers: dict, body: bytes):
         query = parse_qs(urlsplit(path).query)
+        if method == "POST":  # OAuth2 refresh-token grant: form fields, scopes space-separated
+            query = parse_qs(body.decode())
+            query["scope"] = " ".join(query.get("scope", [])).split()
+            if query.get("grant_type") != ["refresh_token"] or query.get("refresh_token") != ["idtok"]:
+                return 401, {}, b'{"error":"invalid_grant"}'
+            self.token_queries.append(dict(query, authorization=[""]))
+            return self._issue(query)
         self.token_queries.append(dict(query, authorization=[headers.get("authorization", "")]))
         if self.users is not None:
             auth = headers.get("authorization", "")
             user, _, pw = base64.b64decode(auth[6:]).decode().partition(":") if auth.startswith("Basic ") else ("", "", "")
             if self.users.get(user) != pw or not user:
                 return 401, {"Content-Type": "application/json"}, b'{"details":"incorrect username or password"}'
+        return self._issue(query)
+
+    def _issue(self, query: dict) -> tuple[int, dict, bytes]:
         token = f"tok-{len(self.issued)}"
         granted = set()
         for scope in query.get("scope", []):
@@ -299,6 +309,18 @@ def test_token_flow_with_basic_credentials_and_access_token(tmp_path: Path) -> N
         anon = RegistryClient(w.registry.host, env={"DOCKER_CONFIG": str(tmp_path)})
         with pytest.raises(AuthError, match="anonymous access refused"):
             anon.get_manifest("lib/app", "v1")
+
+
+def test_identity_token_from_a_credential_helper(tmp_path: Path) -> None:
+    with TokenWorld() as w:
+        _helper(tmp_path / "bin", "idt", 'read url; echo \'{"ServerURL":"x","Username":"<token>","Secret":"idtok"}\'\n')
+        env = _config(tmp_path / "cfg", {"credHelpers": {w.registry.host: "idt"}})
+        env["PATH"] = f"{tmp_path / 'bin'}:{env['PATH']}"
+        c = RegistryClient(w.registry.host, env=env)
+        assert c.get_manifest("lib/app", "v1")[0] == w.manifest
+        q = w.token_queries[-1]
+        assert q["grant_type"] == ["refresh_token"] and q["scope"] == ["repository:lib/app:pull"]
+        assert q["service"] == ["fake-registry"]
 
 
 def test_anonymous_token_without_push_rights(tmp_path: Path) -> None:
