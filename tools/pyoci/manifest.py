@@ -21,9 +21,9 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass, field, replace
-from typing import Any, Union
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from . import digest as _digest
 from . import mediatypes as mt
@@ -744,7 +744,7 @@ def _reader_digest(r: _Reader, key: str, i: int, value: Any) -> str:
 
 # ---------------------------------------------------------------- detection
 
-Document = Union[Manifest, Index, ImageConfig]
+Document = Manifest | Index | ImageConfig
 
 
 def detect_media_type(doc: Mapping[str, Any]) -> str:

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import os as _os
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
-from collections.abc import Iterable, Mapping, Sequence
 
 from .errors import NotFound, OCIError
 
