@@ -487,6 +487,13 @@ def test_null_known_fields_survive_a_round_trip():
     idx = Index.from_json(raw)
     assert idx.media_type == "" and idx.annotations == {}
     assert json.loads(idx.to_json()) == json.loads(raw)
+    # fields Go always writes stay where they are; Go's nil diff_ids (null) reads as no layers
+    raw = b'{"architecture":"amd64","os":"windows","config":{},"rootfs":{"type":"layers","diff_ids":null,"x":"y"}}'
+    cfg = ImageConfig.from_json(raw)
+    assert cfg.diff_ids == () and cfg.extra == {}
+    assert cfg.to_json() == b'{"architecture":"amd64","os":"windows","config":{},"rootfs":{"type":"layers",' \
+                            b'"diff_ids":[],"x":"y"}}'
+    assert ImageConfig.from_json(cfg.to_json()) == cfg
 
 
 # ---------------------------------------------------------------- against the real tools

@@ -212,12 +212,13 @@ class _Reader:
         v = self.str(key)
         return _go_time(v, lambda msg: self.error(key, msg)) if v else ""
 
-    def extra(self, known: Iterable[str]) -> dict[str, Any]:
-        """Unknown keys, plus known ones given empty (null, "", false, [], {}): Go reads those as absent and
-        omitempty drops them, but keeping them here makes the round trip lossless (Docker writes
-        `"User":""`, `"Volumes":null`). They are written back after the known fields."""
-        names = set(known)
-        return {k: v for k, v in self.doc.items() if k not in names or _is_empty(v)}
+    def extra(self, known: Iterable[str], always: Iterable[str] = ()) -> dict[str, Any]:
+        """Unknown keys, plus known omitempty ones given empty (null, "", false, [], {}): Go reads those as
+        absent and omitempty drops them, but keeping them here makes the round trip lossless (Docker
+        writes `"User":""`, `"Volumes":null`). They are written back after the known fields. `always`
+        names the known keys that are written even when empty."""
+        names, kept = set(known), set(always)
+        return {k: v for k, v in self.doc.items() if k not in names or (k not in kept and _is_empty(v))}
 
 
 def _is_empty(v: Any) -> bool:
@@ -289,7 +290,7 @@ class Descriptor:
             out["urls"] = list(self.urls)
         if self.annotations:
             out["annotations"] = _sorted_map(self.annotations)
-        if self.data and not docker:
+        if self.data:
             out["data"] = base64.b64encode(self.data).decode("ascii")
         if self.platform is not None:
             out["platform"] = self.platform.to_dict()
@@ -328,7 +329,7 @@ class Descriptor:
                    annotations=r.str_map("annotations"), platform=platform,
                    artifact_type=r.media_type("artifactType"), data=data,
                    extra=r.extra(("mediaType", "digest", "size", "urls", "annotations", "data", "platform",
-                                  "artifactType")))
+                                  "artifactType"), always=("mediaType", "digest", "size")))
 
 
 def _descriptor(r: _Reader, key: str, required: bool = True) -> Descriptor | None:
@@ -421,7 +422,7 @@ class Manifest:
                    schema_version=version, subject=_descriptor(r, "subject", required=False),
                    annotations=r.str_map("annotations"), artifact_type=r.media_type("artifactType"),
                    extra=r.extra(("schemaVersion", "mediaType", "artifactType", "config", "layers", "subject",
-                                  "annotations")))
+                                  "annotations"), always=("schemaVersion", "config", "layers")))
 
     def to_oci(self, config: Descriptor | None = None) -> Manifest:
         """The OCI form: media types mapped with DOCKER_TO_OCI; layer blobs (and their digests) are unchanged.
@@ -507,7 +508,7 @@ class Index:
                    subject=_descriptor(r, "subject", required=False), annotations=r.str_map("annotations"),
                    artifact_type=r.media_type("artifactType"),
                    extra=r.extra(("schemaVersion", "mediaType", "artifactType", "manifests", "subject",
-                                  "annotations")))
+                                  "annotations"), always=("schemaVersion", "manifests")))
 
     def _swap(self, children: Mapping[str, Descriptor] | None) -> tuple[Descriptor, ...]:
         out = []
@@ -621,9 +622,10 @@ class ContainerConfig:
 class RootFS:
     type: str = "layers"
     diff_ids: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "diff_ids": list(self.diff_ids)}
+        return _add_extra({"type": self.type, "diff_ids": list(self.diff_ids)}, self.extra)
 
 
 @dataclass(frozen=True)
@@ -717,8 +719,10 @@ class ImageConfig:
         rootfs_type = rr.str("type", required=True)
         if rootfs_type != "layers":
             raise rr.error("type", f"must be \"layers\", got {rootfs_type!r}")
-        diff_ids = tuple(_reader_digest(rr, "diff_ids", i, v) for i, v in enumerate(rr.list("diff_ids",
-                                                                                             required=True)))
+        if "diff_ids" not in rr.doc:
+            raise rr.error("diff_ids", "is required")
+        # null (Go's nil slice) reads as no layers
+        diff_ids = tuple(_reader_digest(rr, "diff_ids", i, v) for i, v in enumerate(rr.list("diff_ids")))
         history = []
         for i, h in enumerate(r.list("history")):
             hr = r.item("history", i, h)
@@ -728,9 +732,10 @@ class ImageConfig:
                                    extra=hr.extra(("created", "created_by", "author", "comment", "empty_layer"))))
         config = ContainerConfig._read(r.child("config")) if r.get("config") is not None else ContainerConfig()
         return cls(architecture=r.str("architecture", required=True), os=r.str("os", required=True),
-                   rootfs=RootFS(rootfs_type, diff_ids), created=r.created("created"), author=r.str("author"),
+                   rootfs=RootFS(rootfs_type, diff_ids, rr.extra(("type", "diff_ids"), always=("type", "diff_ids"))), created=r.created("created"), author=r.str("author"),
                    variant=r.str("variant"), os_version=r.str("os.version"), os_features=r.str_list("os.features"),
-                   config=config, history=tuple(history), extra=r.extra(cls._KNOWN))
+                   config=config, history=tuple(history),
+                   extra=r.extra(cls._KNOWN, always=("architecture", "os", "config", "rootfs")))
 
 
 def _reader_digest(r: _Reader, key: str, i: int, value: Any) -> str:
