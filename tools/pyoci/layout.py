@@ -19,7 +19,6 @@ import fcntl
 import io
 import json
 import os
-import platform as _platform
 import re
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
 from . import mediatypes as mt
+from . import platform as platforms
 from . import schema
 from .digest import CHUNK, Digest, VerifyingWriter
 from .errors import DigestMismatch, InvalidDigest, InvalidDocument, InvalidReference, NotFound, OCIError
@@ -47,15 +47,6 @@ _INDEX_ORDER = ("schemaVersion", "mediaType", "artifactType", "manifests", "subj
 
 _TEMP_PREFIXES = (".tmp-",)
 _TEMP_SUFFIXES = (".partial",)
-
-# platform.machine() -> (GOARCH, variant)
-_MACHINES = {
-    "x86_64": ("amd64", ""), "amd64": ("amd64", ""), "aarch64": ("arm64", "v8"), "arm64": ("arm64", "v8"),
-    "armv7l": ("arm", "v7"), "armv6l": ("arm", "v6"), "armv5tel": ("arm", "v5"), "i386": ("386", ""),
-    "i686": ("386", ""), "ppc64le": ("ppc64le", ""), "s390x": ("s390x", ""), "riscv64": ("riscv64", ""),
-    "mips64": ("mips64", ""), "loongarch64": ("loong64", ""),
-}
-
 
 def dumps(obj: Any) -> bytes:
     """Compact JSON as the Go tools write it (no spaces, no trailing newline)."""
@@ -88,55 +79,11 @@ def check_ref_name(name: str) -> str:
     return name
 
 
-def host_platform() -> dict:
-    arch, variant = _MACHINES.get(_platform.machine().lower(), (_platform.machine().lower(), ""))
-    p = {"os": "linux", "architecture": arch}
-    if variant:
-        p["variant"] = variant
-    return p
-
-
-def parse_platform(value: "str | dict | None") -> dict:
-    """'linux/arm/v7' or {'os':..., 'architecture':..., 'variant':...}; None -> this machine's."""
-    if value is None:
-        return host_platform()
+def _want_platform(value: Any) -> Any:
+    """None (this machine), 'os/arch[/variant]', a platform dict or a pyoci.platform.Platform."""
     if isinstance(value, dict):
-        return dict(value)
-    parts = value.split("/")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise InvalidReference(f"invalid platform {value!r}: want OS/ARCH[/VARIANT], e.g. linux/arm/v7")
-    p = {"os": parts[0], "architecture": parts[1]}
-    if len(parts) == 3:
-        p["variant"] = parts[2]
-    return p
-
-
-def platform_str(p: dict | None) -> str:
-    if not p:
-        return "(no platform)"
-    return "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
-
-
-def select_platform(candidates: list[dict], want: dict) -> dict | None:
-    """The descriptor of `candidates` whose platform fits `want` best (exact variant first), or None."""
-    # arm64 images usually omit the (only) variant v8; treat the two spellings as the same.
-    def variant(p: dict) -> str:
-        v = p.get("variant", "") or ""
-        return "" if p.get("architecture") == "arm64" and v == "v8" else v
-
-    fits = [d for d in candidates if (d.get("platform") or {}).get("os") == want.get("os")
-            and (d.get("platform") or {}).get("architecture") == want.get("architecture")]
-    if not fits:
-        return None
-    wanted = variant(want)
-    exact = [d for d in fits if variant(d["platform"]) == wanted]
-    if exact:
-        return exact[0]
-    if not wanted:
-        return fits[0]
-    # arm/v7 can run v6 and v5 images: take the highest variant not above the wanted one.
-    lower = [d for d in fits if variant(d["platform"]) and variant(d["platform"]) < wanted]
-    return max(lower, key=lambda d: variant(d["platform"])) if lower else None
+        return platforms.Platform.from_dict(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -351,14 +298,15 @@ class BlobSource:
         media_type = doc.get("mediaType") or (mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST)
         return {"mediaType": media_type, "digest": str(d), "size": self.blob_size(d)}
 
-    def manifest_for(self, ref: "str | dict", platform: "str | dict | None" = None) -> tuple[dict, dict]:
+    def manifest_for(self, ref: "str | dict", platform: Any = None) -> tuple[dict, dict]:
         """(descriptor, manifest) of a tag, digest or descriptor, following indexes to `platform`'s manifest.
 
-        platform: 'os/arch[/variant]' or a dict; None means this machine's (an index with a single
-        entry that has no platform is followed regardless).
+        platform: 'os/arch[/variant]', a dict or a pyoci.platform.Platform; None means this machine's.
+        Selection is pyoci.platform.select's (containerd's rules: arm/v7 takes v6 if need be, entries
+        without a platform come last).
         """
         desc = self._descriptor_for(ref)
-        want = parse_platform(platform)
+        want = _want_platform(platform)
         for _ in range(8):  # nested indexes, bounded
             doc = self.read_json(desc)
             if desc.get("mediaType") not in mt.INDEX_TYPES:
@@ -366,13 +314,10 @@ class BlobSource:
                     raise InvalidDocument(f"{self.where}: {desc['digest']} is a {desc.get('mediaType')!r}, not a manifest")
                 return desc, doc
             entries = [m for m in doc.get("manifests") or [] if m.get("mediaType") in mt.MANIFEST_TYPES + mt.INDEX_TYPES]
-            chosen = select_platform(entries, want)
-            if chosen is None and platform is None and len(entries) == 1 and not entries[0].get("platform"):
-                chosen = entries[0]
-            if chosen is None:
-                have = ", ".join(platform_str(m.get("platform")) for m in entries) or "nothing"
-                raise NotFound(f"{self.where}: index {desc['digest']} has no manifest for {platform_str(want)} (has {have})")
-            desc = dict(chosen)
+            try:
+                desc = dict(platforms.select(entries, want))
+            except NotFound as e:
+                raise NotFound(f"{self.where}: index {desc['digest']}: {e}") from None
         raise InvalidDocument(f"{self.where}: indexes nested too deeply under {ref!r}")
 
     def walk(self, descriptor: Any, missing_ok: bool = False) -> Iterator[dict]:
