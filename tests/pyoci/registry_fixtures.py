@@ -3,6 +3,9 @@
 Import the fixtures into a test module: `from tests.pyoci.registry_fixtures import registry, auth_registry`.
 Each is module-scoped (one server per test file; tests use their own repository names) and is stopped
 by its pid even when the tests fail. `start_registry(dir)` is the plain context manager behind them.
+
+Also here: `skopeo(*args)` and `umoci_image(dir)` (the peers' command lines), and `FakeServer`, an
+in-process HTTP server on 127.0.0.1 for what a real registry cannot be made to do (lie, hang up, paginate).
 """
 
 from __future__ import annotations

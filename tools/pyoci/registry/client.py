@@ -161,7 +161,7 @@ class RegistryClient:
         with resp:
             data = _read_limited(resp, MAX_MANIFEST_SIZE, f"manifest {repo}:{ref}")
         media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
-        if not media_type or media_type in ("application/json", "text/plain"):
+        if not media_type or media_type in ("application/json", "text/plain", "application/octet-stream"):
             media_type = _sniff_media_type(data) or media_type
         digest = self._check_digest(data, ref, resp.headers.get("Docker-Content-Digest"), f"manifest {repo}@{ref}")
         return data, media_type, digest

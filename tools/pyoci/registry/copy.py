@@ -44,7 +44,8 @@ def pull(ref: "Reference | str", layout: "Layout | str | os.PathLike", tag: str 
 
     platform: None picks this machine's manifest from an index (as `docker pull`), "os/arch[/variant]"
     picks that one, "all" copies the whole index with every manifest it lists. Returns the descriptor
-    that was tagged. An interrupted pull leaves `.partial` blobs that the next pull resumes.
+    that was tagged. An interrupted pull leaves `.partial` blobs that the next pull resumes. With
+    `client` given, its own credentials and progress callback are used.
     """
     r = _ref(ref)
     out = _layout(layout, create=True)
