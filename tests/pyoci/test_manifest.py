@@ -9,7 +9,7 @@ import pytest
 
 from pyoci import manifest as m
 from pyoci import mediatypes as mt
-from pyoci.errors import InvalidDocument
+from pyoci.errors import InvalidDocument, NotFound
 from pyoci.manifest import Descriptor, ImageConfig, Index, Manifest
 from pyoci.platform import Platform
 from tests.support import OFFICIAL_SCHEMAS
@@ -554,3 +554,14 @@ def test_conversions_match_skopeo_byte_for_byte(umoci_image):
     assert docker.to_oci(config=cfg.to_oci().to_descriptor()).to_json() == skopeo_man_raw
     assert _blob(layout2, Manifest.from_json(skopeo_man_raw).config.digest) == new_cfg
     assert_valid(json.loads(skopeo_man_raw), "manifest")
+
+
+def test_platform_select_on_parsed_descriptors():
+    from pyoci import platform
+
+    idx = Index.from_json(OCI_INDEX)
+    assert platform.select(idx.manifests, "linux/arm64").digest == M2
+    assert platform.select(idx.manifests, "linux/arm/v7").digest == M3
+    assert platform.select(Index.from_json(DOCKER_HUB_LIST).manifests, "linux/arm64").digest == M3
+    with pytest.raises(NotFound, match="no manifest for platform linux/s390x"):
+        platform.select(idx.manifests, "linux/s390x")
