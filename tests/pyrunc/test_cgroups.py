@@ -257,7 +257,7 @@ def test_other_conversions():
         convert.memory_swap_to_v2(50, 0)
     assert convert.cpu_max(50000, 100000) == "50000 100000"
     assert convert.cpu_max(-1, 100000) == "max 100000"
-    assert convert.cpu_max(20000, None) == "20000"
+    assert convert.cpu_max(20000, None) == "20000 100000"
     assert convert.cpu_max(None, None) == ""
     assert convert.num_to_str(-1) == "max" and convert.num_to_str(0) == ""
     assert convert.parse_cpu_list("0-2,5\n") == [0, 1, 2, 5]

@@ -47,11 +47,11 @@ def num_to_str(value: int | None) -> str:
 
 
 def cpu_max(quota: int | None, period: int | None) -> str:
-    """cpu.max from cpu.quota/period: "max" when quota is not positive; "" when neither is set."""
+    """runc's cpu.max from cpu.quota/period: "max" unless quota > 0, period 100000 by default; "" when unset."""
     if not quota and not period:
         return ""
     text = str(quota) if quota and quota > 0 else "max"
-    return f"{text} {period}" if period else text
+    return f"{text} {period or 100000}"
 
 
 def parse_cpu_list(text: str) -> list[int]:
