@@ -222,7 +222,8 @@ class TokenWorld:
         self.token_queries.append(dict(query, authorization=[headers.get("authorization", "")]))
         if self.users is not None:
             auth = headers.get("authorization", "")
-            user, _, pw = base64.b64decode(auth[6:]).decode().partition(":") if auth.startswith("Basic ") else ("", "", "")
+            basic = base64.b64decode(auth[6:]).decode() if auth.startswith("Basic ") else ""
+            user, _, pw = basic.partition(":")
             if self.users.get(user) != pw or not user:
                 return 401, {"Content-Type": "application/json"}, b'{"details":"incorrect username or password"}'
         return self._issue(query)

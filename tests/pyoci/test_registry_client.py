@@ -23,7 +23,8 @@ def _client(reg: Registry, events: list | None = None) -> RegistryClient:
     return RegistryClient(reg.host, progress=progress)
 
 
-def _push_image(c: RegistryClient, repo: str, tag: str, *, docker: bool = False, payload: bytes = b"layer") -> tuple[bytes, str]:
+def _push_image(c: RegistryClient, repo: str, tag: str, *, docker: bool = False,
+                payload: bytes = b"layer") -> tuple[bytes, str]:
     """Push a config, one layer and a manifest (OCI or Docker schema2); returns (manifest bytes, digest)."""
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
                          "config": {}, "history": [{"created_by": repo + tag}]}).encode()
@@ -169,7 +170,8 @@ def test_missing_blob_is_a_one_line_registry_error(registry: Registry, tmp_path:
     with pytest.raises(RegistryError) as e:
         c.get_blob("missing/repo", d, tmp_path / "x")
     assert e.value.status == 404 and e.value.code == "BLOB_UNKNOWN"
-    assert str(e.value) == f"GET http://{registry.host}/v2/missing/repo/blobs/{d}: 404 BLOB_UNKNOWN: blob unknown to registry"
+    assert str(e.value) == (f"GET http://{registry.host}/v2/missing/repo/blobs/{d}: "
+                            "404 BLOB_UNKNOWN: blob unknown to registry")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -273,7 +273,8 @@ class RegistryClient:
                     writer = dg.VerifyingWriter(dest, d, size, resume=True)
                     start = 0
                 elif resp.status_code == 206 and not _range_starts_at(resp.headers.get("Content-Range", ""), start):
-                    raise RegistryError(f"GET {resp.url}: registry answered range {resp.headers.get('Content-Range')!r} "
+                    got_range = resp.headers.get("Content-Range")
+                    raise RegistryError(f"GET {_strip_query(resp.url)}: registry answered range {got_range!r} "
                                         f"to bytes={start}-")
                 if total < 0 and resp.headers.get("Content-Length"):
                     total = start + int(resp.headers["Content-Length"])
@@ -339,7 +340,8 @@ class RegistryClient:
     def _location(self, resp: requests.Response) -> str:
         loc = resp.headers.get("Location")
         if not loc:
-            raise RegistryError(f"{resp.request.method} {_strip_query(resp.url)}: {resp.status_code} without a Location header")
+            raise RegistryError(f"{resp.request.method} {_strip_query(resp.url)}: {resp.status_code} "
+                                "without a Location header")
         return urljoin(resp.url, loc)  # relative or absolute, both allowed by the spec
 
     def _upload(self, repo: str, started: requests.Response, d: dg.Digest, size: int, data: bytes | None,
@@ -365,7 +367,9 @@ class RegistryClient:
                     self._emit("upload", ds, offset, size)
             body: bytes | Callable[[], object] = b""
         else:
-            body = data if data is not None else (lambda: _FileBody(path, size, lambda n: self._emit("upload", ds, n, size)))
+            def file_body() -> _FileBody:  # a fresh one per attempt, so a 401 retry re-reads the file
+                return _FileBody(path, size, lambda n: self._emit("upload", ds, n, size))
+            body = data if data is not None else file_body
         resp = self.request("PUT", _add_query(location, digest=ds), scopes, body=body, ok=(201, 204), headers={
             "Content-Type": "application/octet-stream", "Content-Length": str(0 if chunk_size else size)})
         resp.close()
