@@ -282,3 +282,67 @@ def test_is_localhost():
 def test_non_string_input():
     with pytest.raises(InvalidReference):
         reference.parse(None)  # type: ignore[arg-type]
+
+
+# skopeo parses references with containers/image's copy of distribution/reference. Debian's skopeo 1.9
+# copy predates two later distribution rules, so those inputs are left out: an upper-case first component
+# is a domain (`FOO/bar`), and IPv6 domains (`[::1]:5000/repo`).
+SKOPEO_CASES = [
+    "busybox", "busybox:latest", "user/img:1", "index.docker.io/debian:12", "localhost:5000/a/b:tag",
+    "localhost/foo:1", "192.168.0.2:25000/debian:x", "xn--n3h.com:18080/foo:t",
+    "dock__er/docker:1", "docker---rules/docker:1", "busybox@" + SHA256, "user/img@" + SHA512,
+    "busybox:" + "t" * 128,
+    "Busybox", "docker/Docker:1", "a:b:c", "-foo", "foo_", "docker///docker", "busybox:" + "t" * 129,
+    "busybox@sha256:" + "a" * 63, "busybox@md5:" + "a" * 32, "[fe80::1%eth0]:5000/debian:1", "x" * 240 + ":1",
+    "1a3f5e7d9c1b3a5f7e9d1c3b5a7f9e1d3c5b7a9f1e3d5d7c9b1a3f5e7d9c1b3a", "https://github.com/docker/docker",
+]
+
+
+@pytest.mark.interop
+def test_validity_agrees_with_skopeo():
+    import subprocess
+
+    from tests.support import require
+
+    skopeo = require("skopeo")
+    disagreements = []
+    for text in SKOPEO_CASES:
+        # docker-daemon: parses the reference, then fails fast on the missing local socket: no network
+        p = subprocess.run([skopeo, "inspect", f"docker-daemon:{text}"], capture_output=True, text=True,
+                           timeout=60)
+        assert p.returncode != 0
+        skopeo_valid = not any(s in p.stderr for s in ("invalid reference format", "repository name must",
+                                                       "cannot specify 64-byte", "digest algorithm",
+                                                       "invalid checksum digest"))
+        try:
+            reference.parse(text)
+            ours = True
+        except InvalidReference:
+            ours = False
+        if ours != skopeo_valid:
+            disagreements.append((text, ours, p.stderr.strip()[-200:]))
+    assert not disagreements
+
+
+@pytest.mark.interop
+def test_normalized_form_agrees_with_skopeo(tmp_path):
+    """skopeo writes the normalised reference into a docker-archive's RepoTags."""
+    import json
+    import subprocess
+    import tarfile
+
+    from tests.support import require
+
+    skopeo, umoci = require("skopeo"), require("umoci")
+    layout = tmp_path / "L"
+    subprocess.run([umoci, "init", "--layout", str(layout)], check=True, capture_output=True)
+    subprocess.run([umoci, "new", "--image", f"{layout}:t"], check=True, capture_output=True)
+    for i, text in enumerate(["busybox", "index.docker.io/user/img:1", "docker.io/library/foo/bar:x",
+                              "localhost:5000/a/b:t", "library/debian:12"]):
+        archive = tmp_path / f"{i}.tar"
+        ref = reference.parse(text)
+        subprocess.run([skopeo, "copy", "-q", f"oci:{layout}:t", f"docker-archive:{archive}:{ref.familiar}"],
+                       check=True, capture_output=True)
+        with tarfile.open(archive) as tar:
+            repo_tags = json.load(tar.extractfile("manifest.json"))[0]["RepoTags"]
+        assert repo_tags == [str(ref)]
