@@ -731,8 +731,9 @@ class ImageConfig:
                                    empty_layer=hr.bool("empty_layer"),
                                    extra=hr.extra(("created", "created_by", "author", "comment", "empty_layer"))))
         config = ContainerConfig._read(r.child("config")) if r.get("config") is not None else ContainerConfig()
+        rootfs = RootFS(rootfs_type, diff_ids, rr.extra(("type", "diff_ids"), always=("type", "diff_ids")))
         return cls(architecture=r.str("architecture", required=True), os=r.str("os", required=True),
-                   rootfs=RootFS(rootfs_type, diff_ids, rr.extra(("type", "diff_ids"), always=("type", "diff_ids"))), created=r.created("created"), author=r.str("author"),
+                   rootfs=rootfs, created=r.created("created"), author=r.str("author"),
                    variant=r.str("variant"), os_version=r.str("os.version"), os_features=r.str_list("os.features"),
                    config=config, history=tuple(history),
                    extra=r.extra(cls._KNOWN, always=("architecture", "os", "config", "rootfs")))
