@@ -318,3 +318,27 @@ def test_referrers_fall_back_to_the_tag_schema(registry: Registry) -> None:
     c.put_manifest(repo, "sha256-" + subject.split(":")[1], index, mt.OCI_INDEX)
     assert c.referrers(repo, subject) == [entry, other]
     assert c.referrers(repo, subject, artifact_type="application/spdx+json") == [entry]
+
+
+def test_pushing_a_referrer_maintains_the_fallback_tag(registry: Registry) -> None:
+    c = _client(registry)
+    repo = "referrers/auto"
+    data, subject = _push_image(c, repo, "subject")
+    empty = c.push_blob(repo, b"{}")
+    found = []
+    for kind in ("application/spdx+json", "application/vnd.example.sig"):
+        artifact = json.dumps({
+            "schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "artifactType": kind,
+            "config": {"mediaType": mt.OCI_EMPTY, "digest": empty, "size": 2}, "layers": [],
+            "subject": {"mediaType": mt.OCI_MANIFEST, "digest": subject, "size": len(data)},
+            "annotations": {"org.example.kind": kind}}).encode()
+        d = c.put_manifest(repo, str(dg.of_bytes(artifact)), artifact, mt.OCI_MANIFEST)
+        found.append({"mediaType": mt.OCI_MANIFEST, "digest": d, "size": len(artifact), "artifactType": kind,
+                      "annotations": {"org.example.kind": kind}})
+    # Pushing one again does not list it twice.
+    again, _, _ = c.get_manifest(repo, found[0]["digest"])
+    c.put_manifest(repo, found[0]["digest"], again, mt.OCI_MANIFEST)
+    got = c.referrers(repo, subject)
+    assert sorted(got, key=lambda m: m["digest"]) == sorted(found, key=lambda m: m["digest"])
+    assert c.referrers(repo, subject, artifact_type="application/vnd.example.sig") == [found[1]]
+    assert "sha256-" + subject.split(":")[1] in c.list_tags(repo)

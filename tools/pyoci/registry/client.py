@@ -194,8 +194,13 @@ class RegistryClient:
         return {"mediaType": resp.headers.get("Content-Type", "").split(";")[0].strip(),
                 "digest": str(dg.Digest.parse(digest)), "size": int(resp.headers.get("Content-Length") or 0)}
 
-    def put_manifest(self, repo: str, ref: str, data: bytes, media_type: str) -> str:
-        """Push a manifest or index under a tag or its digest; returns its digest (checked with the registry's)."""
+    def put_manifest(self, repo: str, ref: str, data: bytes, media_type: str, update_referrers: bool = True) -> str:
+        """Push a manifest or index under a tag or its digest; returns its digest (checked with the registry's).
+
+        A manifest with a `subject` pushed to a registry without the referrers API (no `OCI-Subject`
+        in the answer) is also added to the subject's fallback index, tag `<alg>-<hex>`, as the
+        distribution spec asks of clients; update_referrers=False leaves that to the caller.
+        """
         expected = dg.Digest.parse(ref) if ":" in ref else dg.of_bytes(data)
         if dg.of_bytes(data, expected.algorithm) != expected:
             raise DigestMismatch(f"manifest for {repo}@{ref}: the bytes do not match the digest they are pushed under")
@@ -205,7 +210,28 @@ class RegistryClient:
         got = resp.headers.get("Docker-Content-Digest")
         if got and dg.Digest.parse(got).algorithm == expected.algorithm and dg.Digest.parse(got) != expected:
             raise DigestMismatch(f"manifest {repo}:{ref}: registry stored it as {got}, expected {expected}")
+        if update_referrers and b'"subject"' in data and not resp.headers.get("OCI-Subject"):
+            doc = _json_doc(data, f"manifest {repo}@{expected}")
+            subject = doc.get("subject")
+            if isinstance(subject, dict) and subject.get("digest"):
+                self._add_referrer(repo, str(subject["digest"]), _referrer_descriptor(doc, media_type, expected,
+                                                                                      len(data)))
         return str(expected)
+
+    def _add_referrer(self, repo: str, subject: str, desc: dict) -> None:
+        """Add `desc` to the referrers tag-schema index of `subject` (created if absent)."""
+        d = dg.Digest.parse(subject)
+        tag = f"{d.algorithm}-{d.encoded}"
+        try:
+            index = _json_doc(self.get_manifest(repo, tag, (mt.OCI_INDEX,))[0], f"referrers index {repo}:{tag}")
+        except RegistryError as e:
+            if e.status != 404:
+                raise
+            index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+        entries = [m for m in index.get("manifests") or [] if m.get("digest") != desc["digest"]]
+        index["manifests"] = entries + [desc]
+        body = json.dumps(index, separators=(",", ":")).encode()
+        self.put_manifest(repo, tag, body, mt.OCI_INDEX, update_referrers=False)
 
     def delete_manifest(self, repo: str, digest: str) -> None:
         """Delete a manifest by digest (Distribution refuses tags); a missing one raises NotFound."""
@@ -649,6 +675,17 @@ def _sniff_media_type(data: bytes) -> str:
     if doc.get("mediaType"):
         return str(doc["mediaType"])
     return mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST if "config" in doc else ""
+
+
+def _referrer_descriptor(doc: dict, media_type: str, digest: dg.Digest, size: int) -> dict:
+    """A referrers-index entry: artifactType from the manifest (or its config's media type), its annotations."""
+    desc: dict = {"mediaType": media_type, "digest": str(digest), "size": size}
+    artifact_type = doc.get("artifactType") or (doc.get("config") or {}).get("mediaType")
+    if artifact_type:
+        desc["artifactType"] = artifact_type
+    if doc.get("annotations"):
+        desc["annotations"] = doc["annotations"]
+    return desc
 
 
 def _json_doc(data: bytes, what: str) -> dict:
