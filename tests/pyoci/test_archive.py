@@ -17,7 +17,7 @@ from pyoci.archive_oci import OCIArchive, extract_oci_archive, import_oci_archiv
 from pyoci.errors import DigestMismatch, InvalidDocument, InvalidReference, NotFound, UnsafeArchive
 from pyoci.layout import Layout
 from tests.pyoci.test_layout import (assert_index_valid, assert_layout_files_valid, blob_files, build_image,
-                                     layer_tar, oci_image_tool_ok, run)
+                                     compress, layer_tar, oci_image_tool_ok, run)
 from tests.support import assert_valid
 
 
@@ -252,9 +252,9 @@ def test_go_compatible_json():
 def test_reads_skopeo_docker_archive(tmp_path, image):
     run("skopeo", "copy", f"oci:{image.path}:t", f"docker-archive:{tmp_path}/d.tar:repo:t")
     _, manifest = image.manifest_for("t")
-    for compress, layer_type in (("gzip", mt.OCI_LAYER_GZIP), (None, mt.OCI_LAYER)):
-        target = Layout.init(tmp_path / f"T-{compress}")
-        [imported] = read_docker_archive(tmp_path / "d.tar", target, compress=compress)
+    for mode, layer_type in (("gzip", mt.OCI_LAYER_GZIP), (None, mt.OCI_LAYER)):
+        target = Layout.init(tmp_path / f"T-{mode}")
+        [imported] = read_docker_archive(tmp_path / "d.tar", target, compress=mode)
         assert imported.repo_tags == ["docker.io/library/repo:t"]
         assert target.tags() == ["docker.io/library/repo:t"]
         desc, got = target.manifest_for("docker.io/library/repo:t")
@@ -263,12 +263,12 @@ def test_reads_skopeo_docker_archive(tmp_path, image):
         assert_index_valid(target.index())
         assert got["config"] == {**manifest["config"]}
         assert [l["mediaType"] for l in got["layers"]] == [layer_type] * 2
-        if compress is None:
+        if mode is None:
             config = json.loads(target.read_blob(got["config"]["digest"]))
             assert [l["digest"] for l in got["layers"]] == config["rootfs"]["diff_ids"]
         target.validate()
         oci_image_tool_ok(target.path)
-        run("umoci", "unpack", "--image", f"{target.path}:docker.io/library/repo:t", str(tmp_path / f"b-{compress}"))
+        run("umoci", "unpack", "--image", f"{target.path}:docker.io/library/repo:t", str(tmp_path / f"b-{mode}"))
         assert (tmp_path / f"b-{compress}/rootfs/etc/hello").read_bytes() == b"two\n"
         info = json.loads(run("skopeo", "inspect", f"oci:{target.path}:docker.io/library/repo:t").stdout)
         assert info["Digest"] == desc["digest"]
@@ -280,7 +280,7 @@ def test_reads_skopeo_docker_archive(tmp_path, image):
 
 
 def docker_save_tar(path: Path, images: list[tuple[list[dict[str, bytes]], list[str]]],
-                    tamper: bool = False, escape: bool = False) -> list[str]:
+                    tamper: bool = False, escape: bool = False, compression: str = "") -> list[str]:
     """A `docker save` archive of Docker 20.10's shape: `<id>/layer.tar` files, a symlink for a layer
     seen before, VERSION and json per layer, `<config hex>.json`, manifest.json, repositories."""
     manifest, repositories, seen, configs = [], {}, {}, []
@@ -307,7 +307,7 @@ def docker_save_tar(path: Path, images: list[tuple[list[dict[str, bytes]], list[
             elif diff_id in seen:
                 add(f"{v1}/layer.tar", type_=tarfile.SYMTYPE, link=f"../{seen[diff_id]}/layer.tar")
             else:
-                add(f"{v1}/layer.tar", raw + (b"\0" if tamper else b""))
+                add(f"{v1}/layer.tar", compress(raw + (b"\0" if tamper else b""), compression))
                 seen[diff_id] = v1
             layer_paths.append(f"{v1}/layer.tar")
             parent = v1
@@ -379,3 +379,23 @@ def test_docker_archive_link_out_of_the_archive_is_refused(tmp_path):
     _tar_with(tmp_path / "nomanifest.tar", [(tarfile.TarInfo("repositories"), b"{}")])
     with pytest.raises(InvalidDocument, match="no manifest.json"):
         read_docker_archive(tmp_path / "nomanifest.tar", layout)
+
+
+@pytest.mark.parametrize("compression,media_type", [("gzip", mt.OCI_LAYER_GZIP), ("zstd", mt.OCI_LAYER_ZSTD)])
+def test_layers_compressed_inside_a_docker_archive_are_kept_as_they_are(tmp_path, compression, media_type):
+    files = {"etc/motd": b"compressed in the archive\n"}
+    docker_save_tar(tmp_path / "c.tar", [([files], ["c:1"])], compression=compression)
+    layout = Layout.init(tmp_path / "L")
+    read_docker_archive(tmp_path / "c.tar", layout, compress=None)
+    _, manifest = layout.manifest_for("docker.io/library/c:1")
+    [layer] = manifest["layers"]
+    with DockerArchive(tmp_path / "c.tar") as archive:
+        stored = archive.read(archive.manifest[0]["Layers"][0])
+    assert layer == {"mediaType": media_type, "digest": "sha256:" + hashlib.sha256(stored).hexdigest(),
+                     "size": len(stored)}
+    layout.validate()
+    # A compressed layer whose content is not the diff_id is refused like a plain one.
+    docker_save_tar(tmp_path / "bad.tar", [([files], ["c:2"])], compression=compression, tamper=True)
+    with pytest.raises(DigestMismatch, match="but the config's diff_id"):
+        read_docker_archive(tmp_path / "bad.tar", layout)
+    assert layout.tags() == ["docker.io/library/c:1"]

@@ -10,14 +10,15 @@ own v1.CreateID also mixes in the whole config; `docker load` assigns fresh ids 
 Reading accepts both Docker 20.10's `docker save` (`<id>/layer.tar` regular files, symlinks for repeated
 layers) and skopeo's layout; each layer's uncompressed digest is checked against the config's
 rootfs.diff_ids before anything is committed. Layers are stored gzip-compressed by default
-(`compress="gzip"`, application/vnd.oci.image.layer.v1.tar+gzip, so the image can be pushed as is);
-`compress=None` keeps them uncompressed (application/vnd.oci.image.layer.v1.tar, digest == diff_id),
-which is what skopeo does for docker-archive -> oci. A layer already compressed in the archive is kept as it is.
+(`compress="gzip"`, application/vnd.oci.image.layer.v1.tar+gzip, as skopeo does for docker-archive ->
+oci, so the image can be pushed as is), with pyoci.layer's deterministic gzip; `compress=None` keeps
+them uncompressed (application/vnd.oci.image.layer.v1.tar, digest == diff_id). A layer that is already
+gzip or zstd inside the archive is kept byte for byte. The config blob is kept byte for byte too, so
+the image id (config digest) does not change.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -26,7 +27,6 @@ import posixpath
 import re
 import tarfile
 import tempfile
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
@@ -35,6 +35,7 @@ from .archive_oci import TarWriter, _norm
 from .digest import CHUNK, Digest, VerifyingWriter
 from .errors import DigestMismatch, InvalidDocument, InvalidReference, NotFound, OCIError, UnsafeArchive
 from .fsutil import atomic_open
+from .layer import compression as lc
 from .layout import BlobSource, Layout, dumps
 
 MANIFEST_FILE = "manifest.json"
@@ -42,8 +43,6 @@ REPOSITORIES_FILE = "repositories"
 _LEGACY_ATTRS = ("architecture", "config", "container", "container_config", "created", "docker_version", "os")
 _TAG_RE = re.compile(r"[\w][\w.-]{0,127}")
 _PATH_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 # -- Go-compatible JSON, for skopeo's v1 ids -------------------------------------------------------------
@@ -135,39 +134,6 @@ def _split_repo_tag(repo_tag: str) -> tuple[str, str]:
     return name, tag
 
 
-# -- compression helpers ----------------------------------------------------------------------------------
-
-def decompressed(stream: BinaryIO, compression: str) -> BinaryIO:
-    if compression == "gzip":
-        try:
-            from isal import igzip
-            return igzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
-        except ImportError:
-            return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
-    if compression == "zstd":
-        import zstandard
-        return zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)  # type: ignore[return-value]
-    return stream
-
-
-def _gzip_compressor():
-    """Deterministic gzip (no name, mtime 0); isal's deflate where installed, it is several times faster."""
-    try:
-        from isal import isal_zlib
-        return isal_zlib.compressobj(2, isal_zlib.DEFLATED, 31)
-    except ImportError:
-        return zlib.compressobj(6, zlib.DEFLATED, 31)
-
-
-def _sniff(stream: io.BufferedReader) -> str:
-    head = stream.peek(4)[:4]
-    if head.startswith(_GZIP_MAGIC):
-        return "gzip"
-    if head.startswith(_ZSTD_MAGIC):
-        return "zstd"
-    return ""
-
-
 # -- writing ----------------------------------------------------------------------------------------------
 
 class DockerArchiveWriter:
@@ -221,20 +187,16 @@ class DockerArchiveWriter:
         compression = mt.layer_compression(layer.get("mediaType", ""))
         # The tar header needs the size first: decompress to a temp file beside the destination, checking diff_id.
         with tempfile.TemporaryFile(dir=os.path.dirname(os.path.abspath(self.dest))) as tmp:
-            h = hashlib.new(diff_id.algorithm)
-            size = 0
             with source.open_blob(layer["digest"], size=layer.get("size")) as raw:
-                reader = decompressed(raw, compression)
+                reader = lc.DecompressingReader(raw, compression, algorithm=diff_id.algorithm)
                 while chunk := reader.read(CHUNK):
-                    h.update(chunk)
-                    size += len(chunk)
                     tmp.write(chunk)
-                raw.read()  # reach EOF of the verified reader, so its digest is checked
-            if h.hexdigest() != diff_id.encoded:
-                raise DigestMismatch(f"layer {layer['digest']}: uncompressed digest {diff_id.algorithm}:{h.hexdigest()} "
+                got = reader.finish()  # reads the blob to its end: the verifying reader checks its digest
+            if got.diff_id != diff_id:
+                raise DigestMismatch(f"layer {layer['digest']}: uncompressed digest {got.diff_id} "
                                      f"is not the config's diff_id {diff_id}")
             tmp.seek(0)
-            self._tar.add_stream(name, tmp, size, 0o444)
+            self._tar.add_stream(name, tmp, got.uncompressed_size, 0o444)
         self._blobs.add(name)
 
     def _legacy_metadata(self, diff_ids: list[str], config_bytes: bytes, tags: list[str]) -> None:
@@ -468,49 +430,61 @@ def _import_image(archive: DockerArchive, item: dict, layout: Layout, compress: 
                          [normalize_repo_tag(t) for t in item.get("RepoTags") or []])
 
 
+class _WriterSink:
+    """A VerifyingWriter seen as the file object pyoci.layer's compressing writer wants."""
+
+    def __init__(self, w: VerifyingWriter) -> None:
+        self.write = w.write
+
+    def flush(self) -> None:
+        pass
+
+
+class _Tee(io.RawIOBase):
+    """Reads `src` and copies every byte read into `w` (keeps a compressed layer's bytes as they are)."""
+
+    def __init__(self, src: BinaryIO, w: VerifyingWriter) -> None:
+        super().__init__()
+        self._src, self._w = src, w
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self._src.read(len(b))
+        b[:len(data)] = data
+        if data:
+            self._w.write(data)
+        return len(data)
+
+
 def _import_layer(archive: DockerArchive, name: str, diff_id: Digest, layout: Layout, compress: str | None,
                   added: list[str]) -> dict:
-    with archive.open(name) as f:
-        compression = _sniff(f)
-        h = hashlib.new(diff_id.algorithm)
-        staging = layout.path / "blobs" / "sha256" / "staging"
-        with layout.lock(exclusive=False), VerifyingWriter(staging) as w:
-            if compression:
-                # Keep the compressed bytes; hash what they decompress to.
-                class _Tee(io.RawIOBase):
-                    def readable(self) -> bool:
-                        return True
-
-                    def readinto(self, b) -> int:
-                        n = f.readinto(b)
-                        if n:
-                            w.write(bytes(memoryview(b)[:n]))
-                        return n or 0
-                reader = decompressed(io.BufferedReader(_Tee(), CHUNK), compression)
-                while chunk := reader.read(CHUNK):
-                    h.update(chunk)
-                while chunk := f.read(CHUNK):  # bytes past the compressed stream's end are kept too
-                    w.write(chunk)
-                media_type = mt.OCI_LAYER_GZIP if compression == "gzip" else mt.OCI_LAYER_ZSTD
-            elif compress == "gzip":
-                z = _gzip_compressor()
+    staging = layout.path / "blobs" / diff_id.algorithm / "staging"
+    with archive.open(name) as f, layout.lock(exclusive=False), VerifyingWriter(staging, algorithm=diff_id.algorithm) as w:
+        found = lc.detect(f.peek(4)[:4])
+        if found:
+            # Already compressed in the archive: keep the bytes, check what they decompress to.
+            reader = lc.DecompressingReader(_Tee(f, w), found, algorithm=diff_id.algorithm)
+            got_diff_id = reader.finish().diff_id
+            media_type = mt.OCI_LAYER_GZIP if found == "gzip" else mt.OCI_LAYER_ZSTD
+        else:
+            # pyoci.layer's writer: the same deterministic gzip as the layers pybuild creates.
+            writer = lc.CompressingWriter(_WriterSink(w), compress or "", algorithm=diff_id.algorithm)  # type: ignore[arg-type]
+            try:
                 while chunk := f.read(CHUNK):
-                    h.update(chunk)
-                    w.write(z.compress(chunk))
-                w.write(z.flush())
-                media_type = mt.OCI_LAYER_GZIP
-            else:
-                while chunk := f.read(CHUNK):
-                    h.update(chunk)
-                    w.write(chunk)
-                media_type = mt.OCI_LAYER
-            if h.hexdigest() != diff_id.encoded:
-                raise DigestMismatch(f"{archive.where}: layer {name!r} is {diff_id.algorithm}:{h.hexdigest()}, "
-                                     f"but the config's diff_id is {diff_id}")
-            got = w.verify()
-            dest = layout.blob_path(got)
-            if not dest.exists():
-                added.append(str(got))
-            w.dest = os.fspath(dest)
-            w.commit(0o644)
-            return {"mediaType": media_type, "digest": str(got), "size": w.size}
+                    writer.write(chunk)
+            except BaseException:
+                writer.abort()
+                raise
+            got_diff_id = writer.close().diff_id
+            media_type = mt.OCI_LAYER_GZIP if compress == "gzip" else mt.OCI_LAYER
+        if got_diff_id != diff_id:
+            raise DigestMismatch(f"{archive.where}: layer {name!r} is {got_diff_id}, but the config's diff_id is {diff_id}")
+        got = w.verify()
+        dest = layout.blob_path(got)
+        if not dest.exists():
+            added.append(str(got))
+        w.dest = os.fspath(dest)
+        w.commit(0o644)
+        return {"mediaType": media_type, "digest": str(got), "size": w.size}
