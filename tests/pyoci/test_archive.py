@@ -269,7 +269,7 @@ def test_reads_skopeo_docker_archive(tmp_path, image):
         target.validate()
         oci_image_tool_ok(target.path)
         run("umoci", "unpack", "--image", f"{target.path}:docker.io/library/repo:t", str(tmp_path / f"b-{mode}"))
-        assert (tmp_path / f"b-{compress}/rootfs/etc/hello").read_bytes() == b"two\n"
+        assert (tmp_path / f"b-{mode}/rootfs/etc/hello").read_bytes() == b"two\n"
         info = json.loads(run("skopeo", "inspect", f"oci:{target.path}:docker.io/library/repo:t").stdout)
         assert info["Digest"] == desc["digest"]
     # A deterministic import: the same archive gives the same manifest digest.
