@@ -205,3 +205,50 @@ def test_pfc_shows_skipped_and_kept_rules():
     pfc = seccomp.exported_pfc(spec)
     assert '"getpid"' in pfc and '"getppid"' not in pfc
     assert "action TRACE(5)" in pfc and "action ERRNO(1)" in pfc
+
+
+def raw_syscall_errno(nr: int) -> int:
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    ctypes.set_errno(0)
+    ret = libc.syscall(nr, 0, 0, 0)
+    return ctypes.get_errno() if ret == -1 else 0
+
+
+# Enough for the child to report and exit; the highest of these on x86_64 is newfstatat (262).
+ALLOW_LIST = ["write", "exit_group", "exit", "brk", "mmap", "munmap", "mremap", "madvise", "rt_sigprocmask",
+              "rt_sigaction", "futex", "getpid", "close", "fstat", "newfstatat", "lseek", "ioctl"]
+
+
+@pytest.mark.parametrize("arches,beyond", [
+    (["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], errno.ENOSYS),
+    (["SCMP_ARCH_X86_64"], errno.ENOSYS),
+    ([], errno.EPERM),  # no architectures listed: runc adds no stub either
+])
+def test_enosys_stub_for_syscalls_newer_than_the_profile(arches, beyond):
+    import ctypes  # noqa: F401  (loaded before the filter)
+
+    spec = {"defaultAction": "SCMP_ACT_ERRNO", "architectures": arches,
+            "syscalls": [{"names": ALLOW_LIST, "action": "SCMP_ACT_ALLOW"}]}
+    raw_syscall_errno(39)  # warm ctypes up before the filter is in place
+    out, _ = in_child(lambda: [raw_syscall_errno(100), raw_syscall_errno(300), raw_syscall_errno(39)], spec)
+    # times (100) is older than newfstatat: the default EPERM; fanotify_init (300) is newer: ENOSYS; getpid works
+    assert out == [errno.EPERM, beyond, 0]
+
+
+def test_enosys_stub_shape():
+    p = seccomp.parse({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
+                       "syscalls": [{"names": ["read", "newfstatat"], "action": "SCMP_ACT_ALLOW"}]})
+    stub = seccomp.enosys_stub(p)
+    assert stub[0] == (0x20, 0, 0, 4)  # load arch
+    assert stub[-1] == (0x06, 0, 0, 0x50000 | errno.ENOSYS)
+    ks = [k for code, _, _, k in stub if code == 0x25]
+    assert ks == [0x40000000 + 262, 262]  # x32 and amd64 limits
+    for allow_default in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG"):
+        assert seccomp.enosys_stub(seccomp.parse(dict(defaultAction=allow_default, architectures=["SCMP_ARCH_X86"],
+                                                      syscalls=[{"names": ["read"], "action": "SCMP_ACT_ERRNO"}])))\
+            == []
+    assert seccomp.enosys_stub(seccomp.parse({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": errno.ENOSYS,
+                                              "architectures": ["SCMP_ARCH_X86_64"],
+                                              "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]})) == []

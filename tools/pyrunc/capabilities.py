@@ -6,7 +6,8 @@ How the container init must call this module (runc's finalizeNamespace order):
    as long as CAP_SETPCAP is still in the permitted set);
 2. ``set_keepcaps(True)``, then setgroups/setgid/setuid, then ``set_keepcaps(False)`` -- without KEEPCAPS a
    switch away from uid 0 empties the permitted set and nothing can be granted any more;
-3. ``apply(caps)``: bounding (again), then capset(effective, permitted, inheritable), then ambient.
+3. ``apply(caps)``: bounding (again), then capset(effective, permitted, inheritable), then ambient (an ambient
+   cap that the kernel refuses, because it is not in both permitted and inheritable, is skipped as runc does).
 
 Names unknown to this kernel (or misspelt) are ignored with a warning, exactly as runc 1.1 does:
 ``validate`` returns them and ``warning(names)`` gives runc's message for the log. ``caps=None`` (no
@@ -223,8 +224,10 @@ def apply(caps: dict | None) -> None:
     if _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL) != 0 and ctypes.get_errno() != errno.EINVAL:
         raise _fail("apply caps: clear the ambient set")
     for n in range(last_cap() + 1):
-        if m["ambient"] >> n & 1 and _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, n) != 0:
-            raise _fail(f"apply caps: raise ambient {KNOWN[n]}")
+        if m["ambient"] >> n & 1:
+            # The kernel refuses caps missing from permitted or inheritable; runc 1.1 ignores that (checked:
+            # such a config runs, without those ambient caps), so do we.
+            _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, n)
 
 
 def bounding_mask() -> int:

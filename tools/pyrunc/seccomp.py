@@ -204,24 +204,137 @@ def build(spec: dict):
     return f
 
 
+# -- loading: runc's patchbpf -----------------------------------------------------------------------------------
+# runc does not let libseccomp load the filter: it exports the BPF, prepends a stub that answers -ENOSYS for
+# syscalls newer than any the profile names (so that e.g. glibc falls back from clone3 instead of failing on the
+# default EPERM), and loads it with seccomp(2) itself, which also gives the NOTIFY listener fd.
+
+_SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "ppc64le": 358, "s390x": 348, "riscv64": 277, "i686": 354}
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_LOG, SECCOMP_FILTER_FLAG_SPEC_ALLOW, SECCOMP_FILTER_FLAG_NEW_LISTENER = 2, 4, 8
+SECCOMP_RET_ERRNO = 0x00050000
+_X32_BIT = 0x40000000
+_LD_W_ABS, _JMP_JA, _JMP_JEQ_K, _JMP_JGT_K, _JMP_JSET_K, _RET_K = 0x20, 0x05, 0x15, 0x25, 0x45, 0x06
+
+
+def _resolve(arch: int, name: str) -> int:
+    import ctypes
+
+    import pyseccomp as sc
+
+    # pyseccomp's resolve_syscall passes the arch as a C int, which overflows for 64-bit audit arches.
+    return sc._libseccomp.seccomp_syscall_resolve_name_arch(ctypes.c_uint32(arch), name.encode())
+
+
+def last_syscalls(p: Profile) -> dict[int, dict[str, int]]:
+    """runc's findLastSyscalls: per audit arch, per listed arch, the highest syscall number the profile names.
+
+    Only the architectures listed in the profile count (none listed: no stub at all, as in runc).
+    """
+    import pyseccomp as sc
+
+    out: dict[int, dict[str, int]] = {}
+    for name in p.architectures:
+        arch = getattr(sc.Arch, ARCHES[name])
+        audit = sc.Arch.X86_64 if ARCHES[name] == "X32" else arch  # x32 calls arrive as x86_64, nr | 1<<30
+        largest = max((_resolve(arch, c.name) for c in p.syscalls), default=0)
+        if largest > 0:
+            out.setdefault(audit, {})[ARCHES[name]] = largest
+    return out
+
+
+def enosys_stub(p: Profile) -> list[tuple[int, int, int, int]]:
+    """cBPF (code, jt, jf, k) run before libseccomp's filter: ENOSYS above the last known syscall of each arch."""
+    if p.default_errno_ret == errno.ENOSYS or p.default_action in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG",
+                                                                   "SCMP_ACT_TRACE"):
+        return []
+    lasts = last_syscalls(p)
+    if not lasts:
+        return []
+    ENOSYS, PASS = "ENOSYS", "PASS"
+    # Each instruction: (code, jt, jf, k) where jt/jf may be labels; "ja" targets sit in k.
+    body: list[list] = [[_LD_W_ABS, 0, 0, 4]]  # A = seccomp_data.arch
+    for audit, maxes in sorted(lasts.items()):
+        section: list[list] = [[_LD_W_ABS, 0, 0, 0]]  # A = seccomp_data.nr
+        amd64, x32 = maxes.get("X86_64"), maxes.get("X32")
+        if amd64 is not None or x32 is not None:
+            if amd64 is not None and x32 is not None:
+                section += [[_JMP_JSET_K, 0, 1, _X32_BIT], [_JMP_JGT_K, ENOSYS, PASS, x32],
+                            [_JMP_JGT_K, ENOSYS, PASS, amd64]]
+            elif amd64 is not None:
+                section += [[_JMP_JSET_K, PASS, 0, _X32_BIT], [_JMP_JGT_K, ENOSYS, PASS, amd64]]
+            else:
+                section += [[_JMP_JSET_K, 0, PASS, _X32_BIT], [_JMP_JGT_K, ENOSYS, PASS, x32]]
+        else:
+            section += [[_JMP_JGT_K, ENOSYS, PASS, max(maxes.values())]]
+        body.append([_JMP_JEQ_K, 0, len(section), audit])
+        body += section
+    body.append([_JMP_JA, 0, 0, PASS])
+    labels = {ENOSYS: len(body), PASS: len(body) + 1}
+    body.append([_RET_K, 0, 0, SECCOMP_RET_ERRNO | errno.ENOSYS])
+    out = []
+    for i, (code, jt, jf, k) in enumerate(body):
+        jt = labels[jt] - i - 1 if isinstance(jt, str) else jt
+        jf = labels[jf] - i - 1 if isinstance(jf, str) else jf
+        k = labels[k] - i - 1 if isinstance(k, str) else k
+        out.append((code, jt, jf, k))
+    return out
+
+
+def _exported(f) -> bytes:
+    with open(os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC), "w+b") as m:
+        f.export_bpf(m)
+        m.seek(0)
+        return m.read()
+
+
+def _load(program: bytes, flags: int) -> int:
+    import ctypes
+    import platform
+    import struct
+
+    nr = _SYS_SECCOMP.get(platform.machine())
+    if nr is None:
+        raise RuntimeFailure(f"error loading seccomp filter into kernel: unknown seccomp(2) on {platform.machine()}")
+    buf = ctypes.create_string_buffer(program, len(program))
+    fprog = ctypes.create_string_buffer(struct.pack("HxxxxxxQ", len(program) // 8, ctypes.addressof(buf)))
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    ret = libc.syscall(ctypes.c_long(nr), ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(flags), fprog)
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise RuntimeFailure(f"error loading seccomp filter into kernel: {os.strerror(err).lower()}")
+    return ret
+
+
 def install(spec: dict | None) -> int:
-    """Build and load the filter into this process; the notify listener fd if a rule uses NOTIFY, else -1."""
+    """Build, patch (ENOSYS stub) and load the filter into this thread, as runc's PatchAndLoad.
+
+    Returns the notify listener fd when a rule uses SCMP_ACT_NOTIFY, else -1.
+    """
+    import struct
+
     p = parse(spec)
     if p is None:
         return -1
     f = build(spec)  # type: ignore[arg-type]
-    try:
-        f.load()
-    except OSError as e:
-        raise RuntimeFailure(f"error loading seccomp filter into kernel: {_reason(e)}") from None
-    if any(c.action == "SCMP_ACT_NOTIFY" for c in p.syscalls):
-        import pyseccomp as sc
+    stub = enosys_stub(p)
+    program = b"".join(struct.pack("<HBBI", *ins) for ins in stub) + _exported(f)
+    flags = 0
+    if "SECCOMP_FILTER_FLAG_LOG" in p.flags:
+        flags |= SECCOMP_FILTER_FLAG_LOG
+    if "SECCOMP_FILTER_FLAG_SPEC_ALLOW" in p.flags:
+        flags |= SECCOMP_FILTER_FLAG_SPEC_ALLOW
+    notify = any(c.action == "SCMP_ACT_NOTIFY" for c in p.syscalls)
+    if notify:
+        flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER
+    fd = _load(program, flags)
+    return fd if notify else -1
 
-        fd = sc._libseccomp.seccomp_notify_fd(f._filter)  # the binding has no public getter for it
-        if fd < 0:
-            raise RuntimeFailure(f"error getting seccomp notify fd: {os.strerror(-fd).lower()}")
-        return os.dup(fd)  # libseccomp closes its copy when the filter context is released
-    return -1
+
+def preload() -> None:
+    """Import the binding (loading libseccomp) while the host's libraries are reachable, i.e. before pivot_root."""
+    import pyseccomp  # noqa: F401
 
 
 def send_to_listener(listener_path: str, fd: int, state: dict, pid: int, metadata: str = "") -> None:
