@@ -97,12 +97,15 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
         init.preload(spec.process.terminal, bool(spec.hooks), bool(spec.linux.seccomp))
         parent_sock, child_sock = sync.pair()
         _close_extra_fds(opts.preserve_fds)
+        # opened here: a user-namespaced init may not be able to reach the state dir
+        fifo_fd = os.open(os.path.join(cdir, FIFO), os.O_PATH | os.O_CLOEXEC)
         child = os.fork()
         if child == 0:
             parent_sock.close()
-            init.bootstrap(spec, child_sock, cdir, opts.no_pivot)
+            init.bootstrap(spec, child_sock, cdir, opts.no_pivot, fifo_fd)
             os._exit(1)  # not reached
         child_sock.close()
+        os.close(fifo_fd)
         with parent_sock:
             if manager is not None:
                 manager.apply(child)  # also writes the resources and the device rules
@@ -235,11 +238,11 @@ def start(st: ContainerState) -> None:
         raise StateError("cannot start an already running container")
     fifo = os.path.join(st.dir, FIFO)
     try:
-        fd = os.open(fifo, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise StateError("cannot start an already running container") from None
     try:
-        data = os.read(fd, 16)
+        data = _await_fifo(fd, st)
     finally:
         os.close(fd)
     try:
@@ -258,6 +261,21 @@ def start(st: ContainerState) -> None:
         except PyruncError:
             kill(st, signal.SIGKILL, all_procs=False, check=False)
             raise
+
+
+def _await_fifo(fd: int, st: ContainerState) -> bytes:
+    """Our open woke the init blocked opening the FIFO for writing; wait for its byte, or for it to die."""
+    import select
+
+    while True:
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r:
+            try:
+                return os.read(fd, 16)
+            except BlockingIOError:
+                continue
+        if not st.alive():
+            raise StateError("cannot start a container that has stopped")
 
 
 SIGNALS = {name[3:]: int(getattr(signal, name)) for name in dir(signal)

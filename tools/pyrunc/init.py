@@ -62,7 +62,7 @@ def _message(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def bootstrap(spec: Spec, sock, state_dir: str, no_pivot: bool) -> None:
+def bootstrap(spec: Spec, sock, state_dir: str, no_pivot: bool, fifo_fd: int) -> None:
     try:
         sync.recv(sock, "go")
         kinds = {ns.type for ns in spec.linux.namespaces}
@@ -85,27 +85,27 @@ def bootstrap(spec: Spec, sock, state_dir: str, no_pivot: bool) -> None:
             namespaces.write_time_offsets(spec.linux.time_offsets)
         pid = os.fork()
         if pid == 0:
-            container_init(spec, sock, state_dir, no_pivot, userns is not None)
+            container_init(spec, sock, state_dir, no_pivot, userns is not None, fifo_fd)
         sync.send(sock, "pid", pid=pid)
         os._exit(0)
     except BaseException as e:  # noqa: BLE001 - everything must reach the parent as one line
         _fail(sock, _message(e))
 
 
-def container_init(spec: Spec, sock, state_dir: str, no_pivot: bool, in_userns: bool) -> None:
+def container_init(spec: Spec, sock, state_dir: str, no_pivot: bool, in_userns: bool, fifo_fd: int) -> None:
     try:
-        _init(spec, sock, state_dir, no_pivot, in_userns)
+        _init(spec, sock, state_dir, no_pivot, in_userns, fifo_fd)
     except BaseException as e:  # noqa: BLE001
         _fail(sock, _message(e))
 
 
-def _init(spec: Spec, sock, state_dir: str, no_pivot: bool, in_userns: bool) -> None:
+def _init(spec: Spec, sock, state_dir: str, no_pivot: bool, in_userns: bool, fifo_fd: int) -> None:
     from . import process, rootfs
 
     proc = spec.process
     bundle = os.getcwd()  # create chdir'd to the bundle
     os.setsid()
-    fifo = os.open(os.path.join(state_dir, "exec.fifo"), os.O_PATH | os.O_CLOEXEC)
+    fifo = fifo_fd
     if spec.linux.namespace("mount") is not None:
         rootfs.prepare(spec, in_userns)
     if spec.hooks.get("prestart") or spec.hooks.get("createRuntime"):
@@ -130,6 +130,8 @@ def _init(spec: Spec, sock, state_dir: str, no_pivot: bool, in_userns: bool) -> 
                 f.write(value)
         except OSError as e:
             raise PyruncError(f"write sysctl {key}: {e.strerror.lower()}") from None
+    if spec.linux.namespace("mount") is not None:
+        rootfs.protect_paths(spec)
     if proc.terminal:
         from . import console
 
@@ -147,32 +149,33 @@ def _init(spec: Spec, sock, state_dir: str, no_pivot: bool, in_userns: bool) -> 
         os.chdir(proc.cwd)
     except OSError as e:
         raise PyruncError(f"chdir to cwd ({proc.cwd!r}) set in config.json failed: {e.strerror.lower()}") from None
-    process.drop_bounding(proc)
-    process.set_user(proc.user)
-    process.apply_caps(proc)
-    process.no_new_privs(proc)
     try:
         path, argv, env = process.prepare_exec(proc)
     except PyruncError as e:
         raise PyruncError(f"unable to start container process: {e.message}") from None
+    seccomp = None
     if spec.linux.seccomp:
         from . import seccomp
-
-        seccomp_spec = spec.linux.seccomp
-    else:
-        seccomp_spec = None
     sync.send(sock, "ready")
-    sock.close()
-    # Park until `start` opens the FIFO for reading (the path is reached through our O_PATH fd after pivot_root).
+    # Park until `start` opens the FIFO for reading (the path is reached through our O_PATH fd after pivot_root;
+    # opened before the uid switch, which makes /proc/self/fd unreadable to us).
     w = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
     os.write(w, b"0")
     os.close(fifo)
-    if spec.hooks.get("startContainer"):
-        from . import hooks
+    try:
+        process.drop_bounding(proc)
+        process.set_user(proc.user)
+        process.apply_caps(proc)
+        process.no_new_privs(proc)
+        if spec.hooks.get("startContainer"):
+            from . import hooks
 
-        hooks.run("startContainer", spec.hooks["startContainer"], _state(spec, state_dir, bundle, "running"))
-    if seccomp_spec is not None:
-        seccomp.install(seccomp_spec)
+            hooks.run("startContainer", spec.hooks["startContainer"], _state(spec, state_dir, bundle, "running"))
+        if seccomp is not None:
+            seccomp.install(spec.linux.seccomp)
+    except PyruncError as e:
+        os.write(2, f"pyrunc init: {e.message}\n".encode())
+        os._exit(1)
     _reset_signals()
     os.execve(path, argv, env)
 

@@ -142,6 +142,7 @@ def mount_one(rootfs: str, m: Mount, cgroup_paths: dict[str, str] | None = None)
 def _cgroup_dirs() -> dict[str, str]:
     """name -> host directory of this process's own cgroup in every mounted hierarchy (v1, named, unified)."""
     mounts = {}
+    order: list[str] = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
             pre, _, post = line.partition(" - ")
@@ -149,6 +150,7 @@ def _cgroup_dirs() -> dict[str, str]:
             if pfields[0] not in ("cgroup", "cgroup2"):
                 continue
             root, mp = fields[3], fields[4]
+            order.append(mp)
             if pfields[0] == "cgroup2":
                 mounts["0::"] = (mp, root)
             else:
@@ -156,16 +158,21 @@ def _cgroup_dirs() -> dict[str, str]:
                     if opt in ("rw", "ro") or opt.startswith("relatime") or opt.startswith("noexec") or opt.startswith("nosuid") or opt.startswith("nodev"):
                         continue
                     mounts.setdefault(opt, (mp, root))
-    out = {}
+    if len(mounts) > 1:
+        mounts.pop("0::", None)  # hybrid: runc 1.1 binds only the v1 hierarchies
+    own = {}
     with open("/proc/self/cgroup") as f:
         for line in f:
             _, ctrls, path = line.rstrip("\n").split(":", 2)
-            key = "0::" if not ctrls else ctrls.split(",")[0]
-            if key not in mounts:
-                continue
-            mp, root = mounts[key]
-            rel = os.path.relpath(path, root) if root != "/" else path.lstrip("/")
-            out[os.path.basename(mp)] = os.path.join(mp, rel) if rel not in (".", "") else mp
+            own["0::" if not ctrls else ctrls.split(",")[0]] = path
+    out = {}
+    # in mountinfo order, as runc lists them
+    for key, (mp, root) in sorted(mounts.items(), key=lambda kv: order.index(kv[1][0])):
+        if key not in own:
+            continue
+        path = own[key]
+        rel = os.path.relpath(path, root) if root != "/" else path.lstrip("/")
+        out[os.path.basename(mp)] = os.path.join(mp, rel) if rel not in (".", "") else mp
     return out
 
 
@@ -178,7 +185,7 @@ def mount_cgroup(rootfs: str, m: Mount, dest: str, flags: int, props: list[int])
         sc.mount(src, dest, "bind", sc.MS_BIND | sc.MS_REC)
     else:
         sc.mount("tmpfs", dest, "tmpfs", flags & ~sc.MS_RDONLY, "mode=755")
-        for name, src in sorted(dirs.items()):
+        for name, src in dirs.items():
             sub = os.path.join(dest, name)
             os.makedirs(sub, exist_ok=True)
             sc.mount(src, sub, "bind", sc.MS_BIND | sc.MS_REC)
@@ -277,7 +284,7 @@ def readonly_path(path: str) -> None:
 
 
 def finalize(spec: Spec, no_pivot: bool) -> None:
-    """pivot_root into the rootfs, then the paths masked or made read-only, then a read-only root."""
+    """pivot_root (or MS_MOVE + chroot) into the rootfs."""
     try:
         if no_pivot:
             move_root(spec.rootfs)
@@ -285,6 +292,10 @@ def finalize(spec: Spec, no_pivot: bool) -> None:
             pivot(spec.rootfs)
     except OSError as e:
         raise RuntimeFailure(f"error jailing process inside rootfs: {e}") from None
+
+
+def protect_paths(spec: Spec) -> None:
+    """readonlyPaths, maskedPaths and the read-only root: after sysctl has been written, as runc orders it."""
     try:
         for p in spec.linux.readonly_paths:
             readonly_path(p)

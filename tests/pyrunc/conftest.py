@@ -1,0 +1,161 @@
+"""Fixtures for the pyrunc interop suite: a busybox bundle made by `runc spec`, and the same commands run under
+runc (`runc --root <tmp>/runc`) and pyrunc (`pyrunc --root <tmp>/pyrunc`).  Every container is force-deleted at
+teardown, then the test fails if anything is left: mounts under tmp_path, processes rooted there, cgroups named
+after its containers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support import make_busybox_rootfs, require
+
+PYRUNC = [str(Path(sys.executable).with_name("pyrunc"))]
+ID_PREFIX = "pyrunc-t-"
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+
+class Runtime:
+    def __init__(self, name: str, argv: list[str], root: Path) -> None:
+        self.name, self.argv, self.root = name, argv, root
+
+    def __call__(self, *args: str, input: str | None = None, timeout: float = 30, cwd=None) -> Result:
+        p = subprocess.run([*self.argv, "--root", str(self.root), *args], input=input, capture_output=True,
+                           text=True, timeout=timeout, cwd=cwd)
+        return Result(p.returncode, p.stdout, p.stderr)
+
+    def state(self, cid: str) -> dict:
+        r = self("state", cid)
+        assert r.rc == 0, f"{self.name} state {cid}: {r.err}"
+        return json.loads(r.out)
+
+
+class Bundle:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rootfs = path / "rootfs"
+
+    @property
+    def config(self) -> dict:
+        return json.loads((self.path / "config.json").read_text())
+
+    def write(self, doc: dict) -> None:
+        (self.path / "config.json").write_text(json.dumps(doc, indent="\t"))
+
+    def edit(self, fn) -> "Bundle":
+        doc = self.config
+        fn(doc)
+        self.write(doc)
+        return self
+
+    def args(self, *argv: str) -> "Bundle":
+        return self.edit(lambda d: d["process"].__setitem__("args", list(argv)))
+
+
+class Env:
+    """Both runtimes, a bundle factory and the ids to clean up."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.runc = Runtime("runc", [require("runc")], tmp / "runc")
+        self.pyrunc = Runtime("pyrunc", PYRUNC, tmp / "pyrunc")
+        self.ids: list[str] = []
+        self._n = 0
+
+    def new_id(self) -> str:
+        cid = f"{ID_PREFIX}{uuid.uuid4().hex[:10]}"
+        self.ids.append(cid)
+        return cid
+
+    def bundle(self, *argv: str) -> Bundle:
+        self._n += 1
+        path = self.tmp / f"bundle{self._n}"
+        path.mkdir()
+        make_busybox_rootfs(path / "rootfs")
+        subprocess.run([require("runc"), "spec"], cwd=path, check=True)
+        b = Bundle(path)
+        b.edit(lambda d: d["process"].__setitem__("terminal", False))
+        if argv:
+            b.args(*argv)
+        return b
+
+    def both(self, bundle: Bundle, *cmd: str, input: str | None = None) -> tuple[Result, Result]:
+        """`run` the bundle in the foreground under both runtimes (fresh ids)."""
+        out = []
+        for rt in (self.runc, self.pyrunc):
+            out.append(rt("run", "-b", str(bundle.path), *cmd, self.new_id(), input=input))
+        return out[0], out[1]
+
+    def cleanup(self) -> None:
+        for rt in (self.runc, self.pyrunc):
+            for cid in self.ids:
+                if (rt.root / cid).exists():
+                    rt("delete", "-f", cid)
+
+
+def leftovers(tmp: Path, ids: list[str]) -> list[str]:
+    problems = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if str(tmp) in line:
+                problems.append(f"mount left: {line.split()[4]}")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            root = os.readlink(f"/proc/{pid}/root")
+        except OSError:
+            continue
+        if root.startswith(str(tmp)):
+            problems.append(f"process left: {pid} rooted at {root}")
+    for base in ("/sys/fs/cgroup",):
+        for dirpath, dirnames, _ in os.walk(base):
+            for d in dirnames:
+                if d in ids:
+                    problems.append(f"cgroup left: {os.path.join(dirpath, d)}")
+            if dirpath.count("/") > 6:
+                dirnames[:] = []
+    for cid in ids:
+        for rt in ("runc", "pyrunc"):
+            if (tmp / rt / cid).exists():
+                problems.append(f"state dir left: {tmp / rt / cid}")
+    return problems
+
+
+@pytest.fixture
+def env(tmp_path: Path):
+    e = Env(tmp_path)
+    try:
+        yield e
+    finally:
+        e.cleanup()
+        deadline = time.monotonic() + 3
+        while True:
+            problems = leftovers(tmp_path, e.ids)
+            if not problems or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert not problems, problems
+
+
+def same(r1: Result, r2: Result) -> None:
+    assert (r2.rc, r2.out) == (r1.rc, r1.out), f"runc: rc={r1.rc} out={r1.out!r} err={r1.err!r}\npyrunc: rc={r2.rc} out={r2.out!r} err={r2.err!r}"
+
+
+def strip_state(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k not in ("pid", "created", "id")}
