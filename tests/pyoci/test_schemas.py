@@ -25,3 +25,12 @@ def test_validate_names_the_bad_field():
         schema.validate(doc, "runtime-config", source="config.json")
     doc["process"]["user"]["uid"] = 0
     assert_valid(doc, "runtime-config")
+
+
+def test_index_with_entries_resolves_nested_refs():
+    # The index schema's nested ids rebase its $refs onto opencontainers.org URLs: they must resolve locally.
+    entry = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "a" * 64, "size": 7,
+             "platform": {"architecture": "amd64", "os": "linux"}}
+    assert_valid({"schemaVersion": 2, "manifests": [entry]}, "index")
+    bad = dict(entry, digest="nope")
+    assert any("digest" in p for p in schema.errors({"schemaVersion": 2, "manifests": [bad]}, "index"))

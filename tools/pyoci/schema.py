@@ -41,8 +41,9 @@ def validator(name: str, schema_dir: str | None = None):
     base = folder.resolve().as_uri() + "/"
 
     def retrieve(uri: str) -> Resource:
-        path = uri[len("file://"):] if uri.startswith("file://") else uri
-        with open(path) as f:
+        # Nested "id"s rebase refs onto https://opencontainers.org/schema/...; every schema file is a sibling.
+        name = uri.split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        with open(folder / name) as f:
             return Resource.from_contents(json.load(f), default_specification=DRAFT4)
 
     with open(folder / filename) as f:
