@@ -246,6 +246,19 @@ def test_tags_move_as_umoci_moves_them(tmp_path):
     run("umoci", "ls", "--layout", str(tmp_path / "ours"))
 
 
+def test_accepts_pyoci_manifest_objects(tmp_path):
+    from pyoci.manifest import Descriptor, Manifest
+
+    layout = Layout.init(tmp_path / "L")
+    desc = build_image(layout, None, [{"a": b"1"}])
+    manifest = Manifest.from_json(layout.read_blob(desc["digest"]))
+    again = layout.put_json(manifest, mt.OCI_MANIFEST)
+    assert again["digest"] == desc["digest"]  # to_json() gives the same bytes back
+    tagged = layout.tag("obj", Descriptor.from_json(desc))
+    assert tagged == {**desc, "annotations": {REF_NAME: "obj"}}
+    assert [d["digest"] for d in layout.walk(Descriptor.from_json(desc))][0] == desc["digest"]
+
+
 # -- images and the peers ---------------------------------------------------------------------------------
 
 def test_image_we_write_is_read_by_skopeo_umoci_and_oci_image_tool(tmp_path):

@@ -1,7 +1,7 @@
 """OCI image layout directories: blobs, index.json and its tags, walking, garbage collection, validation.
 
-Works on plain dicts (descriptors as the JSON objects they are) and bytes, so that it depends only on
-pyoci.digest, errors, fsutil, mediatypes and schema.
+Works on plain dicts (descriptors as the JSON objects they are) and bytes; pyoci.manifest objects are
+accepted wherever a descriptor or document is (anything with to_dict()/to_json()).
 
 Concurrency, with two flocks on directories (no lock file, so nothing stray ends up in a layout or in
 an archive of it):
@@ -47,6 +47,7 @@ _INDEX_ORDER = ("schemaVersion", "mediaType", "artifactType", "manifests", "subj
 
 _TEMP_PREFIXES = (".tmp-",)
 _TEMP_SUFFIXES = (".partial",)
+
 
 def dumps(obj: Any) -> bytes:
     """Compact JSON as the Go tools write it (no spaces, no trailing newline)."""
@@ -546,9 +547,15 @@ class Layout(BlobSource):
                 w.commit(0o644)
                 return Blob(got, w.size)
 
-    def put_json(self, obj: "bytes | dict | list", media_type: str, **fields: Any) -> dict:
-        """Store a JSON document (bytes kept as given; a dict is written compactly); returns its descriptor."""
-        data = obj if isinstance(obj, (bytes, bytearray)) else dumps(obj)
+    def put_json(self, obj: Any, media_type: str, **fields: Any) -> dict:
+        """Store a JSON document (bytes kept as given; a dict is written compactly; an object by its
+        to_json()); returns its descriptor."""
+        if isinstance(obj, (bytes, bytearray)):
+            data = obj
+        elif hasattr(obj, "to_json"):
+            data = obj.to_json()
+        else:
+            data = dumps(obj)
         return self.put_blob(bytes(data)).descriptor(media_type, **fields)
 
     def copy_from(self, source: BlobSource, descriptor: Any, added: list[str] | None = None) -> dict:
