@@ -1,0 +1,1 @@
+"""pybuild: Dockerfiles to OCI images (frontend: parser, expansion, .dockerignore, build plan)."""
