@@ -24,13 +24,13 @@ import io
 import json
 import os
 import posixpath
-import re
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 from . import mediatypes as mt
+from . import reference
 from .archive_oci import TarWriter, _norm
 from .digest import CHUNK, Digest, VerifyingWriter
 from .errors import DigestMismatch, InvalidDocument, InvalidReference, NotFound, OCIError, UnsafeArchive
@@ -41,8 +41,6 @@ from .layout import BlobSource, Layout, dumps
 MANIFEST_FILE = "manifest.json"
 REPOSITORIES_FILE = "repositories"
 _LEGACY_ATTRS = ("architecture", "config", "container", "container_config", "created", "docker_version", "os")
-_TAG_RE = re.compile(r"[\w][\w.-]{0,127}")
-_PATH_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
 
 
 # -- Go-compatible JSON, for skopeo's v1 ids -------------------------------------------------------------
@@ -110,23 +108,12 @@ def _go_string(value: str) -> str:
 # -- repo tags ----------------------------------------------------------------------------------------------
 
 def normalize_repo_tag(value: str) -> str:
-    """'busybox' -> 'docker.io/library/busybox:latest', as skopeo writes RepoTags (digests are refused)."""
-    if not isinstance(value, str) or "@" in value:
-        raise InvalidReference(f"invalid repo tag {value!r}: want NAME[:TAG], a docker-archive tag cannot hold a digest")
-    name, tag = value, "latest"
-    slash, colon = value.rfind("/"), value.rfind(":")
-    if colon > slash:
-        name, tag = value[:colon], value[colon + 1:]
-    first, _, rest = name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        domain, path = ("docker.io" if first == "index.docker.io" else first), rest
-    else:
-        domain, path = "docker.io", name
-    if domain == "docker.io" and "/" not in path:
-        path = "library/" + path
-    if not _TAG_RE.fullmatch(tag) or not _PATH_RE.fullmatch(path):
-        raise InvalidReference(f"invalid repo tag {value!r}: want lower-case NAME[:TAG]")
-    return f"{domain}/{path}:{tag}"
+    """'busybox' -> 'docker.io/library/busybox:latest', as skopeo writes RepoTags (pyoci.reference's
+    Docker normalisation; a digest is refused: RepoTags hold tags only)."""
+    ref = reference.parse(value)
+    if ref.digest:
+        raise InvalidReference(f"invalid repo tag {value!r}: a docker-archive tag cannot hold a digest")
+    return f"{ref.name}:{ref.tag}"
 
 
 def _split_repo_tag(repo_tag: str) -> tuple[str, str]:
