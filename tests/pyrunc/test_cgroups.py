@@ -223,10 +223,12 @@ def test_stats_have_runcs_shape(child, cg_id, manager_factory):
 def test_device_rules_model_and_linux_devices():
     rules = devices.from_spec([{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 4,
                                                                   "access": "rw"}],
-                              [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}])
+                              [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229},
+                               {"path": "/dev/null", "type": "c", "major": 1, "minor": 3}])
     allow, lines = devices.v1_target(rules)
     assert not allow
-    assert "c 4:* rw" in lines and "c 10:229 rwm" in lines
+    assert "c 4:* rw" in lines and "c 10:229 rwm" not in lines  # linux.devices: a node, not a rule (runc)
+    assert "c 1:3 rwm" not in lines  # the default /dev/null rule gives way to the config's /dev/null
     assert devices.v1_writes(rules)[0] == ("devices.deny", "a")
     # allow-all then a deny: blacklist mode
     allow, lines = devices.v1_target([devices.Rule("a", -1, -1, "rwm", True), devices.Rule("c", 1, 3, "w", False)])

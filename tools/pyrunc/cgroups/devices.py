@@ -29,23 +29,27 @@ class Rule:
 
 
 # runc 1.1's specconv.AllowedDevices: mknod of anything, the standard character devices, ptys and tun/tap.
-DEFAULT_ALLOWED: tuple[Rule, ...] = (
-    Rule("c", WILDCARD, WILDCARD, "m", True),
-    Rule("b", WILDCARD, WILDCARD, "m", True),
-    Rule("c", 1, 3, "rwm", True),    # /dev/null
-    Rule("c", 1, 8, "rwm", True),    # /dev/random
-    Rule("c", 1, 7, "rwm", True),    # /dev/full
-    Rule("c", 5, 0, "rwm", True),    # /dev/tty
-    Rule("c", 1, 5, "rwm", True),    # /dev/zero
-    Rule("c", 1, 9, "rwm", True),    # /dev/urandom
-    Rule("c", 136, WILDCARD, "rwm", True),  # /dev/pts/*
-    Rule("c", 5, 2, "rwm", True),    # /dev/ptmx
-    Rule("c", 10, 200, "rwm", True),  # /dev/net/tun
+DEFAULT_ALLOWED: tuple[tuple[str, Rule], ...] = (
+    ("", Rule("c", WILDCARD, WILDCARD, "m", True)),
+    ("", Rule("b", WILDCARD, WILDCARD, "m", True)),
+    ("/dev/null", Rule("c", 1, 3, "rwm", True)),
+    ("/dev/random", Rule("c", 1, 8, "rwm", True)),
+    ("/dev/full", Rule("c", 1, 7, "rwm", True)),
+    ("/dev/tty", Rule("c", 5, 0, "rwm", True)),
+    ("/dev/zero", Rule("c", 1, 5, "rwm", True)),
+    ("/dev/urandom", Rule("c", 1, 9, "rwm", True)),
+    ("", Rule("c", 136, WILDCARD, "rwm", True)),  # /dev/pts/*
+    ("", Rule("c", 5, 2, "rwm", True)),  # /dev/ptmx
+    ("", Rule("c", 10, 200, "rwm", True)),  # /dev/net/tun
 )
 
 
 def from_spec(rules: list[dict] | None, linux_devices: list[dict] | None = None) -> list[Rule]:
-    """runc's order: the config's rules, then the default allow list, then one allow rule per linux.devices entry."""
+    """runc's order: the config's rules, then the default allow list.
+
+    linux.devices entries get a device node but no cgroup rule of their own; one with the path of a default
+    device takes that default's place, so its rule is dropped (runc 1.1 createDevices: checked against runc).
+    """
     out: list[Rule] = []
     for i, d in enumerate(rules or ()):
         where = f"linux.resources.devices[{i}]"
@@ -61,14 +65,8 @@ def from_spec(rules: list[dict] | None, linux_devices: list[dict] | None = None)
         minor = d.get("minor")
         out.append(Rule("c" if kind == "u" else kind, WILDCARD if major is None else major,
                         WILDCARD if minor is None else minor, access, bool(d.get("allow"))))
-    out.extend(DEFAULT_ALLOWED)
-    for i, d in enumerate(linux_devices or ()):
-        kind = d.get("type")
-        if kind not in ("c", "u", "b", "p"):
-            raise ConfigError(f"linux.devices[{i}].type: invalid device type {kind!r}")
-        if kind == "p":
-            continue  # FIFOs are not subject to the device cgroup
-        out.append(Rule("c" if kind == "u" else kind, d.get("major", 0), d.get("minor", 0), "rwm", True))
+    taken = {d.get("path") for d in linux_devices or ()}
+    out.extend(rule for path, rule in DEFAULT_ALLOWED if not path or path not in taken)
     return out
 
 
