@@ -263,3 +263,17 @@ def test_other_conversions():
     assert convert.cpu_max(None, None) == ""
     assert convert.num_to_str(-1) == "max" and convert.num_to_str(0) == ""
     assert convert.parse_cpu_list("0-2,5\n") == [0, 1, 2, 5]
+
+
+def test_kernel_memory_and_cpu_idle_are_ignored_like_runc_1_1_5(child, cg_id, manager_factory):
+    resources = {"memory": {"limit": 64 * MiB, "kernel": 32 * MiB, "kernelTCP": 16 * MiB, "disableOOMKiller": True},
+                 "cpu": {"shares": 2, "idle": 1}}
+    assert cgroups.warnings(resources) == ["Kernel memory settings are ignored and will be removed"]
+    assert cgroups.warnings({"memory": {"limit": 1}}) == []
+    m = manager_factory(None, cg_id, resources)
+    m.apply(child.pid)
+    assert int(read(m, "memory", "memory.kmem.limit_in_bytes")) > 2**62
+    assert int(read(m, "memory", "memory.kmem.tcp.limit_in_bytes")) > 2**62
+    assert "oom_kill_disable 1" in read(m, "memory", "memory.oom_control")
+    assert read(m, "cpu", "cpu.shares") == "2"
+    assert read(m, "cpu", "cpu.idle") == "0"

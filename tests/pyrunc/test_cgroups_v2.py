@@ -187,7 +187,7 @@ def test_v2_writes_follow_runc_conversions(fake):
     m.set({
         "pids": {"limit": 100},
         "memory": {"limit": 100 * 2**20, "swap": 300 * 2**20, "reservation": 50 * 2**20, "swappiness": 60},
-        "cpu": {"shares": 1024, "quota": 50000, "period": 200000, "cpus": "0-1", "mems": "0", "idle": 0},
+        "cpu": {"shares": 1024, "quota": 50000, "period": 200000, "cpus": "0-1", "mems": "0"},
         "blockIO": {"weight": 500, "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
                     "throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 100}]},
     })

@@ -40,6 +40,14 @@ def new_manager(cgroups_path: str | None, container_id: str, resources: dict | N
     return V1Manager(resolve_paths(inner, mounts, own), resources, linux_devices)
 
 
+def warnings(resources: dict | None) -> list[str]:
+    """The warnings runc 1.1.5 logs for these resources (the settings themselves are ignored)."""
+    memory = (resources or {}).get("memory") or {}
+    if memory.get("kernel") or memory.get("kernelTCP"):
+        return ["Kernel memory settings are ignored and will be removed"]
+    return []
+
+
 def load(state: dict):
     """The manager saved by ``to_state()``."""
     if state.get("version") == 2:

@@ -169,9 +169,7 @@ class V1Manager:
                 fs.write(path, "memory.memsw.limit_in_bytes", swap)
         if m.get("reservation"):
             fs.write(path, "memory.soft_limit_in_bytes", m["reservation"])
-        # memory.kernel is ignored, as runc 1.1 does (kernel memory accounting is deprecated).
-        if m.get("kernelTCP"):
-            fs.write(path, "memory.kmem.tcp.limit_in_bytes", m["kernelTCP"])
+        # kernel and kernelTCP are ignored, as runc 1.1.5 does (see cgroups.warnings for its warning).
         if m.get("disableOOMKiller"):
             fs.write(path, "memory.oom_control", "1")
         swappiness = m.get("swappiness")
@@ -181,8 +179,7 @@ class V1Manager:
             fs.write(path, "memory.swappiness", swappiness)
 
     def _set_cpu(self, c: dict) -> None:
-        if not any(c.get(k) for k in ("shares", "quota", "period", "realtimeRuntime", "realtimePeriod")) \
-                and c.get("idle") is None:
+        if not any(c.get(k) for k in ("shares", "quota", "period", "realtimeRuntime", "realtimePeriod")):
             return
         path = self._need("cpu")
         if c.get("shares"):
@@ -205,8 +202,7 @@ class V1Manager:
             fs.write(path, "cpu.cfs_quota_us", c["quota"])
             if period:
                 fs.write(path, "cpu.cfs_period_us", period)
-        if c.get("idle") is not None:
-            fs.write(path, "cpu.idle", c["idle"])
+        # cpu.idle is not written: runc 1.1.5 (runtime-spec 1.0.2) ignores linux.resources.cpu.idle.
         self._set_rt(path, c)
 
     @staticmethod

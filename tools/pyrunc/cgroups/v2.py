@@ -156,8 +156,6 @@ class V2Manager:
     def _set_cpu(self, c: dict) -> None:
         if c.get("realtimeRuntime") or c.get("realtimePeriod"):
             raise ConfigError("linux.resources.cpu: realtime settings are not supported on cgroup v2")
-        if c.get("idle") is not None:
-            fs.write(self.path, "cpu.idle", c["idle"])
         if c.get("shares"):
             fs.write(self.path, "cpu.weight", cpu_shares_to_weight(c["shares"]))
         text = cpu_max(c.get("quota"), c.get("period"))
