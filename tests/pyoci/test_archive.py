@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from pyoci.errors import DigestMismatch, InvalidDocument, InvalidReference, NotF
 from pyoci.layout import Layout
 from tests.pyoci.test_layout import (assert_index_valid, assert_layout_files_valid, blob_files, build_image,
                                      compress, layer_tar, oci_image_tool_ok, run)
-from tests.support import assert_valid
+from tests.support import assert_valid, require
 
 
 def members(path: Path) -> dict[str, tuple]:
@@ -399,3 +401,93 @@ def test_layers_compressed_inside_a_docker_archive_are_kept_as_they_are(tmp_path
     with pytest.raises(DigestMismatch, match="but the config's diff_id"):
         read_docker_archive(tmp_path / "bad.tar", layout)
     assert layout.tags() == ["docker.io/library/c:1"]
+
+
+# -- containerd: ctr images import / export ---------------------------------------------------------------
+
+CONTAINERD_CONFIG = """version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{d}/c.sock"
+[ttrpc]
+  address = "{d}/c.sock.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+"""
+
+
+@pytest.fixture
+def ctr(tmp_path):
+    """A private containerd (no CRI, its own root/state/socket under tmp_path); yields a `ctr ...` runner."""
+    binary = require("containerd")
+    d = tmp_path / "ctd"
+    d.mkdir()
+    (d / "config.toml").write_text(CONTAINERD_CONFIG.format(d=d))
+    log = open(d / "log", "wb")
+    proc = subprocess.Popen([binary, "--config", str(d / "config.toml")], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 20
+        while not (d / "c.sock").exists():
+            assert proc.poll() is None, (d / "log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "containerd did not start"
+            time.sleep(0.05)
+        yield lambda *args: run("ctr", "-a", str(d / "c.sock"), *args)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _ctr_images(ctr) -> dict[str, tuple[str, str]]:
+    """name -> (media type, digest) from `ctr images ls`."""
+    lines = ctr("images", "ls").stdout.splitlines()[1:]
+    return {f[0]: (f[1], f[2]) for f in (line.split() for line in lines)}
+
+
+def test_containerd_imports_our_archives_and_we_read_its_export(tmp_path, ctr):
+    layout = Layout.init(tmp_path / "L")
+    img = build_image(layout, "example.com/pyoci/img:1", [{"a": b"1"}, {"b": b"2" * 3000}])
+    other = build_image(layout, "t2", [{"c": b"3"}])
+    write_oci_archive(layout, tmp_path / "o.tar", tags=["example.com/pyoci/img:1"])
+    write_docker_archive(tmp_path / "d.tar", [(layout, img, ["repo:a", "repo:b"]), (layout, other, ["other.io/x/y:z"])])
+    ctr("images", "import", "--no-unpack", str(tmp_path / "o.tar"))
+    ctr("images", "import", "--no-unpack", str(tmp_path / "d.tar"))
+    images = _ctr_images(ctr)
+    assert images["example.com/pyoci/img:1"] == (mt.OCI_MANIFEST, img["digest"])  # OCI import keeps our digest
+    assert images["docker.io/library/repo:a"] == images["docker.io/library/repo:b"]
+    assert images["docker.io/library/repo:a"][0] == mt.DOCKER_MANIFEST and "other.io/x/y:z" in images
+    # containerd rebuilt a schema2 manifest from our docker-archive: same config, so the same image.
+    rebuilt = json.loads(ctr("content", "get", images["docker.io/library/repo:a"][1]).stdout)
+    assert rebuilt["config"]["digest"] == layout.manifest_for(img)[1]["config"]["digest"]
+
+    # Its export is an oci-archive with a docker manifest.json (compressed layers, shared config): read both ways.
+    ctr("images", "export", "--platform", "linux/amd64", str(tmp_path / "e.tar"),
+        "example.com/pyoci/img:1", "docker.io/library/repo:b")
+    with OCIArchive(tmp_path / "e.tar") as archive:
+        assert sorted(archive.tags()) == ["1", "b"]
+        assert archive.resolve("1")["digest"] == img["digest"]
+        assert archive.problems() == []
+    from_oci = Layout.init(tmp_path / "from-oci")
+    import_oci_archive(tmp_path / "e.tar", from_oci)  # the docker manifest comes along as it is
+    assert from_oci.resolve("b")["mediaType"] == mt.DOCKER_MANIFEST
+    from_oci.validate()
+    only_oci = Layout.init(tmp_path / "only-oci")
+    import_oci_archive(tmp_path / "e.tar", only_oci, tags=["1"])  # oci-image-tool knows no docker types
+    oci_image_tool_ok(only_oci.path)
+    from_docker = Layout.init(tmp_path / "from-docker")
+    imported = read_docker_archive(tmp_path / "e.tar", from_docker)
+    assert [i.repo_tags for i in imported] == [["example.com/pyoci/img:1"], ["docker.io/library/repo:b"]]
+    assert len({i.config_digest for i in imported}) == 1
+    _, first = from_docker.manifest_for("example.com/pyoci/img:1")
+    assert first["layers"] == layout.manifest_for(img)[1]["layers"]  # gzip blobs in the export kept as they are
+    from_docker.validate()
+    run("umoci", "unpack", "--image", f"{from_docker.path}:docker.io/library/repo:b", str(tmp_path / "bundle"))
+    assert (tmp_path / "bundle/rootfs/b").read_bytes() == b"2" * 3000
