@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass
+from collections import namedtuple
 
 from . import sync
 from .errors import ConfigError, NotFoundError, PyruncError, RuntimeFailure, StateError
@@ -13,17 +13,19 @@ from .specconv import Spec
 from .state import FIFO, ContainerState, check_id, proc_start_time, rfc3339nano
 
 
-@dataclass(frozen=True)
-class CreateOptions:
+class CreateOptions(namedtuple("CreateOptions", "root id bundle console_socket pid_file no_pivot preserve_fds detach",
+                               defaults=(None, None, False, 0, True))):
+    """create/run flags (detach: create and run -d; a foreground run keeps a terminal's master itself)."""
+
+    __slots__ = ()
     root: str
     id: str
     bundle: str
-    console_socket: str | None = None
-    pid_file: str | None = None
-    no_pivot: bool = False
-    preserve_fds: int = 0
-    detach: bool = True  # create, run -d
-    foreground_tty: bool = False  # run in the foreground with a terminal: keep the master here
+    console_socket: str | None
+    pid_file: str | None
+    no_pivot: bool
+    preserve_fds: int
+    detach: bool
 
 
 def _validate_extras(spec: Spec) -> None:
@@ -106,7 +108,7 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
             os._exit(1)  # not reached
         child_sock.close()
         os.close(fifo_fd)
-        with parent_sock:
+        try:
             if manager is not None:
                 manager.apply(child)  # also writes the resources and the device rules
             sync.send(parent_sock, "go")
@@ -138,6 +140,8 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
                         master = None
                 elif kind == "ready":
                     break
+        finally:
+            parent_sock.close()
         start = proc_start_time(init_pid)
         st = ContainerState(
             id=opts.id, dir=cdir, pid=init_pid, start_time=start[0] if start else 0, created=created,
@@ -208,9 +212,20 @@ def _oci_state(spec: Spec, opts: CreateOptions, pid: int, created: str, status: 
 
 
 def _remove_dir(cdir: str) -> None:
-    import shutil
-
-    shutil.rmtree(cdir, ignore_errors=True)
+    """The state dir holds only files (state.json, exec.fifo, temp files): no shutil import needed."""
+    try:
+        names = os.listdir(cdir)
+    except FileNotFoundError:
+        return
+    for n in names:
+        try:
+            os.unlink(os.path.join(cdir, n))
+        except OSError:
+            pass
+    try:
+        os.rmdir(cdir)
+    except OSError:
+        pass
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:

@@ -3,7 +3,6 @@ the pid namespace takes effect in a child, hence the second fork) and its cgroup
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
@@ -36,24 +35,23 @@ def build_process(args, base: Process | None) -> Process:
             for c in args.cap:
                 for k in ("bounding", "effective", "permitted", "ambient"):
                     caps[k].append(c)
-        proc = dataclasses.replace(
-            base, args=tuple(args.argv), env=base.env + tuple(args.env), cwd=args.cwd or base.cwd,
+        proc = base._replace(args=tuple(args.argv), env=base.env + tuple(args.env), cwd=args.cwd or base.cwd,
             terminal=args.tty, capabilities=caps, no_new_privileges=base.no_new_privileges or args.no_new_privs,
             console_size=None,
         )
     if args.process and args.cwd:
-        proc = dataclasses.replace(proc, cwd=args.cwd)
+        proc = proc._replace(cwd=args.cwd)
     if args.user:
         uid, _, gid = args.user.partition(":")
         try:
-            proc = dataclasses.replace(proc, user=User(int(uid), int(gid or 0), proc.user.umask, proc.user.additional_gids))
+            proc = proc._replace(user=User(int(uid), int(gid or 0), proc.user.umask, proc.user.additional_gids))
         except ValueError:
             raise ConfigError(f"invalid user {args.user!r}: want uid[:gid]") from None
     if args.additional_gids:
         gids = tuple(int(g) for a in args.additional_gids for g in a.split(","))
-        proc = dataclasses.replace(proc, user=dataclasses.replace(proc.user, additional_gids=gids))
+        proc = proc._replace(user=proc.user._replace(additional_gids=gids))
     if args.tty and not proc.terminal:
-        proc = dataclasses.replace(proc, terminal=True)
+        proc = proc._replace(terminal=True)
     return proc
 
 
@@ -100,7 +98,7 @@ def run(args, log) -> int:
     pid = 0
     master = None
     try:
-        with parent_sock:
+        try:
             if mgr is not None:
                 mgr.apply(child)
             sync.send(parent_sock, "go")
@@ -120,6 +118,8 @@ def run(args, log) -> int:
                         master = None
                 elif msg["t"] == "ready":
                     break
+        finally:
+            parent_sock.close()
     except BaseException:
         for p in (pid, child):
             if p:

@@ -21,7 +21,7 @@ from .specconv import Spec
 def preload(terminal: bool, hooks: bool, seccomp: bool) -> None:
     """Import now every module the children need later: after setns(mnt) or pivot_root the interpreter's
     files are out of reach, so a lazy import there would fail."""
-    import array  # noqa: F401 - socket.send_fds imports it lazily
+    import array  # noqa: F401 - used by socket.send_fds (console socket, seccomp listener)
 
     from . import capabilities, process, rlimits, rootfs, devices  # noqa: F401
 

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass, field
 
 from .errors import ConfigError, NotFoundError, RuntimeFailure
 
@@ -39,20 +38,19 @@ def proc_start_time(pid: int) -> tuple[int, str] | None:
     return int(rest[19]), rest[0].decode()
 
 
-@dataclass
 class ContainerState:
-    id: str
-    dir: str
-    pid: int
-    start_time: int
-    created: str
-    bundle: str
-    rootfs: str
-    annotations: dict = field(default_factory=dict)
-    config: dict = field(default_factory=dict)
-    cgroup: dict | None = None
-    namespaces: list = field(default_factory=list)  # the config's namespace types, joined by exec
-    owner_uid: int = 0
+    """What state.json records about a container (mutable: `update` rewrites the saved resources)."""
+
+    def __init__(self, id: str, dir: str, pid: int, start_time: int, created: str, bundle: str, rootfs: str,
+                 annotations: dict | None = None, config: dict | None = None, cgroup: dict | None = None,
+                 namespaces: list | None = None, owner_uid: int = 0) -> None:
+        self.id, self.dir, self.pid, self.start_time, self.created = id, dir, pid, start_time, created
+        self.bundle, self.rootfs = bundle, rootfs
+        self.annotations = annotations or {}
+        self.config = config or {}
+        self.cgroup = cgroup
+        self.namespaces = namespaces or []  # the config's namespace types, joined by exec
+        self.owner_uid = owner_uid
 
     # -- persistence -------------------------------------------------------------------------------------------
     def to_json(self) -> dict:

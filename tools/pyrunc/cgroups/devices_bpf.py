@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import struct
 from functools import lru_cache
 
@@ -88,9 +87,9 @@ def _libc() -> ctypes.CDLL:
 
 
 def _bpf(cmd: int, attr: ctypes.Array, what: str) -> int:
-    nr = _SYS_BPF.get(platform.machine())
+    nr = _SYS_BPF.get(os.uname().machine)
     if nr is None:
-        raise RuntimeFailure(f"cgroup v2 device filter: bpf(2) number unknown on {platform.machine()}")
+        raise RuntimeFailure(f"cgroup v2 device filter: bpf(2) number unknown on {os.uname().machine}")
     ret = _libc().syscall(ctypes.c_long(nr), ctypes.c_int(cmd), attr, ctypes.c_uint(len(attr)))
     if ret < 0:
         err = ctypes.get_errno()
