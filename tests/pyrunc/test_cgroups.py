@@ -93,7 +93,10 @@ def manager_factory():
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    time.sleep(0.05)
+    for m in made:  # a starved (low cpu.shares) process may take a while to get the CPU time to die
+        deadline = time.monotonic() + 5
+        while m.pids() and time.monotonic() < deadline:
+            time.sleep(0.02)
     for m in made:
         m.destroy()
         assert not any(os.path.exists(p) for p in m.paths.values())
@@ -267,7 +270,7 @@ def test_other_conversions():
 
 def test_kernel_memory_and_cpu_idle_are_ignored_like_runc_1_1_5(child, cg_id, manager_factory):
     resources = {"memory": {"limit": 64 * MiB, "kernel": 32 * MiB, "kernelTCP": 16 * MiB, "disableOOMKiller": True},
-                 "cpu": {"shares": 2, "idle": 1}}
+                 "cpu": {"shares": 100, "idle": 1}}
     assert cgroups.warnings(resources) == ["Kernel memory settings are ignored and will be removed"]
     assert cgroups.warnings({"memory": {"limit": 1}}) == []
     m = manager_factory(None, cg_id, resources)
@@ -275,5 +278,5 @@ def test_kernel_memory_and_cpu_idle_are_ignored_like_runc_1_1_5(child, cg_id, ma
     assert int(read(m, "memory", "memory.kmem.limit_in_bytes")) > 2**62
     assert int(read(m, "memory", "memory.kmem.tcp.limit_in_bytes")) > 2**62
     assert "oom_kill_disable 1" in read(m, "memory", "memory.oom_control")
-    assert read(m, "cpu", "cpu.shares") == "2"
+    assert read(m, "cpu", "cpu.shares") == "100"
     assert read(m, "cpu", "cpu.idle") == "0"
