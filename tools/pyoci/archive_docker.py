@@ -236,15 +236,14 @@ class DockerArchiveWriter:
         self._ctx.__exit__(None, None, None)
 
     def abort(self) -> None:
+        """Drop the archive being written: nothing appears at `dest`."""
         if not self._closed:
             self._closed = True
+            e = OCIError("docker-archive aborted")
             try:
-                raise OCIError("docker-archive aborted")
-            except OCIError as e:
-                try:
-                    self._ctx.__exit__(type(e), e, e.__traceback__)
-                except OCIError:
-                    pass
+                self._ctx.__exit__(OCIError, e, None)  # atomic_open removes its temp file
+            except OCIError:
+                pass
 
     def __enter__(self) -> "DockerArchiveWriter":
         return self
