@@ -34,7 +34,7 @@ test: peers install
 	$(BIN)/pytest -q -p no:cacheprovider tests/final || status=$$?; \
 	exit $$status
 
-demo: install
+demo: peers install
 	$(BIN)/python demo/run.py
 
 bench: peers install
