@@ -181,7 +181,7 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].permitted = permitted >> shift & 0xFFFFFFFF
         data[i].inheritable = inheritable >> shift & 0xFFFFFFFF
     if _libc().capset(ctypes.byref(hdr), data) != 0:
-        raise _fail("apply caps: capset")
+        raise _fail("unable to apply caps")
 
 
 def set_keepcaps(on: bool) -> None:
@@ -200,7 +200,7 @@ def _drop_bounding(keep: int) -> None:
         if keep >> n & 1:
             continue
         if _prctl(PR_CAPBSET_DROP, n) != 0 and ctypes.get_errno() != errno.EINVAL:
-            raise _fail(f"apply caps: drop {KNOWN[n]} from the bounding set")
+            raise _fail("unable to apply bounding set")
 
 
 def apply_bounding(caps: dict | None) -> None:
@@ -222,7 +222,7 @@ def apply(caps: dict | None) -> None:
         _drop_bounding(m["bounding"])
     capset(m["effective"], m["permitted"], m["inheritable"])
     if _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL) != 0 and ctypes.get_errno() != errno.EINVAL:
-        raise _fail("apply caps: clear the ambient set")
+        raise _fail("unable to apply caps")
     for n in range(last_cap() + 1):
         if m["ambient"] >> n & 1:
             # The kernel refuses caps missing from permitted or inheritable; runc 1.1 ignores that (checked:
