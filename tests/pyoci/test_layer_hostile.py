@@ -94,6 +94,8 @@ REFUSED = [
     ("symlink-chain", [tar(D("d"), S("d/s1", "../s2"), S("s2", "d/s3"), S("d/s3", "../../outside"),
                            F("d/s1/sentinel"))], UnsafeArchive, "'d/s1/sentinel'"),
     ("symlink-loop", [tar(S("a", "b"), S("b", "a"), F("a/x"))], UnsafeArchive, "'a/x'"),
+    ("symlink-fanout-bomb", [tar(*[S(f"s{i}", "/".join([f"s{i + 1}"] * 8)) for i in range(8)], S("s8", "."),
+                                 F("s0/x"))], UnsafeArchive, "too many levels of symbolic links"),
     ("hardlink-abs-etc-passwd", [tar(H("h", "/etc/passwd"))], UnsafeArchive, "'h'"),
     ("hardlink-updir", [tar(H("h", "../outside/sentinel"))], UnsafeArchive, "'h'"),
     ("hardlink-through-symlink-dir", [tar(S("l", ".."), H("h", "l/outside/sentinel"))], UnsafeArchive, "'h'"),
@@ -205,3 +207,12 @@ def test_relative_symlink_inside_root_is_followed(arena: Path) -> None:
     # merged-/usr style: lib -> usr/lib, then an entry written through it
     apply_layer(io.BytesIO(tar(D("usr"), D("usr/lib"), S("lib", "usr/lib"), F("lib/libx.so", b"so"))), root)
     assert (root / "usr" / "lib" / "libx.so").read_bytes() == b"so" and (root / "lib").is_symlink()
+
+
+def test_cached_path_through_replaced_symlink_is_not_reused(arena: Path) -> None:
+    root = arena / "root"
+    layer = tar(D("d"), S("l", "d"), F("l/x", b"via link"), F("l", b"now a file"), F("l/y"))
+    with pytest.raises(InvalidLayer, match="'l/y': l is not a directory"):
+        apply_layer(io.BytesIO(layer), root)
+    assert (root / "d" / "x").read_bytes() == b"via link" and not (root / "d" / "y").exists()
+    assert (root / "l").read_bytes() == b"now a file"

@@ -63,6 +63,7 @@ class _Applier:
         self.cache: dict[tuple[bytes, ...], tuple[int, tuple[bytes, ...]]] = {}
         self.layer_paths: set[tuple[bytes, ...]] = set()  # real paths this layer created (for opaque dirs)
         self.dir_times: list[tuple[tuple[bytes, ...], int]] = []
+        self.hops = 0  # symlinks followed for the current entry (bounded like the kernel's 40)
 
     # ------------------------------------------------------------------ resolution
     def close(self) -> None:
@@ -118,7 +119,8 @@ class _Applier:
 
     def _follow(self, target: bytes, real: tuple[bytes, ...], entry: tf.Entry, create: bool,
                 hops: int) -> tuple[int, tuple[bytes, ...]] | None:
-        if hops > MAX_SYMLINKS:
+        self.hops += 1
+        if hops > MAX_SYMLINKS or self.hops > MAX_SYMLINKS:
             raise UnsafeArchive(f"layer entry {entry.display!r}: too many levels of symbolic links")
         # Build the target's real path lexically from the symlink's directory (or the root if absolute).
         path = [] if target.startswith(b"/") else list(real)
@@ -149,6 +151,7 @@ class _Applier:
     def apply(self, entry: tf.Entry, data) -> None:
         if len(self.cache) >= _CACHE_MAX:
             self.invalidate()  # only between entries: fds handed out during one entry stay open
+        self.hops = 0
         comps = _components(entry.name, "path", entry)
         if not comps:
             self.root_entry(entry, data)
@@ -179,6 +182,9 @@ class _Applier:
                 dfd = self.resolve_dir(parent_comps, entry, create=True)[0]  # type: ignore[index]
             else:
                 os.unlink(name, dir_fd=dfd)
+                if stat.S_ISLNK(existing.st_mode):
+                    self.invalidate()  # cached paths may have gone through this symlink
+                    dfd = self.resolve_dir(parent_comps, entry, create=True)[0]  # type: ignore[index]
         self.layer_paths.add(path)
         if t in (tf.REG, tf.AREG, tf.CONT):
             self.regular(entry, dfd, name, data)
@@ -307,6 +313,13 @@ class _Applier:
                 tdfd = again[0]
             else:
                 os.unlink(name, dir_fd=dfd)
+                if stat.S_ISLNK(existing.st_mode):
+                    self.invalidate()
+                    dfd = self.resolve_dir(path[:-1], entry, create=True)[0]  # type: ignore[index]
+                    again = self.resolve_dir(tcomps[:-1], entry, create=False)
+                    if again is None:
+                        raise UnsafeArchive(f"layer entry {entry.display!r}: hard link target {target!r} vanished")
+                    tdfd = again[0]
         os.link(tname, name, src_dir_fd=tdfd, dst_dir_fd=dfd, follow_symlinks=False)
         self.layer_paths.add(path)
 
@@ -361,6 +374,7 @@ class _Applier:
         """Directory mtimes last (deepest first), since creating their contents changed them."""
         self.invalidate()
         for comps, mt in reversed(self.dir_times):
+            self.hops = 0
             if not comps:
                 os.utime(self.root, ns=(mt, mt))
                 continue
