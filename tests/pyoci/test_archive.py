@@ -492,3 +492,19 @@ def test_containerd_imports_our_archives_and_we_read_its_export(tmp_path, ctr):
     from_docker.validate()
     run("umoci", "unpack", "--image", f"{from_docker.path}:docker.io/library/repo:b", str(tmp_path / "bundle"))
     assert (tmp_path / "bundle/rootfs/b").read_bytes() == b"2" * 3000
+
+
+def test_truncated_archives_are_clear_errors(tmp_path, image):
+    write_oci_archive(image, tmp_path / "o.tar")
+    write_docker_archive(tmp_path / "d.tar", [(image, "t", ["r:t"])])
+    for name in ("o.tar", "d.tar"):
+        data = (tmp_path / name).read_bytes()
+        for cut in (700, len(data) // 2):
+            (tmp_path / "cut.tar").write_bytes(data[:cut])
+            target = Layout.init(tmp_path / f"T-{name}-{cut}")
+            with pytest.raises(InvalidDocument, match=r"cut\.tar: truncated or corrupt tar archive"):
+                if name == "o.tar":
+                    import_oci_archive(tmp_path / "cut.tar", target)
+                else:
+                    read_docker_archive(tmp_path / "cut.tar", target)
+            assert target.tags() == [] and blob_files(target.path) == set()

@@ -31,7 +31,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 from . import mediatypes as mt
 from . import reference
-from .archive_oci import TarWriter, _norm
+from .archive_oci import TarWriter, _members_of, _norm
 from .digest import CHUNK, Digest, VerifyingWriter
 from .errors import DigestMismatch, InvalidDocument, InvalidReference, NotFound, OCIError, UnsafeArchive
 from .fsutil import atomic_open
@@ -288,7 +288,7 @@ class DockerArchive:
         except tarfile.TarError as e:
             raise InvalidDocument(f"{self.where}: not a tar archive ({e})") from None
         self._members: dict[str, tarfile.TarInfo] = {}
-        for m in self._tar.getmembers():
+        for m in _members_of(self._tar, self.where):
             name = _norm(m.name)
             if name:
                 self._members[name] = m

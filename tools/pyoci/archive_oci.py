@@ -109,6 +109,15 @@ def write_oci_archive(layout: Layout, dest: str | os.PathLike, tags: Iterable[st
         tar.close()
 
 
+def _members_of(tar: tarfile.TarFile, where: str) -> list[tarfile.TarInfo]:
+    """Every header of the archive (read up front, which also finds a truncated archive)."""
+    try:
+        return tar.getmembers()
+    except (tarfile.TarError, EOFError, OSError) as e:
+        tar.close()
+        raise InvalidDocument(f"{where}: truncated or corrupt tar archive ({e})") from None
+
+
 def _norm(name: str) -> str | None:
     """A member name relative to the archive root, or None if it is absolute or climbs out."""
     if name.startswith("/"):
@@ -132,7 +141,7 @@ class OCIArchive(BlobSource):
         except tarfile.TarError as e:
             raise InvalidDocument(f"{self.where}: not a tar archive ({e})") from None
         self._members: dict[str, tarfile.TarInfo] = {}
-        for m in self._tar.getmembers():
+        for m in _members_of(self._tar, self.where):
             name = _norm(m.name)
             if name is None or not (name in (LAYOUT_FILE, INDEX_FILE) or _BLOB_NAME.match(name)):
                 continue  # never looked at, never extracted
