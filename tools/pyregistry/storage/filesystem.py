@@ -1,0 +1,404 @@
+"""The filesystem driver, laid out exactly like Distribution's, so either registry can serve the other's root:
+
+  <root>/docker/registry/v2/blobs/<alg>/<2 hex>/<hex>/data
+  <root>/docker/registry/v2/repositories/<name>/_layers/<alg>/<hex>/link
+                                              /_manifests/revisions/<alg>/<hex>/link
+                                              /_manifests/tags/<tag>/current/link
+                                              /_manifests/tags/<tag>/index/<alg>/<hex>/link
+                                              /_uploads/<uuid>/data|startedat|hashstates/
+Links hold the digest text. Every file that becomes visible appears by rename: blobs move from the upload's
+data file (same filesystem) only after their digest is verified, links are written to a temp file and renamed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import os
+import re
+import shutil
+import uuid as uuidlib
+from typing import AsyncIterable, BinaryIO
+
+from pyoci import digest as dg
+from pyoci.errors import DigestMismatch
+from pyoci.fsutil import atomic_write
+
+from .base import BlobInfo, StorageDriver, UploadInfo, UploadOffsetMismatch, UploadUnknown
+
+# Defence in depth: handlers validate names with the distribution grammar; the driver still refuses
+# anything that could leave the root or collide with the `_`-prefixed metadata directories.
+_REPO_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*")
+_TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+WRITE_BUFFER = 4 << 20   # bytes gathered before one hash+write step (large writes, few syscalls)
+
+
+def _split(digest: str) -> tuple[str, str]:
+    d = dg.Digest.parse(digest)
+    return d.algorithm, d.encoded
+
+
+class _Session:
+    """In-memory hash state of an upload this process is writing (Python cannot persist sha256 state the way
+    Distribution's hashstates do, so after a restart the data file is re-hashed at commit)."""
+
+    __slots__ = ("hasher", "size", "lock")
+
+    def __init__(self, hasher: "hashlib._Hash", size: int) -> None:
+        self.hasher = hasher
+        self.size = size
+        self.lock = asyncio.Lock()
+
+
+class FilesystemDriver(StorageDriver):
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        self.base = os.path.join(self.root, "docker", "registry", "v2")
+        self.blobs_dir = os.path.join(self.base, "blobs")
+        self.repos_dir = os.path.join(self.base, "repositories")
+        self._sessions: dict[str, _Session] = {}
+
+    # -- paths --------------------------------------------------------------------------------------------------
+    def blob_path(self, digest: str) -> str:
+        alg, hexd = _split(digest)
+        return os.path.join(self.blobs_dir, alg, hexd[:2], hexd, "data")
+
+    def _repo(self, repo: str) -> str:
+        if not _REPO_RE.fullmatch(repo):
+            raise ValueError(f"invalid repository name {repo!r}")
+        return os.path.join(self.repos_dir, repo)
+
+    def _layer_link(self, repo: str, digest: str) -> str:
+        alg, hexd = _split(digest)
+        return os.path.join(self._repo(repo), "_layers", alg, hexd, "link")
+
+    def _revision_link(self, repo: str, digest: str) -> str:
+        alg, hexd = _split(digest)
+        return os.path.join(self._repo(repo), "_manifests", "revisions", alg, hexd, "link")
+
+    def _tag_dir(self, repo: str, tag: str) -> str:
+        if not _TAG_RE.fullmatch(tag):
+            raise ValueError(f"invalid tag {tag!r}")
+        return os.path.join(self._repo(repo), "_manifests", "tags", tag)
+
+    def _upload_dir(self, repo: str, uuid: str) -> str:
+        if not _UUID_RE.fullmatch(uuid):
+            raise UploadUnknown(uuid)
+        return os.path.join(self._repo(repo), "_uploads", uuid)
+
+    @staticmethod
+    def _write_link(path: str, digest: str) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write(path, digest.encode(), fsync=False)
+
+    @staticmethod
+    def _read_link(path: str) -> str | None:
+        try:
+            with open(path, "rb") as f:
+                text = f.read(200).decode("ascii", "replace").strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return text if dg.is_valid(text) else None
+
+    # -- blobs --------------------------------------------------------------------------------------------------
+    async def stat_blob(self, digest: str) -> BlobInfo | None:
+        path = self.blob_path(digest)
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return BlobInfo(digest, st.st_size, path)
+
+    async def read_blob(self, digest: str) -> bytes | None:
+        try:
+            with open(self.blob_path(digest), "rb") as f:
+                return f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    async def open_blob(self, digest: str) -> BinaryIO | None:
+        try:
+            return open(self.blob_path(digest), "rb")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    async def put_blob(self, digest: str, data: bytes) -> None:
+        path = self.blob_path(digest)
+        if os.path.exists(path):
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write(path, data, fsync=False)
+
+    async def delete_blob(self, digest: str) -> None:
+        path = os.path.dirname(self.blob_path(digest))
+        await asyncio.to_thread(shutil.rmtree, path, True)
+
+    async def list_blobs(self) -> list[str]:
+        return await asyncio.to_thread(self._list_blobs)
+
+    def _list_blobs(self) -> list[str]:
+        out = []
+        for alg in _listdir(self.blobs_dir):
+            for prefix in _listdir(os.path.join(self.blobs_dir, alg)):
+                for hexd in _listdir(os.path.join(self.blobs_dir, alg, prefix)):
+                    d = f"{alg}:{hexd}"
+                    if dg.is_valid(d) and os.path.exists(os.path.join(self.blobs_dir, alg, prefix, hexd, "data")):
+                        out.append(d)
+        return sorted(out)
+
+    # -- repository links ---------------------------------------------------------------------------------------
+    async def link_blob(self, repo: str, digest: str) -> None:
+        path = self._layer_link(repo, digest)
+        if self._read_link(path) != digest:
+            self._write_link(path, digest)
+
+    async def unlink_blob(self, repo: str, digest: str) -> bool:
+        path = os.path.dirname(self._layer_link(repo, digest))
+        if not os.path.exists(path):
+            return False
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+
+    async def blob_linked(self, repo: str, digest: str) -> bool:
+        return os.path.exists(self._layer_link(repo, digest))
+
+    async def list_blob_links(self, repo: str) -> list[str]:
+        return _list_links(os.path.join(self._repo(repo), "_layers"))
+
+    # -- manifests and tags -------------------------------------------------------------------------------------
+    async def put_manifest(self, repo: str, digest: str, data: bytes) -> None:
+        await self.put_blob(digest, data)
+        path = self._revision_link(repo, digest)
+        if self._read_link(path) != digest:
+            self._write_link(path, digest)
+
+    async def manifest_linked(self, repo: str, digest: str) -> bool:
+        return os.path.exists(self._revision_link(repo, digest))
+
+    async def delete_manifest(self, repo: str, digest: str) -> bool:
+        path = os.path.dirname(self._revision_link(repo, digest))
+        if not os.path.exists(path):
+            return False
+        shutil.rmtree(path, ignore_errors=True)
+        # As Distribution: tags that pointed at the deleted manifest go with it.
+        for tag in await self.list_tags(repo) or []:
+            if await self.resolve_tag(repo, tag) == digest:
+                shutil.rmtree(self._tag_dir(repo, tag), ignore_errors=True)
+        return True
+
+    async def list_manifests(self, repo: str) -> list[str]:
+        return _list_links(os.path.join(self._repo(repo), "_manifests", "revisions"))
+
+    async def tag(self, repo: str, tag: str, digest: str) -> None:
+        tag_dir = self._tag_dir(repo, tag)
+        alg, hexd = _split(digest)
+        index_link = os.path.join(tag_dir, "index", alg, hexd, "link")
+        if self._read_link(index_link) != digest:
+            self._write_link(index_link, digest)
+        current = os.path.join(tag_dir, "current", "link")
+        if self._read_link(current) != digest:
+            self._write_link(current, digest)
+
+    async def resolve_tag(self, repo: str, tag: str) -> str | None:
+        return self._read_link(os.path.join(self._tag_dir(repo, tag), "current", "link"))
+
+    async def delete_tag(self, repo: str, tag: str) -> bool:
+        path = self._tag_dir(repo, tag)
+        if not os.path.exists(os.path.join(path, "current", "link")):
+            return False
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+
+    async def list_tags(self, repo: str) -> list[str] | None:
+        manifests = os.path.join(self._repo(repo), "_manifests")
+        if not os.path.isdir(manifests):
+            return None
+        tags_dir = os.path.join(manifests, "tags")
+        return sorted(t for t in _listdir(tags_dir) if os.path.exists(os.path.join(tags_dir, t, "current", "link")))
+
+    async def list_repositories(self) -> list[str]:
+        return await asyncio.to_thread(self._list_repositories)
+
+    def _list_repositories(self) -> list[str]:
+        out = []
+        for dirpath, dirnames, _ in os.walk(self.repos_dir):
+            if "_manifests" in dirnames:
+                out.append(os.path.relpath(dirpath, self.repos_dir).replace(os.sep, "/"))
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("_"))
+        return sorted(out)
+
+    async def repository_exists(self, repo: str) -> bool:
+        return os.path.isdir(os.path.join(self._repo(repo), "_manifests"))
+
+    # -- uploads ------------------------------------------------------------------------------------------------
+    async def create_upload(self, repo: str) -> UploadInfo:
+        uuid = str(uuidlib.uuid4())
+        path = self._upload_dir(repo, uuid)
+        os.makedirs(path)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        atomic_write(os.path.join(path, "startedat"), now.strftime("%Y-%m-%dT%H:%M:%SZ").encode(), fsync=False)
+        open(os.path.join(path, "data"), "wb").close()
+        self._sessions[uuid] = _Session(hashlib.sha256(), 0)
+        return UploadInfo(repo, uuid, 0, now.timestamp())
+
+    async def upload_info(self, repo: str, uuid: str) -> UploadInfo:
+        path = self._upload_dir(repo, uuid)
+        try:
+            size = os.stat(os.path.join(path, "data")).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            raise UploadUnknown(uuid) from None
+        return UploadInfo(repo, uuid, size, _started_at(path))
+
+    async def append_upload(self, repo: str, uuid: str, chunks: AsyncIterable[bytes],
+                            offset: int | None = None) -> int:
+        data_path = os.path.join(self._upload_dir(repo, uuid), "data")
+        session = self._sessions.get(uuid)
+        if session is None:
+            session = self._sessions[uuid] = _Session(hashlib.sha256(), -1)
+        async with session.lock:  # one writer per session; a second PATCH waits and then sees the new offset
+            try:
+                fd = os.open(data_path, os.O_WRONLY | os.O_APPEND)
+            except (FileNotFoundError, NotADirectoryError):
+                self._sessions.pop(uuid, None)
+                raise UploadUnknown(uuid) from None
+            try:
+                size = os.fstat(fd).st_size
+                if offset is not None and offset != size:
+                    raise UploadOffsetMismatch(size)
+                if session.size != size:  # state lost (restart) or out of step: hash what is there
+                    session.hasher, session.size = await asyncio.to_thread(_rehash, data_path, "sha256")
+                session.size = await _pipe(fd, session.hasher, chunks, size)
+                return session.size
+            finally:
+                os.close(fd)
+
+    async def commit_upload(self, repo: str, uuid: str, digest: str) -> BlobInfo:
+        upload_dir = self._upload_dir(repo, uuid)
+        data_path = os.path.join(upload_dir, "data")
+        expected = dg.Digest.parse(digest)
+        session = self._sessions.get(uuid) or _Session(hashlib.sha256(), -1)
+        async with session.lock:
+            try:
+                size = os.stat(data_path).st_size
+            except (FileNotFoundError, NotADirectoryError):
+                self._sessions.pop(uuid, None)
+                raise UploadUnknown(uuid) from None
+            if expected.algorithm == "sha256" and session.size == size:
+                got = session.hasher.hexdigest()
+            else:
+                got = (await asyncio.to_thread(_rehash, data_path, expected.algorithm))[0].hexdigest()
+            self._sessions.pop(uuid, None)
+            if got != expected.encoded:
+                shutil.rmtree(upload_dir, ignore_errors=True)
+                raise DigestMismatch(f"digest mismatch: expected {expected}, got {expected.algorithm}:{got} "
+                                     f"({size} bytes)")
+            dest = self.blob_path(digest)
+            if not os.path.exists(dest):  # deduplicated: a blob already stored is not rewritten
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                os.replace(data_path, dest)
+            await self.link_blob(repo, digest)
+            shutil.rmtree(upload_dir, ignore_errors=True)
+            return BlobInfo(digest, size, dest)
+
+    async def cancel_upload(self, repo: str, uuid: str) -> bool:
+        path = self._upload_dir(repo, uuid)
+        self._sessions.pop(uuid, None)
+        if not os.path.isdir(path):
+            return False
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+
+    async def list_uploads(self) -> list[UploadInfo]:
+        return await asyncio.to_thread(self._list_uploads)
+
+    def _list_uploads(self) -> list[UploadInfo]:
+        out = []
+        for dirpath, dirnames, _ in os.walk(self.repos_dir):
+            if "_uploads" in dirnames:
+                repo = os.path.relpath(dirpath, self.repos_dir).replace(os.sep, "/")
+                for uuid in _listdir(os.path.join(dirpath, "_uploads")):
+                    path = os.path.join(dirpath, "_uploads", uuid)
+                    try:
+                        size = os.stat(os.path.join(path, "data")).st_size
+                    except OSError:
+                        size = 0
+                    out.append(UploadInfo(repo, uuid, size, _started_at(path)))
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("_"))
+        return out
+
+
+async def _pipe(fd: int, hasher: "hashlib._Hash", chunks: AsyncIterable[bytes], size: int) -> int:
+    """Stream chunks to fd while hashing: the network is read on the event loop while the previous buffer is
+    hashed and written in a worker thread (hashlib and os.write release the GIL), so both cores work."""
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future | None = None
+    buf = bytearray()
+    try:
+        async for chunk in chunks:
+            buf += chunk
+            if len(buf) >= WRITE_BUFFER:
+                if pending is not None:
+                    await pending
+                data, buf = bytes(buf), bytearray()
+                pending = loop.run_in_executor(None, _hash_write, fd, hasher, data)
+                size += len(data)
+        if pending is not None:
+            await pending
+            pending = None
+        if buf:
+            _hash_write(fd, hasher, bytes(buf))
+            size += len(buf)
+    finally:
+        if pending is not None:  # the client went away: let the write finish before the fd is closed
+            await asyncio.wait([pending])
+    return size
+
+
+def _hash_write(fd: int, hasher: "hashlib._Hash", data: bytes) -> None:
+    hasher.update(data)
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _rehash(path: str, algorithm: str) -> tuple["hashlib._Hash", int]:
+    h = hashlib.new(algorithm)
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(WRITE_BUFFER):
+            h.update(chunk)
+            size += len(chunk)
+    return h, size
+
+
+def _started_at(upload_dir: str) -> float:
+    try:
+        with open(os.path.join(upload_dir, "startedat"), encoding="ascii") as f:
+            text = f.read().strip()
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except (OSError, ValueError):
+        try:
+            return os.stat(upload_dir).st_mtime
+        except OSError:
+            return 0.0
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _list_links(top: str) -> list[str]:
+    """Digests of <top>/<alg>/<hex>/link entries."""
+    out = []
+    for alg in _listdir(top):
+        for hexd in _listdir(os.path.join(top, alg)):
+            d = f"{alg}:{hexd}"
+            if dg.is_valid(d) and os.path.exists(os.path.join(top, alg, hexd, "link")):
+                out.append(d)
+    return out
