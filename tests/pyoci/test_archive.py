@@ -282,7 +282,7 @@ def test_reads_skopeo_docker_archive(tmp_path, image):
 
 
 def docker_save_tar(path: Path, images: list[tuple[list[dict[str, bytes]], list[str]]],
-                    tamper: bool = False, escape: bool = False, compression: str = "") -> list[str]:
+                    tamper: bool = False, escape: tuple[bytes, str] | None = None, compression: str = "") -> list[str]:
     """A `docker save` archive of Docker 20.10's shape: `<id>/layer.tar` files, a symlink for a layer
     seen before, VERSION and json per layer, `<config hex>.json`, manifest.json, repositories."""
     manifest, repositories, seen, configs = [], {}, {}, []
@@ -305,7 +305,7 @@ def docker_save_tar(path: Path, images: list[tuple[list[dict[str, bytes]], list[
             add(f"{v1}/VERSION", b"1.0")
             add(f"{v1}/json", json.dumps({"id": v1, **({"parent": parent} if parent else {})}).encode())
             if escape:
-                add(f"{v1}/layer.tar", type_=tarfile.SYMTYPE, link="../../../etc/passwd")
+                add(f"{v1}/layer.tar", type_=escape[0], link=escape[1])
             elif diff_id in seen:
                 add(f"{v1}/layer.tar", type_=tarfile.SYMTYPE, link=f"../{seen[diff_id]}/layer.tar")
             else:
@@ -371,8 +371,10 @@ def test_docker_archive_diff_id_mismatch_commits_nothing(tmp_path):
     assert layout.resolve("existing")["digest"] == keep["digest"]
 
 
-def test_docker_archive_link_out_of_the_archive_is_refused(tmp_path):
-    docker_save_tar(tmp_path / "evil.tar", [([{"a": b"1"}], ["evil:1"])], escape=True)
+@pytest.mark.parametrize("escape", [(tarfile.SYMTYPE, "../../../etc/passwd"), (tarfile.SYMTYPE, "/etc/passwd"),
+                                    (tarfile.LNKTYPE, "../outside")])
+def test_docker_archive_link_out_of_the_archive_is_refused(tmp_path, escape):
+    docker_save_tar(tmp_path / "evil.tar", [([{"a": b"1"}], ["evil:1"])], escape=escape)
     layout = Layout.init(tmp_path / "L")
     with pytest.raises(UnsafeArchive, match="outside the archive"):
         read_docker_archive(tmp_path / "evil.tar", layout)

@@ -314,15 +314,16 @@ class DockerArchive:
                 raise NotFound(f"{self.where}: no entry {name!r}")
             if m.isreg():
                 return m
-            if m.islnk():
+            if m.islnk():  # a hard link names another member, from the archive's root
                 path = _norm(m.linkname)
+            elif m.issym() and not m.linkname.startswith("/"):  # relative to the link's directory
+                path = _norm(posixpath.normpath(posixpath.join(posixpath.dirname(path), m.linkname)))
             elif m.issym():
-                target = m.linkname if m.linkname.startswith("/") else posixpath.join(posixpath.dirname(path), m.linkname)
-                path = _norm(posixpath.normpath(target)) if not m.linkname.startswith("/") else None
-                if path is None:
-                    raise UnsafeArchive(f"{self.where}: {m.name!r} links to {m.linkname!r}, outside the archive")
+                path = None
             else:
                 raise InvalidDocument(f"{self.where}: {name!r} is not a regular file")
+            if path is None:
+                raise UnsafeArchive(f"{self.where}: {m.name!r} links to {m.linkname!r}, outside the archive")
         raise UnsafeArchive(f"{self.where}: too many levels of links at {name!r}")
 
     def open(self, name: str) -> io.BufferedReader:
