@@ -26,11 +26,7 @@ ROUTE = web.AppKey("route", object)
 
 def error_response(err: errors.RegistryHTTPError, method: str = "GET") -> web.Response:
     headers = {"Content-Type": JSON, API_VERSION_HEADER[0]: API_VERSION_HEADER[1], **err.headers}
-    body = None if method == "HEAD" else err.body()
-    resp = web.Response(status=err.status, body=body, headers=headers)
-    if method == "HEAD":
-        resp.content_length = len(err.body())
-    return resp
+    return web.Response(status=err.status, body=err.body(), headers=headers)  # aiohttp drops HEAD bodies
 
 
 @web.middleware
@@ -121,7 +117,12 @@ class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(timespec="seconds")
         level = {"WARNING": "warning", "CRITICAL": "fatal"}.get(record.levelname, record.levelname.lower())
-        msg = record.getMessage().replace('"', '\\"')
+        msg = record.getMessage()
+        if record.exc_info and level == "debug":
+            msg += "\n" + self.formatException(record.exc_info)
+        elif record.exc_info:
+            msg += f": {record.exc_info[1]!r}"
+        msg = msg.replace('"', '\\"')
         return f'time="{ts}" level={level} msg="{msg}" service=pyregistry'
 
 

@@ -85,13 +85,9 @@ async def get(request: web.Request, route: Route) -> web.StreamResponse:
                     raise errors.manifest_unknown(detail={"digest": child})
                 data, media_type = item
                 digest = child
-    headers = {"Content-Type": media_type, "Docker-Content-Digest": digest, "Etag": f'"{digest}"',
-               "Content-Length": str(len(data))}
+    headers = {"Content-Type": media_type, "Docker-Content-Digest": digest, "Etag": f'"{digest}"'}
     if request.headers.get("If-None-Match") == f'"{digest}"':
         return web.Response(status=304, headers={"Docker-Content-Digest": digest, "Etag": f'"{digest}"'})
-    if request.method == "HEAD":
-        resp = web.Response(status=200, headers=headers)
-        return resp
     return web.Response(body=data, status=200, headers=headers)
 
 
