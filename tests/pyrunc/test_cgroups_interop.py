@@ -14,10 +14,24 @@ from pyrunc import cgroups
 from tests.support import require
 
 MiB = 1024 * 1024
+
+
+def a_disk() -> tuple[int, int]:
+    """major, minor of a real block device (throttling needs one that exists)."""
+    for name in sorted(os.listdir("/sys/block")):
+        if not name.startswith(("loop", "ram", "zram")):
+            major, minor = open(f"/sys/block/{name}/dev").read().split(":")
+            return int(major), int(minor)
+    pytest.fail("no block device to throttle on this host")
+
+
+DISK = a_disk()
 RESOURCES = {
     "memory": {"limit": 64 * MiB, "reservation": 32 * MiB, "swap": 128 * MiB, "swappiness": 20},
     "cpu": {"shares": 512, "quota": 20000, "period": 100000, "cpus": "0", "mems": "0"},
     "pids": {"limit": 30},
+    "blockIO": {"weight": 500, "throttleReadBpsDevice": [{"major": DISK[0], "minor": DISK[1], "rate": MiB}],
+                "throttleWriteIOPSDevice": [{"major": DISK[0], "minor": DISK[1], "rate": 100}]},
     "devices": [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 11,
                                                     "access": "r"}],
 }
@@ -27,7 +41,10 @@ LINUX_DEVICES = [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fi
 FILES = [("memory", "memory.limit_in_bytes"), ("memory", "memory.soft_limit_in_bytes"),
          ("memory", "memory.memsw.limit_in_bytes"), ("memory", "memory.swappiness"), ("cpu", "cpu.shares"),
          ("cpu", "cpu.cfs_quota_us"), ("cpu", "cpu.cfs_period_us"), ("cpuset", "cpuset.cpus"),
-         ("cpuset", "cpuset.mems"), ("pids", "pids.max"), ("devices", "devices.list")]
+         ("cpuset", "cpuset.mems"), ("pids", "pids.max"), ("devices", "devices.list"),
+         ("blkio", "blkio.throttle.read_bps_device"), ("blkio", "blkio.throttle.write_iops_device")]
+# the weight file is blkio.weight (CFQ) or blkio.bfq.weight (BFQ), whichever the kernel has
+WEIGHT_FILES = [("blkio", "blkio.weight"), ("blkio", "blkio.bfq.weight")]
 
 
 def keys(doc, depth=2):
@@ -77,7 +94,9 @@ def test_same_files_placement_and_stats_shape_as_runc(runc_container):
             os._exit(127)
     try:
         ours.apply(pid)
-        for ctrl, name in FILES:
+        files = FILES + [f for f in WEIGHT_FILES if os.path.exists(os.path.join(theirs.paths["blkio"], f[1]))][:1]
+        assert len(files) == len(FILES) + 1
+        for ctrl, name in files:
             with open(os.path.join(theirs.paths[ctrl], name)) as a, open(os.path.join(ours.paths[ctrl], name)) as b:
                 assert b.read() == a.read(), name
 

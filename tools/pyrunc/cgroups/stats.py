@@ -46,31 +46,42 @@ def _blkio_entries(path: str, name: str) -> list[dict]:
     return out
 
 
-_CFQ = {
-    "ioServiceBytesRecursive": "blkio.io_service_bytes_recursive",
-    "ioServicedRecursive": "blkio.io_serviced_recursive",
-    "ioQueueRecursive": "blkio.io_queued_recursive",
-    "ioServiceTimeRecursive": "blkio.io_service_time_recursive",
-    "ioWaitTimeRecursive": "blkio.io_wait_time_recursive",
-    "ioMergedRecursive": "blkio.io_merged_recursive",
-    "ioTimeRecursive": "blkio.time_recursive",
-    "sectorsRecursive": "blkio.sectors_recursive",
-}
+_ORDER = ("ioServiceBytesRecursive", "ioServicedRecursive", "ioQueueRecursive", "ioServiceTimeRecursive",
+          "ioWaitTimeRecursive", "ioMergedRecursive", "ioTimeRecursive", "sectorsRecursive")
+
+
+def _group(prefix: str, debug: bool) -> list[tuple[str, str]]:
+    files = [("ioServicedRecursive", "io_serviced_recursive"), ("ioServiceBytesRecursive", "io_service_bytes_recursive")]
+    if debug:
+        files = [("sectorsRecursive", "sectors_recursive"), ("ioServiceTimeRecursive", "io_service_time_recursive"),
+                 ("ioWaitTimeRecursive", "io_wait_time_recursive"), ("ioMergedRecursive", "io_merged_recursive"),
+                 ("ioQueueRecursive", "io_queued_recursive"), ("ioTimeRecursive", "time_recursive")] + files
+    return [(key, prefix + name) for key, name in files]
+
+
+# runc's order of preference: BFQ with debug counters, BFQ, CFQ, throttle (recursive), throttle.
+_GROUPS = (_group("blkio.bfq.", True), _group("blkio.bfq.", False), _group("blkio.", True),
+           _group("blkio.throttle.", False),
+           [("ioServicedRecursive", "blkio.throttle.io_serviced"),
+            ("ioServiceBytesRecursive", "blkio.throttle.io_service_bytes")])
 
 
 def blkio_v1(path: str) -> dict:
-    """runc's v1 blkio stats: CFQ files if present, else BFQ's, else the throttle counters."""
+    """runc's v1 blkio stats: the first group of files whose first file has entries."""
     if not path or not os.path.isdir(path):
         return {}
-    if os.path.exists(os.path.join(path, _CFQ["ioServicedRecursive"])):
-        files = _CFQ
-    elif os.path.exists(os.path.join(path, "blkio.bfq.io_serviced_recursive")):
-        files = {"ioServiceBytesRecursive": "blkio.bfq.io_service_bytes_recursive",
-                 "ioServicedRecursive": "blkio.bfq.io_serviced_recursive"}
-    else:
-        files = {"ioServiceBytesRecursive": "blkio.throttle.io_service_bytes_recursive",
-                 "ioServicedRecursive": "blkio.throttle.io_serviced_recursive"}
-    return omit_empty({key: _blkio_entries(path, name) for key, name in files.items()})
+    for group in _GROUPS:
+        found: dict[str, list] = {}
+        for i, (key, name) in enumerate(group):
+            entries = _blkio_entries(path, name)
+            if not entries:
+                if i == 0:
+                    break
+                return omit_empty({k: found[k] for k in _ORDER if k in found})
+            found[key] = entries
+        else:
+            return omit_empty({k: found[k] for k in _ORDER if k in found})
+    return {}
 
 
 def io_v2(path: str) -> dict:

@@ -214,9 +214,9 @@ class V1Manager:
 
     def _set_blkio(self, b: dict) -> None:
         path = self._need("blkio")
-        bfq = not os.path.exists(os.path.join(path, "blkio.weight")) and \
-            os.path.exists(os.path.join(path, "blkio.bfq.weight"))
-        weight_file = "blkio.bfq.weight" if bfq else "blkio.weight"
+        # runc's detectWeightFilenames: CFQ's blkio.weight if there, else BFQ's (even when that is missing too).
+        cfq = os.path.exists(os.path.join(path, "blkio.weight"))
+        weight_file = "blkio.weight" if cfq else "blkio.bfq.weight"
         if b.get("weight"):
             fs.write(path, weight_file, b["weight"])
         if b.get("leafWeight"):
