@@ -123,8 +123,11 @@ def test_host_is_hybrid_and_paths_follow_runc(cg_id):
     # Relative: cannot climb out of our cgroup.
     assert cgroups.inner_path("../../x/./y", "id") == "x/y"
     assert cgroups.inner_path("", "id") == "id"
+    # Without the systemd driver runc takes "slice:prefix:name" as a plain relative name; the driver is refused.
+    assert cgroups.new_manager("system.slice:docker:abc", "abc", None).paths["pids"].endswith(
+        "/system.slice:docker:abc")
     with pytest.raises(ConfigError, match="systemd cgroup driver is not supported yet"):
-        cgroups.new_manager("system.slice:docker:abc", "abc", None)
+        cgroups.new_manager("system.slice:docker:abc", "abc", None, systemd=True)
 
 
 def test_apply_set_read_back_update_and_destroy(child, cg_id, manager_factory):

@@ -13,22 +13,22 @@ from pyrunc.errors import ConfigError
 from . import fs
 
 
-def inner_path(cgroups_path: str | None, container_id: str) -> str:
-    """The cgroup name runc uses: cgroupsPath cleaned (absolute or relative to ours), or the container id."""
-    if cgroups_path and _is_systemd(cgroups_path):
-        raise ConfigError(f"linux.cgroupsPath {cgroups_path!r}: systemd cgroup driver is not supported yet")
+def inner_path(cgroups_path: str | None, container_id: str, systemd: bool = False) -> str:
+    """The cgroup name runc uses: cgroupsPath cleaned (absolute, or relative to ours), or the container id.
+
+    Without --systemd-cgroup runc 1.1 takes a "slice:prefix:name" cgroupsPath as a plain relative name (checked:
+    it makes /sys/fs/cgroup/<ctrl>/system.slice:runc:abc), so that is what happens here too; the systemd driver
+    itself (systemd=True) is refused.
+    """
+    if systemd:
+        raise ConfigError("systemd cgroup driver is not supported yet")
     return fs.clean_path(cgroups_path or "") or container_id
 
 
-def _is_systemd(path: str) -> bool:
-    parts = path.split(":")
-    return len(parts) == 3 and not path.startswith("/") and (parts[0] == "" or parts[0].endswith(".slice"))
-
-
 def new_manager(cgroups_path: str | None, container_id: str, resources: dict | None = None,
-                linux_devices: list[dict] | None = None):
+                linux_devices: list[dict] | None = None, systemd: bool = False):
     """A V1Manager or V2Manager for the host's cgroup mode (hybrid hosts use v1, plus the cgroup2 directory)."""
-    inner = inner_path(cgroups_path, container_id)
+    inner = inner_path(cgroups_path, container_id, systemd)
     mounts = fs.mounts()
     own = fs.own_cgroups()
     if fs.mode(mounts) == "unified":
