@@ -126,6 +126,19 @@ def test_hostile_oci_archive_writes_nothing_outside(tmp_path, image):
         OCIArchive(tmp_path / "link.tar")
 
 
+def test_writing_an_archive_of_a_corrupt_layout_leaves_no_archive(tmp_path, image):
+    _, manifest = image.manifest_for("t")
+    path = image.blob_path(manifest["layers"][0]["digest"])
+    data = bytearray(path.read_bytes())
+    data[20] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(DigestMismatch, match=manifest["layers"][0]["digest"][7:]):
+        write_oci_archive(image, tmp_path / "o.tar")
+    with pytest.raises(DigestMismatch):
+        write_docker_archive(tmp_path / "d.tar", [(image, "t", ["r:t"])])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["L"]
+
+
 def test_tampered_oci_archive_commits_nothing(tmp_path, image):
     write_oci_archive(image, tmp_path / "good.tar", tags=["t"])
     _, manifest = image.manifest_for("t")

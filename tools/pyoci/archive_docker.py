@@ -175,10 +175,16 @@ class DockerArchiveWriter:
         # The tar header needs the size first: decompress to a temp file beside the destination, checking diff_id.
         with tempfile.TemporaryFile(dir=os.path.dirname(os.path.abspath(self.dest))) as tmp:
             with source.open_blob(layer["digest"], size=layer.get("size")) as raw:
-                reader = lc.DecompressingReader(raw, compression, algorithm=diff_id.algorithm)
-                while chunk := reader.read(CHUNK):
-                    tmp.write(chunk)
-                got = reader.finish()  # reads the blob to its end: the verifying reader checks its digest
+                try:
+                    reader = lc.DecompressingReader(raw, compression, algorithm=diff_id.algorithm)
+                    while chunk := reader.read(CHUNK):
+                        tmp.write(chunk)
+                    got = reader.finish()  # reads the blob to its end: the verifying reader checks its digest
+                except lc.CompressionError:
+                    # A stream that does not inflate is most often a damaged blob: name that if so.
+                    while raw.read(CHUNK):
+                        pass
+                    raise
             if got.diff_id != diff_id:
                 raise DigestMismatch(f"layer {layer['digest']}: uncompressed digest {got.diff_id} "
                                      f"is not the config's diff_id {diff_id}")

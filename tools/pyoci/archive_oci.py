@@ -83,30 +83,32 @@ class TarWriter:
 
 
 def write_oci_archive(layout: Layout, dest: str | os.PathLike, tags: Iterable[str] | None = None) -> None:
-    """Write `layout` (or only the images tagged `tags`) as a deterministic oci-archive at `dest` (atomically)."""
-    index = layout.index()
-    if tags is not None:
-        wanted = list(tags)
-        entries = [layout.resolve(t) for t in wanted]
-        index = {**index, "manifests": entries}
-    roots = [ordered_descriptor(as_dict(m)) for m in index["manifests"]]
-    blobs = layout.reachable(roots, missing_ok=False)
-    present = sorted((Digest.parse(dg) for dg, d in blobs.items()
-                      if layout.has_blob(dg) or not d.get("urls")), key=str)
-    doc = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, **{k: v for k, v in index.items() if k != "schemaVersion"}}
-    doc["manifests"] = roots
-    with layout.lock(exclusive=False), atomic_open(dest) as out:
-        tar = TarWriter(out)
-        tar.add_bytes(LAYOUT_FILE, dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}))
-        tar.add_bytes(INDEX_FILE, dumps(doc))
-        tar.add_dir(BLOBS_DIR)
-        for alg in sorted({d.algorithm for d in present} or {"sha256"}):
-            tar.add_dir(f"{BLOBS_DIR}/{alg}")
-        for d in present:
-            size = layout.blob_size(d)
-            with layout.open_blob(d, size=size) as f:  # verified: a corrupt blob fails the write
-                tar.add_stream(f"{BLOBS_DIR}/{d.algorithm}/{d.encoded}", f, size)
-        tar.close()
+    """Write `layout` (or only the images tagged `tags`) as a deterministic oci-archive at `dest` (atomically).
+
+    Every blob is verified as it is copied: a corrupt one raises DigestMismatch and no archive appears.
+    """
+    with layout.lock(exclusive=False):  # a concurrent gc waits until the archive is written
+        index = layout.index()
+        if tags is not None:
+            index = {**index, "manifests": [layout.resolve(t) for t in tags]}
+        roots = [ordered_descriptor(as_dict(m)) for m in index["manifests"]]
+        blobs = layout.reachable(roots, missing_ok=False)
+        present = sorted((Digest.parse(dg) for dg, d in blobs.items()
+                          if layout.has_blob(dg) or not d.get("urls")), key=str)
+        doc = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
+               **{k: v for k, v in index.items() if k != "schemaVersion"}, "manifests": roots}
+        with atomic_open(dest) as out:
+            tar = TarWriter(out)
+            tar.add_bytes(LAYOUT_FILE, dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}))
+            tar.add_bytes(INDEX_FILE, dumps(doc))
+            tar.add_dir(BLOBS_DIR)
+            for alg in sorted({d.algorithm for d in present} or {"sha256"}):
+                tar.add_dir(f"{BLOBS_DIR}/{alg}")
+            for d in present:
+                size = layout.blob_size(d)
+                with layout.open_blob(d, size=size) as f:
+                    tar.add_stream(f"{BLOBS_DIR}/{d.algorithm}/{d.encoded}", f, size)
+            tar.close()
 
 
 def _members_of(tar: tarfile.TarFile, where: str) -> list[tarfile.TarInfo]:
