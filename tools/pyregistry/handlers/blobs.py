@@ -99,7 +99,7 @@ async def delete(request: web.Request, route: Route) -> web.StreamResponse:
 
 def _session_headers(info: UploadInfo) -> dict[str, str]:
     return {"Location": f"/v2/{info.repo}/blobs/uploads/{info.uuid}", "Docker-Upload-UUID": info.uuid,
-            "Range": f"0-{max(info.size - 1, 0)}", "Content-Length": "0"}
+            "Range": f"0-{max(info.size - 1, 0)}"}
 
 
 def _created(repo: str, digest: str) -> web.Response:
