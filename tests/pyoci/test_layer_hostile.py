@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pyoci.errors import OCIError, UnsafeArchive
-from pyoci.layer import InvalidLayer, apply_layer
+from pyoci.layer import InvalidLayer, apply_layer, create_layer
 
 SENTINEL = b"precious, do not touch\n"
 HOST_NAME = f"pyoci-hostile-{uuid.uuid4().hex[:12]}"  # for cases aiming at the host's /etc
@@ -216,3 +216,25 @@ def test_cached_path_through_replaced_symlink_is_not_reused(arena: Path) -> None
         apply_layer(io.BytesIO(layer), root)
     assert (root / "d" / "x").read_bytes() == b"via link" and not (root / "d" / "y").exists()
     assert (root / "l").read_bytes() == b"now a file"
+
+
+def test_very_deep_path_is_handled_without_recursion_errors(arena: Path) -> None:
+    from pyoci.layer.apply import _rmtree
+
+    deep = "/".join(["a"] * 1500)
+    root = arena / "root"
+    try:
+        apply_layer(io.BytesIO(tar(F(deep + "/leaf", b"deep"))), root)
+        assert (root / deep / "leaf").read_bytes() == b"deep"
+        out = io.BytesIO()
+        create_layer(root, out, "")  # creating from such a tree does not recurse either
+        assert out.getvalue().count(b"ustar\x0000") >= 1501
+        apply_layer(io.BytesIO(tar(F(".wh.a"))), root)  # removing it must not recurse either
+        assert os.listdir(root) == []
+    finally:
+        if (root / "a").exists():  # pytest's own cleanup (shutil.rmtree) would hit the recursion limit
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                _rmtree(b"a", dir_fd=fd)
+            finally:
+                os.close(fd)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 from typing import BinaryIO
 
@@ -37,6 +36,7 @@ OPAQUE = b".wh..wh..opq"
 MAX_SYMLINKS = 40
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CACHE_MAX = 512
+_CACHE_DEPTH = 64
 
 
 def _components(name: bytes, what: str, entry: tf.Entry) -> tuple[bytes, ...]:
@@ -81,19 +81,29 @@ class _Applier:
 
         The fd belongs to the cache; callers must not close it.
         """
-        if not comps:
-            return self.root, ()
-        hit = self.cache.get(comps)
-        if hit is not None:
-            return hit
-        parent = self.resolve_dir(comps[:-1], entry, create)
-        if parent is None:
-            return None
-        found = self._open_child(parent[0], parent[1], comps[-1], entry, create, 0)
-        if found is None:
-            return None
-        self.cache[comps] = found
-        return found
+        # Iterative (a hostile path may have thousands of components): longest cached prefix, then walk.
+        n = len(comps)
+        while n and comps[:n] not in self.cache:
+            n -= 1
+        found = self.cache[comps[:n]] if n else (self.root, ())
+        owned = False  # whether `found` is an uncached fd this loop must close
+        try:
+            while n < len(comps):
+                nxt = self._open_child(found[0], found[1], comps[n], entry, create, 0)
+                if owned:
+                    os.close(found[0])
+                if nxt is None:
+                    owned = False
+                    return None
+                n += 1
+                found, owned = nxt, True
+                if n <= _CACHE_DEPTH or n == len(comps):  # bound the fds one deep path can hold
+                    self.cache[comps[:n]] = nxt
+                    owned = False
+            return found
+        finally:
+            if owned:
+                os.close(found[0])
 
     def _open_child(self, dfd: int, real: tuple[bytes, ...], name: bytes, entry: tf.Entry, create: bool,
                     hops: int) -> tuple[int, tuple[bytes, ...]] | None:
@@ -177,7 +187,7 @@ class _Applier:
             if t == tf.DIR and stat.S_ISDIR(existing.st_mode):
                 pass  # directories merge
             elif stat.S_ISDIR(existing.st_mode):
-                shutil.rmtree(name, dir_fd=dfd)  # fd-based, never follows symlinks inside
+                _rmtree(name, dir_fd=dfd)  # fd-based, never follows symlinks inside
                 self.invalidate()
                 dfd = self.resolve_dir(parent_comps, entry, create=True)[0]  # type: ignore[index]
             else:
@@ -302,7 +312,7 @@ class _Applier:
             existing = None
         if existing is not None:
             if stat.S_ISDIR(existing.st_mode):
-                shutil.rmtree(name, dir_fd=dfd)
+                _rmtree(name, dir_fd=dfd)
                 self.invalidate()
                 # Both parents may have been cached: resolve again (they were not under the removed dir,
                 # unless the target was -- then it is gone and that is an error).
@@ -347,7 +357,7 @@ class _Applier:
         except FileNotFoundError:
             return
         if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(victim, dir_fd=dfd)
+            _rmtree(victim, dir_fd=dfd)
         else:
             os.unlink(victim, dir_fd=dfd)
         self.invalidate()
@@ -360,7 +370,7 @@ class _Applier:
             st = os.stat(child, dir_fd=dfd, follow_symlinks=False)
             if cpath not in self.layer_paths:
                 if stat.S_ISDIR(st.st_mode):
-                    shutil.rmtree(child, dir_fd=dfd)
+                    _rmtree(child, dir_fd=dfd)
                 else:
                     os.unlink(child, dir_fd=dfd)
             elif stat.S_ISDIR(st.st_mode):
@@ -388,6 +398,35 @@ class _Applier:
 
 
 _DUMMY = tf.Entry(b"", tf.DIR, 0, 0, 0, 0, 0)
+
+
+def _rmtree(name: bytes, *, dir_fd: int) -> None:
+    """Remove directory `name` in `dir_fd` and everything below, by fds, never following symlinks.
+
+    Iterative: shutil.rmtree recurses and a hostile layer can nest directories thousands deep.
+    """
+    stack: list[tuple[int, bytes, int, list[str] | None]] = [(dir_fd, name, os.open(name, _DIR_FLAGS, dir_fd=dir_fd),
+                                                               None)]
+    try:
+        while stack:
+            parent, nm, fd, names = stack[-1]
+            if names is None:
+                names = os.listdir(fd)
+                stack[-1] = (parent, nm, fd, names)
+            if names:
+                child = os.fsencode(names.pop())
+                st = os.stat(child, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((fd, child, os.open(child, _DIR_FLAGS, dir_fd=fd), None))
+                else:
+                    os.unlink(child, dir_fd=fd)
+            else:
+                stack.pop()
+                os.close(fd)
+                os.rmdir(nm, dir_fd=parent)
+    finally:
+        for _, _, fd, _ in stack:
+            os.close(fd)
 
 
 def _climbs_out(real_dir: tuple[bytes, ...], target: bytes) -> bool:
@@ -443,6 +482,8 @@ def apply_layer(src: BinaryIO | str | os.PathLike, rootfs: str | os.PathLike, *,
                 raise InvalidLayer(f"layer entry {entry.display!r}: {e.strerror or e}") from None
             except ValueError as e:  # e.g. embedded NUL reaching an os.* call
                 raise UnsafeArchive(f"layer entry {entry.display!r}: {e}") from None
+            except RecursionError:
+                raise InvalidLayer(f"layer entry {entry.display!r}: directories nested too deep") from None
         try:
             applier.finish_dir_times()
         except OSError as e:

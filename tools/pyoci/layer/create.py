@@ -203,12 +203,19 @@ class _Builder:
     # -- trees
     def tree(self, rel: bytes, path: bytes) -> None:
         """Emit the children of directory `path` (archive name `rel`), depth first, names sorted."""
-        for name in sorted(os.listdir(path)):
+        # An explicit stack of reversed listings: no recursion limit on deep trees.
+        stack = [(rel, path, sorted(os.listdir(path), reverse=True))]
+        while stack:
+            rel, path, names = stack[-1]
+            if not names:
+                stack.pop()
+                continue
+            name = names.pop()
             child_rel, child = _join(rel, name), path + b"/" + name
             st = os.lstat(child)
             self.entry(child_rel, child, st)
             if stat.S_ISDIR(st.st_mode):
-                self.tree(child_rel, child)
+                stack.append((child_rel, child, sorted(os.listdir(child), reverse=True)))
 
     def diff(self, rel: bytes, lower: bytes, upper: bytes) -> None:
         """Emit what changed from directory `lower` to directory `upper` under archive name `rel`."""
@@ -301,6 +308,8 @@ def _build(out: BinaryIO | str | os.PathLike, compression: str, produce: Callabl
         return run(out)
     except FileNotFoundError as e:
         raise InvalidLayer(f"{e.filename}: vanished while creating the layer") from None
+    except RecursionError:
+        raise InvalidLayer("directories nested too deep to diff") from None
 
 
 def create_layer(src_dir: str | os.PathLike, out: BinaryIO | str | os.PathLike, compression: str = "gzip", *,

@@ -178,6 +178,11 @@ def _parse_number(raw: bytes, what: str, offset: int, label: str = "") -> int:
         raise InvalidLayer(f"{where}: invalid {what} field {raw!r} (not a tar stream, or corrupt)") from None
 
 
+def _signed_checksum(hdr: bytes) -> int:
+    """Some old tars summed the header as signed chars."""
+    return sum((c ^ 0x80) - 0x80 for c in hdr[:148]) + 256 + sum((c ^ 0x80) - 0x80 for c in hdr[156:])
+
+
 def _cstr(raw: bytes) -> bytes:
     return raw.split(b"\0", 1)[0]
 
@@ -303,9 +308,7 @@ class TarReader:
             if hdr == ZERO_BLOCK:
                 return
             stored = _parse_number(hdr[148:156], "checksum", start)
-            unsigned = sum(hdr[:148]) + 256 + sum(hdr[156:])
-            signed = sum((c ^ 0x80) - 0x80 for c in hdr[:148]) + 256 + sum((c ^ 0x80) - 0x80 for c in hdr[156:])
-            if stored not in (unsigned, signed):
+            if stored != sum(hdr) - sum(hdr[148:156]) + 256 and stored != _signed_checksum(hdr):
                 raise InvalidLayer(f"tar header at offset {start}: bad checksum (not a tar stream, or corrupt)")
             typeflag = hdr[156:157]
             label = _cstr(hdr[0:100]).decode("utf-8", "backslashreplace")
