@@ -127,6 +127,7 @@ def test_apply_devices_freeze_stats_destroy(parent):
         assert s["cpu"]["usage"]["total"] > 0 and {"kernel", "user"} <= set(s["cpu"]["usage"])
         assert s["pids"] == {"current": 1}  # no pids controller here: counted from cgroup.procs
         assert s["hugetlb"]["2MB"] == {"failcnt": 0}
+        assert s["memory"] == {k: {"limit": 0, "failcnt": 0} for k in ("usage", "swap", "kernel", "kernelTCP")}
 
         # update the rules: the old program is replaced, not stacked
         dirfd = os.open(m.path, os.O_RDONLY | os.O_DIRECTORY)

@@ -324,6 +324,8 @@ class V1Manager:
             memory["kernelTCP"] = memory_entry(mem, "memory.kmem.tcp")
             if raw:
                 memory["raw"] = raw
+        for key in ("usage", "swap", "kernel", "kernelTCP"):  # Go never omits these (struct fields)
+            memory.setdefault(key, {"limit": 0, "failcnt": 0})
         out["memory"] = memory
         pids_path = self.paths.get("pids", "")
         limit = fs.read_int(pids_path, "pids.max") if pids_path else 0

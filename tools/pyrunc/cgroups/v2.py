@@ -249,6 +249,8 @@ class V2Manager:
             memory["kernelTCP"] = {"limit": 0, "failcnt": 0}
             if raw:
                 memory["raw"] = raw
+        for key in ("usage", "swap", "kernel", "kernelTCP"):  # Go never omits these (struct fields)
+            memory.setdefault(key, {"limit": 0, "failcnt": 0})
         out["memory"] = memory
         if os.path.exists(os.path.join(p, "pids.current")):
             limit = fs.read_int(p, "pids.max")
