@@ -361,3 +361,12 @@ def test_missing_end_of_archive_is_tolerated_but_truncated_data_is_not(tmp_path:
     assert (root / "b").read_bytes() == b"world!"
     with pytest.raises(InvalidLayer, match=r"entry 'b'.*ends 3 bytes before"):
         apply_layer(io.BytesIO(whole[:512 * 3 + 3]), tmp_path)
+
+
+def test_blob_digest_and_diff_id_may_use_different_algorithms(rich: Path, tmp_path: Path) -> None:
+    info = create_layer(rich, tmp_path / "l", "zstd")
+    blob = (tmp_path / "l").read_bytes()
+    sha512 = Digest("sha512", hashlib.sha512(blob).hexdigest())
+    dest = tmp_path / "d"
+    dest.mkdir()
+    assert apply_layer(io.BytesIO(blob), dest, expected_digest=sha512, expected_diff_id=info.diff_id) == info.diff_id

@@ -466,12 +466,13 @@ def apply_layer(src: BinaryIO | str | os.PathLike, rootfs: str | os.PathLike, *,
         with open(src, "rb") as f:
             return apply_layer(f, rootfs, compression=compression, expected_diff_id=want_diff,
                                expected_digest=want_digest, same_owner=same_owner, xattrs=xattrs, threads=threads)
-    algorithm = (want_diff or want_digest).algorithm if (want_diff or want_digest) else "sha256"
+
     try:
         root_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
         raise InvalidLayer(f"{os.fspath(rootfs)}: cannot open rootfs: {e.strerror}") from None
-    reader = DecompressingReader(src, compression, algorithm=algorithm, threads=threads)
+    reader = DecompressingReader(src, compression, algorithm=want_diff.algorithm if want_diff else "sha256",
+                                 digest_algorithm=want_digest.algorithm if want_digest else None, threads=threads)
     applier = _Applier(root_fd, same_owner=same_owner, xattrs=xattrs)
     try:
         tar = tf.TarReader(reader.read)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..digest import Digest
+from ..errors import OCIError
 from .errors import CompressionError
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -207,7 +208,7 @@ class DecompressingReader:
     """
 
     def __init__(self, stream: BinaryIO, compression: str | None = None, *, algorithm: str = "sha256",
-                 threads: int = 1) -> None:
+                 digest_algorithm: str | None = None, threads: int = 1) -> None:
         head = _read_exactly(stream, 4)
         found = detect(head)
         if compression is None or compression == "auto":
@@ -218,7 +219,8 @@ class DecompressingReader:
             raise CompressionError(f"layer blob is not {want}: it starts with {head.hex() or 'nothing'}"
                                    f" ({found or 'no compression magic'})")
         self.compression = compression
-        self._raw = _PrefixedReader(head, stream, algorithm)
+        self._digest_algorithm = digest_algorithm or algorithm  # blob digest and diff_id may differ
+        self._raw = _PrefixedReader(head, stream, self._digest_algorithm)
         self._algorithm = algorithm
         self._diff = hashlib.new(algorithm)
         self.uncompressed_size = 0
@@ -236,9 +238,9 @@ class DecompressingReader:
     def read(self, n: int) -> bytes:
         try:
             data = self._stream.read(n)
-        except (OSError, EOFError, ValueError) as e:
-            raise CompressionError(f"corrupt {self.compression or 'tar'} layer stream: {e}") from None
-        except Exception as e:  # zstandard.ZstdError and friends
+        except OCIError:
+            raise  # e.g. a registry stream's own error
+        except Exception as e:  # gzip/isal OSError, EOFError, zstandard.ZstdError, ...
             raise CompressionError(f"corrupt {self.compression or 'tar'} layer stream: {e}") from None
         if data:
             self._diff.update(data)
@@ -251,7 +253,7 @@ class DecompressingReader:
         self._raw.drain()
         self.close()
         diff_id = Digest(self._algorithm, self._diff.hexdigest())
-        digest = Digest(self._algorithm, self._raw.hash.hexdigest())
+        digest = Digest(self._digest_algorithm, self._raw.hash.hexdigest())
         return StreamDigests(digest, diff_id, self._raw.size, self.uncompressed_size)
 
     def close(self) -> None:
