@@ -227,3 +227,32 @@ def test_bpf_program_layout():
     assert len(prog) // 8 == expected
     assert prog[-8:] == bytes([0x95, 0, 0, 0, 0, 0, 0, 0])  # exit
     assert prog[-16] == 0xB4 and prog[-12:-8] == b"\0\0\0\0"  # default: deny
+
+
+def test_new_manager_on_a_unified_host_and_load(monkeypatch):
+    """Pretend the host is cgroup2-only (this one is hybrid): the public API then drives a V2Manager."""
+    from pyrunc import cgroups
+
+    v2_only = [m for m in fs.mounts() if m.version == 2]
+    monkeypatch.setattr(fs, "mounts", lambda: v2_only)
+    monkeypatch.setattr(fs, "mode", lambda mounts=None: "unified")
+    own = fs.own_cgroups()[""]
+    cid = f"pyrunc-test-{uuid.uuid4().hex[:12]}"
+    m = cgroups.new_manager(None, cid, {"hugepageLimits": [{"pageSize": "2MB", "limit": 2 * 2**20}],
+                                        "devices": [{"allow": False, "access": "rwm"}]})
+    assert m.version == 2 and m.path == os.path.normpath(f"{UNIFIED}{own}/{cid}")
+    assert m.paths == {"": m.path}
+    child = Child([("/dev/null", os.O_RDWR), ("/dev/kmsg", os.O_RDONLY)])
+    try:
+        m.apply(child.pid)
+        assert child.go() == [0, errno.EPERM]
+        again = cgroups.load(json.loads(json.dumps(m.to_state())))
+        assert again.path == m.path and again.pids() == [child.pid]
+        again.freeze()
+        assert m.freezer_state() == "FROZEN"
+        again.thaw()
+        assert fs.read(m.path, "hugetlb.2MB.max").strip() == str(2 * 2**20)
+    finally:
+        child.stop()
+        m.destroy()
+    assert not os.path.exists(m.path)
