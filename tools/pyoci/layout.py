@@ -155,19 +155,7 @@ class VerifyingReader(io.RawIOBase):
 
 
 def schema_errors(doc: Any, name: str) -> list[str]:
-    """pyoci.schema.errors, working around the index schema's nested `id` that makes its relative
-    $refs unresolvable offline: then the index is checked without its entries, and each entry as a descriptor."""
-    try:
-        return schema.errors(doc, name)
-    except Exception as e:  # referencing.exceptions.Unresolvable, wrapped by jsonschema
-        if name != "index" or not isinstance(doc, dict) or "Unresolvable" not in repr(e):
-            raise
-    entries = doc.get("manifests")
-    out = schema.errors({**doc, "manifests": []} if isinstance(entries, list) else doc, "index")
-    for i, entry in enumerate(entries if isinstance(entries, list) else []):
-        out.extend(f"manifests.{i}.{p}" if not p.startswith("(") else f"manifests.{i}: {p}"
-                   for p in schema.errors(entry, "descriptor"))
-    return out
+    return schema.errors(doc, name)
 
 
 def schema_validate(doc: Any, name: str, source: str) -> None:
