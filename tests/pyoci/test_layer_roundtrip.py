@@ -370,3 +370,13 @@ def test_blob_digest_and_diff_id_may_use_different_algorithms(rich: Path, tmp_pa
     dest = tmp_path / "d"
     dest.mkdir()
     assert apply_layer(io.BytesIO(blob), dest, expected_digest=sha512, expected_diff_id=info.diff_id) == info.diff_id
+
+
+def test_create_errors_are_one_line_oci_errors(rich: Path, tmp_path: Path) -> None:
+    with pytest.raises(InvalidLayer, match=r"no-such-dir/l.tgz: cannot write the layer: No such file"):
+        create_layer(rich, tmp_path / "no-such-dir" / "l.tgz")
+    with pytest.raises(InvalidLayer, match="not a directory"):
+        create_layer(tmp_path / "missing", tmp_path / "l.tgz")
+    with pytest.raises(InvalidLayer, match="unsupported whiteouts mode 'aufs'"):
+        create_layer(rich, tmp_path / "l.tgz", whiteouts="aufs")
+    assert not (tmp_path / "l.tgz").exists()

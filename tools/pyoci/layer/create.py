@@ -292,7 +292,15 @@ def _build(out: BinaryIO | str | os.PathLike, compression: str, produce: Callabl
         writer = CompressingWriter(stream, compression, level=level, threads=threads)
         try:
             sink = _BlockSink(writer)
-            produce(_Builder(sink, whiteouts=whiteouts, clamp=clamp, include_selinux=include_selinux))
+            try:
+                produce(_Builder(sink, whiteouts=whiteouts, clamp=clamp, include_selinux=include_selinux))
+            except FileNotFoundError as e:
+                raise InvalidLayer(f"{os.fsdecode(e.filename)}: vanished while creating the layer") from None
+            except OSError as e:
+                where = os.fsdecode(e.filename) if e.filename else "source tree"
+                raise InvalidLayer(f"{where}: cannot archive: {e.strerror or e}") from None
+            except RecursionError:
+                raise InvalidLayer("directories nested too deep to diff") from None
             sink.write(tf.end_of_archive())
             sink.close()
         except BaseException:
@@ -301,15 +309,13 @@ def _build(out: BinaryIO | str | os.PathLike, compression: str, produce: Callabl
         d = writer.close()
         return LayerInfo(d.digest, d.diff_id, d.size, MEDIA_TYPES[compression])
 
-    try:
-        if isinstance(out, (str, bytes, os.PathLike)):
-            with atomic_open(out) as f:  # a half-written layer never appears at `out`
-                return run(f)
+    if not isinstance(out, (str, bytes, os.PathLike)):
         return run(out)
-    except FileNotFoundError as e:
-        raise InvalidLayer(f"{e.filename}: vanished while creating the layer") from None
-    except RecursionError:
-        raise InvalidLayer("directories nested too deep to diff") from None
+    try:
+        with atomic_open(out) as f:  # a half-written layer never appears at `out`
+            return run(f)
+    except OSError as e:
+        raise InvalidLayer(f"{os.fsdecode(os.fspath(out))}: cannot write the layer: {e.strerror or e}") from None
 
 
 def create_layer(src_dir: str | os.PathLike, out: BinaryIO | str | os.PathLike, compression: str = "gzip", *,
