@@ -36,8 +36,8 @@ def hash_password(password: str, cost: int = DEFAULT_COST) -> str:
     return "$2y$" + h[4:] if h.startswith("$2b$") else h
 
 
-def add(htpasswd_path: str | os.PathLike, name: str, password: str, cost: int = DEFAULT_COST) -> bool:
-    """Add `name` (or replace its password); True if it replaced an existing user."""
+def add(htpasswd_path: str | os.PathLike, name: str, password: str, cost: int = DEFAULT_COST) -> None:
+    """Add `name`, or replace its password when it is there already."""
     if not name or any(c in name for c in ":\r\n") or name != name.strip() or name.startswith("#"):
         raise UserError(f"user name {name!r} is empty or holds ':', a line break or edge spaces")
     if not password:
@@ -69,7 +69,6 @@ def add(htpasswd_path: str | os.PathLike, name: str, password: str, cost: int = 
         atomic_write(path, ("\n".join(out) + "\n").encode(), mode=mode)
     except OSError as e:
         raise UserError(f"cannot write htpasswd file {path}: {e.strerror}") from None
-    return replaced
 
 
 def htpasswd_path(config: Config) -> str:
