@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import socket
 from collections import namedtuple
 
 from pyrunc.errors import ConfigError, RuntimeFailure
@@ -46,6 +45,41 @@ Syscall = namedtuple("Syscall", "name action errno_ret args")
 # linux.seccomp flattened as runc's configs.Seccomp: one Syscall per name.
 Profile = namedtuple("Profile", "default_action default_errno_ret architectures flags syscalls listener_path "
                                 "listener_metadata")
+
+
+def _binding():
+    """The pyseccomp module, imported with its two find_library() lookups answered by soname.
+
+    pyseccomp resolves libc and libseccomp with ctypes.util.find_library at import, which runs `ldconfig -p` in
+    a subprocess each time (~20ms together, on the container start path); the stdlib function is swapped only
+    for the duration of that import, and falls back to itself if a soname does not load.
+    """
+    import sys
+
+    module = sys.modules.get("pyseccomp")
+    if module is not None:
+        return module
+    import ctypes
+    import ctypes.util
+
+    real = ctypes.util.find_library
+
+    def find(name: str):
+        soname = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}.get(name)
+        if soname:
+            try:
+                ctypes.CDLL(soname)
+                return soname
+            except OSError:
+                pass
+        return real(name)
+
+    ctypes.util.find_library = find
+    try:
+        import pyseccomp
+    finally:
+        ctypes.util.find_library = real
+    return pyseccomp
 
 
 def parse(spec: dict | None) -> Profile | None:
@@ -105,14 +139,13 @@ def validate(spec: dict | None) -> list[str]:
     if p is None:
         return []
     _check(p)
-    import pyseccomp
-
-    return sorted({c.name for c in p.syscalls if pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, c.name) < 0})
+    sc = _binding()
+    return sorted({c.name for c in p.syscalls if sc.resolve_syscall(sc.Arch.NATIVE, c.name) < 0})
 
 
 def action_value(action: str, errno_ret: int | None) -> int:
     """The libseccomp action word: ERRNO and TRACE carry errnoRet (EPERM when unset), KILL is KILL_THREAD."""
-    import pyseccomp as sc
+    sc = _binding()
 
     ret = errno.EPERM if errno_ret is None else errno_ret
     if action == "SCMP_ACT_ERRNO":
@@ -130,7 +163,7 @@ def _reason(e: OSError) -> str:
 
 def build(spec: dict):
     """A pyseccomp.SyscallFilter for `spec` (not loaded), or None when seccomp is off."""
-    import pyseccomp as sc
+    sc = _binding()
 
     p = parse(spec)
     if p is None:
@@ -199,8 +232,7 @@ _LD_W_ABS, _JMP_JA, _JMP_JEQ_K, _JMP_JGT_K, _JMP_JSET_K, _RET_K = 0x20, 0x05, 0x
 def _resolve(arch: int, name: str) -> int:
     import ctypes
 
-    import pyseccomp as sc
-
+    sc = _binding()
     # pyseccomp's resolve_syscall passes the arch as a C int, which overflows for 64-bit audit arches.
     return sc._libseccomp.seccomp_syscall_resolve_name_arch(ctypes.c_uint32(arch), name.encode())
 
@@ -210,7 +242,7 @@ def last_syscalls(p: Profile) -> dict[int, dict[str, int]]:
 
     Only the architectures listed in the profile count (none listed: no stub at all, as in runc).
     """
-    import pyseccomp as sc
+    sc = _binding()
 
     out: dict[int, dict[str, int]] = {}
     for name in p.architectures:
@@ -312,11 +344,13 @@ def install(spec: dict | None) -> int:
 
 def preload() -> None:
     """Import the binding (loading libseccomp) while the host's libraries are reachable, i.e. before pivot_root."""
-    import pyseccomp  # noqa: F401
+    _binding()
 
 
 def send_to_listener(listener_path: str, fd: int, state: dict, pid: int, metadata: str = "") -> None:
     """Send the notify fd to the seccomp agent at listenerPath with runc's ContainerProcessState JSON."""
+    import socket
+
     message = {"ociVersion": state.get("ociVersion", "1.0.2-dev"), "fds": ["seccompFd"], "pid": pid,
                "metadata": metadata, "state": state}
     try:
