@@ -380,3 +380,11 @@ def test_create_errors_are_one_line_oci_errors(rich: Path, tmp_path: Path) -> No
     with pytest.raises(InvalidLayer, match="unsupported whiteouts mode 'aufs'"):
         create_layer(rich, tmp_path / "l.tgz", whiteouts="aufs")
     assert not (tmp_path / "l.tgz").exists()
+
+
+def test_apply_errors_are_one_line_oci_errors(rich: Path, tmp_path: Path) -> None:
+    with pytest.raises(InvalidLayer, match=r"missing.tgz: cannot open layer: No such file"):
+        apply_layer(tmp_path / "missing.tgz", tmp_path)
+    create_layer(rich, tmp_path / "l.tgz")
+    with pytest.raises(InvalidLayer, match=r"nope: cannot open rootfs"):
+        apply_layer(tmp_path / "l.tgz", tmp_path / "nope")

@@ -463,7 +463,11 @@ def apply_layer(src: BinaryIO | str | os.PathLike, rootfs: str | os.PathLike, *,
     want_diff = Digest.parse(expected_diff_id) if expected_diff_id is not None else None
     want_digest = Digest.parse(expected_digest) if expected_digest is not None else None
     if isinstance(src, (str, bytes, os.PathLike)):
-        with open(src, "rb") as f:
+        try:
+            f = open(src, "rb")
+        except OSError as e:
+            raise InvalidLayer(f"{os.fsdecode(os.fspath(src))}: cannot open layer: {e.strerror or e}") from None
+        with f:
             return apply_layer(f, rootfs, compression=compression, expected_diff_id=want_diff,
                                expected_digest=want_digest, same_owner=same_owner, xattrs=xattrs, threads=threads)
 
