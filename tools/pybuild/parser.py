@@ -575,6 +575,8 @@ def parse_mount(value: str, expand: Callable[[str], str] | None = None) -> ast.M
             raise _ParseError(f"invalid field '{f}' must be a key=value pair")
         if expand is not None:
             val = expand(val)
+        elif key == "from" and "$" in val[:-1]:
+            raise _ParseError(f"'{key}' doesn't support variable expansion, define alias stage instead")
         if key == "type":
             if val.lower() not in MOUNT_TYPES:
                 raise _ParseError(_with_hint(f"unsupported mount type {json.dumps(val)}", val, MOUNT_TYPES))
