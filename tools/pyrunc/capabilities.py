@@ -20,7 +20,7 @@ import ctypes
 import errno
 import os
 from functools import lru_cache
-from typing import Iterable
+from collections.abc import Iterable
 
 from pyrunc.errors import ConfigError, RuntimeFailure
 
