@@ -283,3 +283,11 @@ def test_kernel_memory_and_cpu_idle_are_ignored_like_runc_1_1_5(child, cg_id, ma
     assert "oom_kill_disable 1" in read(m, "memory", "memory.oom_control")
     assert read(m, "cpu", "cpu.shares") == "100"
     assert read(m, "cpu", "cpu.idle") == "0"
+
+
+def test_update_keeps_only_what_runc_update_applies():
+    request = {"memory": {"limit": 10, "swappiness": 5, "disableOOMKiller": True}, "devices": [{"allow": True}],
+               "cpu": {"shares": 3, "idle": 1}, "pids": {"limit": 9}, "hugepageLimits": [{"pageSize": "2MB"}],
+               "blockIO": {"weight": 20, "leafWeight": 30}, "network": {"classID": 1}}
+    assert cgroups.update_resources(request) == {"memory": {"limit": 10}, "cpu": {"shares": 3},
+                                                 "pids": {"limit": 9}, "blockIO": {"weight": 20}}

@@ -48,6 +48,29 @@ def warnings(resources: dict | None) -> list[str]:
     return []
 
 
+# What `runc update` takes from its resources (update.go): everything else in the file is ignored.
+UPDATABLE = {
+    "blockIO": ("weight", "throttleReadBpsDevice", "throttleWriteBpsDevice", "throttleReadIOPSDevice",
+                "throttleWriteIOPSDevice"),
+    "cpu": ("shares", "quota", "period", "realtimeRuntime", "realtimePeriod", "cpus", "mems"),
+    "memory": ("limit", "reservation", "swap", "kernel", "kernelTCP"),
+    "pids": ("limit",),
+}
+
+
+def update_resources(resources: dict) -> dict:
+    """The part of an `update` request runc 1.1 applies (no devices, hugepages, network...; unified as given)."""
+    out: dict = {}
+    for section, keys in UPDATABLE.items():
+        given = resources.get(section) or {}
+        kept = {k: given[k] for k in keys if given.get(k) is not None}
+        if kept:
+            out[section] = kept
+    if resources.get("unified"):
+        out["unified"] = dict(resources["unified"])
+    return out
+
+
 def load(state: dict):
     """The manager saved by ``to_state()``."""
     if state.get("version") == 2:
