@@ -1,0 +1,342 @@
+""".dockerignore as moby's patternmatcher and ignorefile read it, and a context walker that applies it.
+
+Patterns: `*`, `?`, `[...]`, `\\` escapes, `**` (any number of directories), `!` exceptions (last match
+wins), a leading `/` is dropped, paths are cleaned (so a trailing `/` is ignored), lines starting
+with `#` are comments. A pattern that matches a directory excludes everything below it.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import stat
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+from .errors import ContextError
+
+_EXACT, _PREFIX, _SUFFIX, _REGEXP = range(4)
+_SHOULD_ESCAPE = set(".+()|{}$^")
+
+
+def read_patterns(data: str | bytes) -> list[str]:
+    """ignorefile.ReadAll: comments, blank lines, BOM; `!` kept; cleaned; a leading `/` dropped."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    out: list[str] = []
+    for raw in text.split("\n"):
+        raw = raw.rstrip("\r")  # bufio.ScanLines drops a trailing \r
+        if raw.startswith("#"):
+            continue
+        pattern = raw.strip()
+        if not pattern:
+            continue
+        invert = pattern[0] == "!"
+        if invert:
+            pattern = pattern[1:].strip()
+        if pattern:
+            pattern = posixpath.normpath(pattern)
+            if pattern.startswith("//"):
+                pattern = "/" + pattern.lstrip("/")
+            if len(pattern) > 1 and pattern[0] == "/":
+                pattern = pattern[1:]
+        out.append("!" + pattern if invert else pattern)
+    return out
+
+
+def _clean(p: str) -> str:
+    """Go's filepath.Clean ("" -> ".", no leading // special case)."""
+    if not p:
+        return "."
+    out = posixpath.normpath(p)
+    if out.startswith("//"):
+        out = "/" + out.lstrip("/")
+    return out
+
+
+@dataclass
+class Pattern:
+    """One compiled pattern (moby's patternmatcher.Pattern)."""
+
+    text: str
+    exclusion: bool = False
+    match_type: int = _EXACT
+    regexp: re.Pattern[str] | None = None
+    dirs: list[str] = field(default_factory=list)
+
+    @classmethod
+    def compile(cls, raw: str) -> "Pattern":
+        p = _clean(raw.strip())
+        exclusion = False
+        if p.startswith("!"):
+            if len(p) == 1:
+                raise ContextError('illegal exclusion pattern: "!"')
+            exclusion = True
+            p = p[1:]
+        pat = cls(p, exclusion, dirs=p.split("/"))
+        pat._compile()
+        return pat
+
+    def _compile(self) -> None:
+        reg = ["^"]
+        p = self.text
+        mt = _EXACT
+        i, n = 0, len(p)
+        first = True
+        while i < n:
+            ch = p[i]
+            i += 1
+            if ch == "*":
+                if i < n and p[i] == "*":
+                    i += 1
+                    if i < n and p[i] == "/":
+                        i += 1
+                    if i >= n:
+                        if mt == _EXACT:
+                            mt = _PREFIX
+                        else:
+                            reg.append(".*")
+                            mt = _REGEXP
+                    else:
+                        reg.append("(.*/)?")
+                        mt = _REGEXP
+                    if first:
+                        mt = _SUFFIX
+                else:
+                    reg.append("[^/]*")
+                    mt = _REGEXP
+            elif ch == "?":
+                reg.append("[^/]")
+                mt = _REGEXP
+            elif ch in _SHOULD_ESCAPE:
+                reg.append("\\" + ch)
+            elif ch == "\\":
+                if i < n:
+                    reg.append(re.escape(p[i]))
+                    i += 1
+                    mt = _REGEXP
+                else:
+                    reg.append("\\\\")
+            elif ch in "[]":
+                reg.append(ch)
+                mt = _REGEXP
+            else:
+                reg.append(re.escape(ch) if not ch.isalnum() else ch)
+            first = False
+        self.match_type = mt
+        if mt == _REGEXP:
+            try:
+                self.regexp = re.compile("".join(reg) + "$", re.S)
+            except re.error as e:
+                raise ContextError(f"syntax error in pattern {self.text!r}: {e}") from None
+
+    def match(self, path: str) -> bool:
+        mt = self.match_type
+        if mt == _EXACT:
+            return path == self.text
+        if mt == _PREFIX:
+            return path.startswith(self.text[:-2])
+        if mt == _SUFFIX:
+            suffix = self.text[2:]
+            if path.endswith(suffix):
+                return True
+            return suffix[:1] == "/" and path == suffix[1:]
+        assert self.regexp is not None
+        return self.regexp.match(path) is not None
+
+    def __str__(self) -> str:
+        return ("!" if self.exclusion else "") + self.text
+
+
+class PatternMatcher:
+    """moby's PatternMatcher: the last matching pattern decides; `!` patterns re-include."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns: list[Pattern] = []
+        for raw in patterns:
+            if not raw.strip():
+                continue
+            self.patterns.append(Pattern.compile(raw))
+        self.exclusions = any(p.exclusion for p in self.patterns)
+        self._dir_res: dict[int, list[re.Pattern[str] | None]] = {}
+
+    def matches_or_parent_matches(self, path: str) -> bool:
+        """Is `path` (slash-separated, relative to the context) excluded?"""
+        matched = False
+        parent = posixpath.dirname(path) or "."
+        parent_dirs = parent.split("/")
+        for pat in self.patterns:
+            if pat.exclusion != matched:
+                continue
+            m = pat.match(path)
+            if not m and parent != ".":
+                for i in range(len(parent_dirs)):
+                    if pat.match("/".join(parent_dirs[: i + 1])):
+                        m = True
+                        break
+            if m:
+                matched = not pat.exclusion
+        return matched
+
+    def matches_using_parent_results(self, path: str, parent: list[bool] | None) -> tuple[bool, list[bool]]:
+        """MatchesUsingParentResults: the walk passes each directory's per-pattern results down."""
+        matched = False
+        info = [False] * len(self.patterns)
+        for i, pat in enumerate(self.patterns):
+            m = parent[i] if parent else False
+            if not m:
+                if pat.exclusion != matched:
+                    continue
+                m = pat.match(path)
+                if not m and not parent:
+                    pp = posixpath.dirname(path)
+                    if pp:
+                        dirs = pp.split("/")
+                        for j in range(len(dirs)):
+                            if pat.match("/".join(dirs[: j + 1])):
+                                m = True
+                                break
+            info[i] = m
+            if m:
+                matched = not pat.exclusion
+        return matched, info
+
+    def _component_res(self, pat: Pattern) -> list[re.Pattern[str] | None]:
+        key = id(pat)
+        if key not in self._dir_res:
+            res: list[re.Pattern[str] | None] = []
+            for comp in pat.dirs:
+                if comp == "**":
+                    res.append(None)
+                else:
+                    sub = Pattern(comp)
+                    sub._compile()
+                    res.append(sub.regexp if sub.regexp is not None else re.compile("^" + re.escape(comp) + "$"))
+            self._dir_res[key] = res
+        return self._dir_res[key]
+
+    def could_reinclude_under(self, dir_path: str) -> bool:
+        """Could some `!` pattern match `dir_path` itself or a path below it? (else prune the walk)"""
+        comps = dir_path.split("/")
+        for pat in self.patterns:
+            if not pat.exclusion:
+                continue
+            res = self._component_res(pat)
+            ok = True
+            for i, comp in enumerate(comps):
+                if i >= len(res):
+                    break  # the exception names an ancestor of dir_path: it re-includes it
+                if res[i] is None:
+                    break  # ** can reach anything below
+                if not res[i].match(comp):  # type: ignore[union-attr]
+                    ok = False
+                    break
+            if ok:
+                return True
+        return False
+
+
+def load_ignore(context_dir: str | os.PathLike[str], dockerfile: str | os.PathLike[str] | None = None) -> list[str]:
+    """The patterns for a build: `<Dockerfile>.dockerignore` next to the Dockerfile wins over the
+    context's `.dockerignore` (BuildKit); none -> []."""
+    candidates = []
+    if dockerfile is not None:
+        candidates.append(os.fspath(dockerfile) + ".dockerignore")
+    candidates.append(os.path.join(os.fspath(context_dir), ".dockerignore"))
+    for c in candidates:
+        try:
+            with open(c, "rb") as f:
+                return read_patterns(f.read())
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise ContextError(f"failed to read {os.path.basename(c)}: {e.strerror}") from None
+    return []
+
+
+class ContextFilter:
+    """Decides which context paths are sent, and walks the context yielding them.
+
+    `always_include` are context-relative paths sent even when excluded (docker's Dockerfile and
+    .dockerignore rule). Walking prunes an excluded directory unless an exception could re-include
+    something below it.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], patterns: Iterable[str] = (),
+                 always_include: Iterable[str] = ("Dockerfile", ".dockerignore")) -> None:
+        self.root = os.fspath(root)
+        self.matcher = PatternMatcher(patterns)
+        self.always = {_clean(p).lstrip("/") for p in always_include if p}
+
+    @classmethod
+    def for_build(cls, context_dir: str | os.PathLike[str], dockerfile: str | os.PathLike[str] | None = None) -> "ContextFilter":
+        """The filter for a build of `context_dir` with the Dockerfile at `dockerfile` (default inside it)."""
+        root = os.fspath(context_dir)
+        if not os.path.isdir(root):
+            raise ContextError(f"unable to prepare context: path {root!r} not found")
+        always = [".dockerignore"]
+        df = os.fspath(dockerfile) if dockerfile is not None else os.path.join(root, "Dockerfile")
+        rel = os.path.relpath(os.path.abspath(df), os.path.abspath(root))
+        if not rel.startswith(".."):
+            always.append(rel.replace(os.sep, "/"))
+        return cls(root, load_ignore(root, dockerfile), always)
+
+    def excluded(self, rel: str) -> bool:
+        rel = _clean(rel.replace(os.sep, "/")).lstrip("/")
+        if rel in self.always or rel == ".":
+            return False
+        return self.matcher.matches_or_parent_matches(rel)
+
+    def included(self, rel: str) -> bool:
+        return not self.excluded(rel)
+
+    def walk(self, sub: str = "") -> Iterator[str]:
+        """Included paths (files, dirs, links) under `sub`, slash-separated, relative to the root,
+        in lexical order, parents before children. Directories that are themselves excluded but may
+        hold re-included entries are not yielded; their included children are."""
+        start = _clean(sub.replace(os.sep, "/")).lstrip("/") if sub else ""
+        if start == ".":
+            start = ""
+        parent_info: list[bool] | None = None
+        if start:
+            # compute the start directory's own results the slow way, once
+            ex, parent_info = self.matcher.matches_using_parent_results(start, None)
+            full = os.path.join(self.root, start)
+            try:
+                st = os.lstat(full)
+            except FileNotFoundError:
+                return
+            if not stat.S_ISDIR(st.st_mode):
+                if not ex or start in self.always:
+                    yield start
+                return
+            if not ex:
+                yield start
+            elif self.matcher.exclusions is False or not self.matcher.could_reinclude_under(start):
+                return
+        yield from self._walk_dir(start, parent_info)
+
+    def _walk_dir(self, rel_dir: str, parent_info: list[bool] | None) -> Iterator[str]:
+        full = os.path.join(self.root, rel_dir) if rel_dir else self.root
+        try:
+            entries = sorted(os.scandir(full), key=lambda e: e.name)
+        except OSError as e:
+            raise ContextError(f"failed to walk context {rel_dir or '.'}: {e.strerror}") from None
+        has_patterns = bool(self.matcher.patterns)
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if has_patterns:
+                ex, info = self.matcher.matches_using_parent_results(rel, parent_info or None)
+            else:
+                ex, info = False, []
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if ex and rel in self.always:
+                ex = False
+            if not ex:
+                yield rel
+                if is_dir:
+                    yield from self._walk_dir(rel, info)
+            elif is_dir and self.matcher.exclusions and self.matcher.could_reinclude_under(rel):
+                yield from self._walk_dir(rel, info)
