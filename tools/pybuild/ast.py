@@ -19,6 +19,16 @@ class Heredoc:
     content: str
     expand: bool = True
     chomp: bool = False
+    fd: int = 0  # `3<<EOF` redirects that descriptor (kept for RUN's reconstituted script)
+
+    @property
+    def text(self) -> str:
+        """The content with leading tabs stripped when `chomp` (what gets written/run)."""
+        if not self.chomp:
+            return self.content
+        import re
+
+        return re.sub(r"(?m)^\t+", "", self.content)
 
 
 @dataclass(frozen=True)

@@ -383,7 +383,8 @@ def parse_heredoc(word: str) -> ast.Heredoc | None:
         raise _ParseError(f"internal lexing of heredoc produced inconsistent results: {rest}")
     quotes = words[0].count("'") + words[0].count('"')
     raw_quotes = raw[0].count("'") + raw[0].count('"')
-    return ast.Heredoc(name=words[0], content="", expand=quotes == raw_quotes, chomp=m.group(2) == "-")
+    return ast.Heredoc(name=words[0], content="", expand=quotes == raw_quotes, chomp=m.group(2) == "-",
+                       fd=int(m.group(1) or 0))
 
 
 def _heredocs_from_line(line: str) -> list[ast.Heredoc]:
@@ -481,7 +482,7 @@ def _lex(text: str, path: str) -> _Lexed:
                     body.append(raw)
                 if not terminated:
                     raise DockerfileError(path, start, "unterminated heredoc")
-                node.heredocs.append(ast.Heredoc(doc.name, "".join(body), doc.expand, doc.chomp))
+                node.heredocs.append(ast.Heredoc(doc.name, "".join(body), doc.expand, doc.chomp, doc.fd))
         node.start, node.end = start, current
         nodes.append(node)
     if warnings:
@@ -962,3 +963,23 @@ def warnings_of(source: str | bytes) -> list[str]:
     """The parser warnings (empty continuation lines) BuildKit prints."""
     text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
     return _lex(text, "Dockerfile").warnings
+
+
+def dump(source: str | bytes) -> str:
+    """The lexer's tree in BuildKit's `Node.Dump()` form, one `(cmd ["--flags"] "arg" ...)` per line
+    (the format of BuildKit's parser testfiles `result`)."""
+    from .errors import _go_quote
+
+    text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
+
+    def one(node: _Node) -> str:
+        out = node.cmd
+        if node.flags:
+            out += " [" + " ".join(_go_quote(f) for f in node.flags) + "]"
+        if node.cmd == "onbuild" and node.child is not None:
+            return out + " (" + one(node.child) + ")"
+        for a in node.args:
+            out += " " + _go_quote(a)
+        return out
+
+    return "".join(f"({one(n)})\n" for n in _lex(text, "Dockerfile").nodes)
