@@ -41,9 +41,12 @@ class _Words:
         self.words: list[str] = []
         self.in_word = False
 
+    def _buffered(self) -> bool:
+        return any(self.buf)  # Go checks the builder's length: empty quoted strings add nothing
+
     def add_char(self, ch: str) -> None:
         if ch.isspace():
-            if self.in_word and self.buf:
+            if self.in_word and self._buffered():
                 self.words.append("".join(self.buf))
                 self.buf = []
                 self.in_word = False
@@ -63,7 +66,7 @@ class _Words:
         self.in_word = True
 
     def get(self) -> list[str]:
-        if self.buf:
+        if self._buffered():
             self.words.append("".join(self.buf))
             self.buf = []
             self.in_word = False
