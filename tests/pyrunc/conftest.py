@@ -35,9 +35,15 @@ class Runtime:
         self.name, self.argv, self.root = name, argv, root
 
     def __call__(self, *args: str, input: str | None = None, timeout: float = 30, cwd=None) -> Result:
-        p = subprocess.run([*self.argv, "--root", str(self.root), *args], input=input, capture_output=True,
-                           text=True, timeout=timeout, cwd=cwd)
-        return Result(p.returncode, p.stdout, p.stderr)
+        # Files, not pipes: a detached container inherits our stdio and would hold a pipe open.
+        import tempfile
+
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            p = subprocess.run([*self.argv, "--root", str(self.root), *args], input=input, stdout=out, stderr=err,
+                               text=True, timeout=timeout, cwd=cwd, stdin=None if input is not None else subprocess.DEVNULL)
+            out.seek(0)
+            err.seek(0)
+            return Result(p.returncode, out.read(), err.read())
 
     def state(self, cid: str) -> dict:
         r = self("state", cid)

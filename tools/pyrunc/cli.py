@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(commands, "cmd_" + command)(args, log)
     except PyruncError as e:
         log.error(("pyrunc " + PREFIXED[command] if command in PREFIXED else "") + e.message)
-        return e.exit_code
+        # runc exits 255 when exec fails after its arguments were accepted
+        return 255 if command == "exec" and getattr(e, "from_exec", False) else e.exit_code
     except KeyboardInterrupt:
         return 130
     except OSError as e:

@@ -363,8 +363,13 @@ def cmd_update(args, log) -> int:
 
 def cmd_exec(args, log) -> int:
     from . import exec as execmod
+    from .errors import PyruncError
 
-    return execmod.run(args, log)
+    try:
+        return execmod.run(args, log)
+    except PyruncError as e:
+        e.from_exec = True  # runc: fatalWithCode(err, 255)
+        raise
 
 
 def cmd_features(args, log) -> int:

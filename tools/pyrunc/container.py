@@ -272,7 +272,7 @@ def start(st: ContainerState) -> None:
 
         spec = specconv.convert(st.config, st.bundle, validate=False)
         try:
-            hooks.run("poststart", spec.hooks["poststart"], st.oci_state("running"))
+            hooks.run("poststart", spec.hooks["poststart"], st.oci_state("created"))  # as runc 1.1 reports it
         except PyruncError:
             kill(st, signal.SIGKILL, all_procs=False, check=False)
             raise

@@ -114,7 +114,7 @@ def _init(spec: Spec, sock, state_dir: str, no_pivot: bool, in_userns: bool, fif
     if spec.hooks.get("createContainer"):
         from . import hooks
 
-        hooks.run("createContainer", spec.hooks["createContainer"], _state(spec, state_dir, bundle, "created"))
+        hooks.run("createContainer", spec.hooks["createContainer"], _state(spec, state_dir, bundle, "creating"))
     if spec.linux.namespace("mount") is not None:
         rootfs.finalize(spec, no_pivot)
     else:
@@ -170,7 +170,7 @@ def _init(spec: Spec, sock, state_dir: str, no_pivot: bool, in_userns: bool, fif
         if spec.hooks.get("startContainer"):
             from . import hooks
 
-            hooks.run("startContainer", spec.hooks["startContainer"], _state(spec, state_dir, bundle, "running"))
+            hooks.run("startContainer", spec.hooks["startContainer"], _state(spec, state_dir, bundle, "created"))
         if seccomp is not None:
             seccomp.install(spec.linux.seccomp)
     except PyruncError as e:
@@ -189,6 +189,7 @@ def _reset_signals() -> None:
 
 
 def _state(spec: Spec, state_dir: str, bundle: str, status: str) -> dict:
+    """The state the container-side hooks get (runc 1.1 says "creating" and "created" for them)."""
     from .state import OCI_VERSION
 
     doc = {"ociVersion": OCI_VERSION, "id": os.path.basename(state_dir), "pid": os.getpid(), "status": status,
