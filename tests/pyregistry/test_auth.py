@@ -315,13 +315,16 @@ def test_libtrust_key_id_is_distributions():
     assert kid.replace(":", "") == expected and len(kid.split(":")) == 12
 
 
-def test_distribution_accepts_our_tokens(tmp_path: Path, htpasswd: Path, keypair: tuple[Path, Path]):
-    """Debian's docker-registry with token auth, its realm our token endpoint: it verifies our JWTs (kid, ES256,
-    claims) with the certificate bundle, and enforces the ACL we granted."""
+@pytest.mark.parametrize("kind", ["ec", "rsa"])
+def test_distribution_accepts_our_tokens(tmp_path: Path, htpasswd: Path, kind: str):
+    """Debian's docker-registry with token auth, its realm our token endpoint: it verifies our JWTs (kid,
+    ES256 or RS256, claims) with the certificate bundle, and enforces the ACL we granted."""
     import subprocess
 
     exe = require("docker-registry")
-    key, cert = keypair
+    key, cert = self_signed(tmp_path, kind=kind)
+    assert jwt.get_unverified_header(tokens.issue(tokens.load_private_key(str(key)), "i", "s", "a", [])[0])["alg"] \
+        == {"ec": "ES256", "rsa": "RS256"}[kind]
     authz = auth.make_authorizer(_config(token_auth(htpasswd, key, cert, "/auth/token", ACL)))
     with run_app(_app(authz)) as token_url:
         port = free_port()

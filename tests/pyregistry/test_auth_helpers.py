@@ -22,7 +22,7 @@ import requests
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from tests.support import free_port
@@ -30,9 +30,9 @@ from tests.support import free_port
 USER, PASSWORD = "alice", "wonderland"
 
 
-def self_signed(directory: Path, name: str = "pyregistry-test") -> tuple[Path, Path]:
-    """An EC P-256 key and a self-signed certificate for 127.0.0.1/localhost: (key.pem, cert.pem)."""
-    key = ec.generate_private_key(ec.SECP256R1())
+def self_signed(directory: Path, name: str = "pyregistry-test", kind: str = "ec") -> tuple[Path, Path]:
+    """An EC P-256 (or RSA 2048) key and a self-signed certificate for 127.0.0.1/localhost: (key.pem, cert.pem)."""
+    key = ec.generate_private_key(ec.SECP256R1()) if kind == "ec" else rsa.generate_private_key(65537, 2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())

@@ -219,6 +219,26 @@ def test_docker_cli_without_daemon(basic: Server, layout: Path, tmp_path: Path):
     assert proc.returncode != 0
 
 
+def test_docker_cli_token_login(token: Server, layout: Path, tmp_path: Path):
+    docker = require("docker")
+    env = {"DOCKER_CONFIG": str(tmp_path / "docker"), "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    ok(skopeo("copy", "--dest-tls-verify=false", "--dest-creds", f"{USER}:{PASSWORD}", f"oci:{layout}:t",
+              f"docker://{token.host}/alice/dock:v1"))
+    proc = run(docker, "login", "-u", USER, "--password-stdin", token.host, input="wrong\n", env=env)
+    assert proc.returncode != 0
+    assert "Login Succeeded" in ok(run(docker, "login", "-u", USER, "--password-stdin", token.host,
+                                       input=PASSWORD + "\n", env=env))
+    manifest = json.loads(ok(run(docker, "manifest", "inspect", "--insecure", f"{token.host}/alice/dock:v1", env=env)))
+    assert manifest["schemaVersion"] == 2
+    ok(run(docker, "manifest", "create", "--insecure", f"{token.host}/alice/dock:list", f"{token.host}/alice/dock:v1",
+           env=env))
+    ok(run(docker, "manifest", "push", "--insecure", f"{token.host}/alice/dock:list", env=env))
+    # bob may log in, but not read alice's repositories
+    ok(run(docker, "login", "-u", "bob", "--password-stdin", token.host, input="builder\n", env=env))
+    proc = run(docker, "manifest", "inspect", "--insecure", f"{token.host}/alice/dock:v1", env=env)
+    assert proc.returncode != 0
+
+
 def _push_image(client: RegistryClient, repo: str, tag: str, payload: bytes) -> str:
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
     cfg = client.push_blob(repo, config)

@@ -2,7 +2,8 @@
 
 `make_authorizer(config)` gives None (no `auth` section) or an Authorizer. Handlers call
 `await authorizer.authorize(request, repo, actions)` before doing anything:
-  - repo "NAME", actions ⊆ {pull, push, delete}: access to that repository;
+  - repo "NAME", actions ⊆ {pull, push, delete}: access to that repository (push implies pull, as in
+    Distribution, so a push is challenged with `scope="repository:NAME:pull,push"`);
   - repo None, actions empty: the `/v2/` base (any valid login or token; anonymous gets the challenge,
     as Distribution, so that clients learn the realm and `docker login` works);
   - repo None, actions non-empty: the catalog, scope `registry:catalog:*`.
@@ -57,6 +58,8 @@ def _sorted_actions(actions: Iterable[str]) -> tuple[str, ...]:
 
 def _wanted(repo: str | None, actions: set[str]) -> list[tokens.Access]:
     if repo is not None:
+        if "push" in actions:  # as Distribution: writing a repository needs pull and push
+            actions = actions | {"pull"}
         return [tokens.Access("repository", repo, _sorted_actions(actions))] if actions else []
     return [CATALOG] if actions else []
 
