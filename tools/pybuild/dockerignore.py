@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 from .errors import ContextError
 
 _EXACT, _PREFIX, _SUFFIX, _REGEXP = range(4)
-_SHOULD_ESCAPE = set(".+()|{}$^")
+_SHOULD_ESCAPE = set(".+()|{}$")
 
 
 def read_patterns(data: str | bytes) -> list[str]:
@@ -56,6 +56,46 @@ def _clean(p: str) -> str:
     return out
 
 
+def _check_syntax(p: str) -> None:
+    """Go's filepath.Match syntax rules (moby rejects a pattern Match would): classes, escapes."""
+    bad = ContextError(f"syntax error in pattern {p!r}")
+
+    def esc(i: int) -> int:  # getEsc: one (escaped) class character, returns the next index
+        if i >= len(p) or p[i] in "-]":
+            raise bad
+        if p[i] == "\\":
+            i += 1
+            if i >= len(p):
+                raise bad
+        i += 1
+        if i >= len(p):
+            raise bad
+        return i
+
+    i = 0
+    while i < len(p):
+        ch = p[i]
+        if ch == "\\":
+            if i + 1 >= len(p):
+                raise bad
+            i += 2
+        elif ch == "[":
+            i += 1
+            if i < len(p) and p[i] == "^":
+                i += 1
+            n = 0
+            while True:
+                if i < len(p) and p[i] == "]" and n > 0:
+                    i += 1
+                    break
+                i = esc(i)
+                if p[i] == "-":
+                    i = esc(i + 1)
+                n += 1
+        else:
+            i += 1
+
+
 @dataclass
 class Pattern:
     """One compiled pattern (moby's patternmatcher.Pattern)."""
@@ -75,6 +115,7 @@ class Pattern:
                 raise ContextError('illegal exclusion pattern: "!"')
             exclusion = True
             p = p[1:]
+        _check_syntax(p)
         pat = cls(p, exclusion, dirs=p.split("/"))
         pat._compile()
         return pat
@@ -119,8 +160,11 @@ class Pattern:
                     mt = _REGEXP
                 else:
                     reg.append("\\\\")
-            elif ch in "[]":
-                reg.append(ch)
+            elif ch == "[":
+                i = self._class(p, i, reg)
+                mt = _REGEXP
+            elif ch == "]":
+                reg.append("\\]")
                 mt = _REGEXP
             else:
                 reg.append(re.escape(ch) if not ch.isalnum() else ch)
@@ -131,6 +175,34 @@ class Pattern:
                 self.regexp = re.compile("".join(reg) + "$", re.S)
             except re.error as e:
                 raise ContextError(f"syntax error in pattern {self.text!r}: {e}") from None
+
+    @staticmethod
+    def _class(p: str, i: int, reg: list[str]) -> int:
+        """A `[...]` class (syntax already checked) as a Python class; returns the index after it."""
+        out = ["["]
+        if i < len(p) and p[i] == "^":
+            out.append("^")
+            i += 1
+        n = 0
+
+        def one(j: int) -> tuple[str, int]:
+            if p[j] == "\\":
+                j += 1
+            return p[j], j + 1
+
+        while True:
+            if p[i] == "]" and n > 0:
+                i += 1
+                break
+            lo, i = one(i)
+            out.append(re.escape(lo))
+            if p[i] == "-":
+                hi, i = one(i + 1)
+                out.append("-" + re.escape(hi))
+            n += 1
+        out.append("]")
+        reg.append("".join(out))
+        return i
 
     def match(self, path: str) -> bool:
         mt = self.match_type
