@@ -1,0 +1,214 @@
+"""A pycontainerd daemon on private paths for tests, shared by the daemon, tasks and pyctr tests.
+
+    from tests.pycontainerd.daemon_fixture import daemon, running_daemon   # fixture / context manager
+
+    def test_x(daemon):
+        daemon.client.call("Version", "Version")
+        daemon.restart()            # SIGTERM then start again on the same paths (containers keep running)
+        daemon.kill()               # SIGKILL (then daemon.start() to bring it back)
+        c = daemon.new_client(namespace="other")
+
+`daemon.root`, `.state` (short, under /tmp, so socket paths fit), `.address`, `.log` (the daemon's
+stderr), `.runtime`. Teardown (also on failure): the daemon is stopped; every shim and container
+process it left (found by our private paths in their command line, cwd or root) is killed by pid;
+every mount under our paths is unmounted, deepest first; the paths are removed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from pycontainerd.client import Client
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = REPO / ".venv" / "bin"
+
+
+def default_runtime() -> str:
+    pyrunc = VENV_BIN / "pyrunc"
+    return str(pyrunc) if pyrunc.exists() else (shutil.which("pyrunc") or "runc")
+
+
+@dataclass
+class DaemonHandle:
+    root: Path
+    state: Path
+    address: str
+    log: Path
+    runtime: str
+    extra_args: list[str] = field(default_factory=list)
+    env: dict | None = None
+    proc: subprocess.Popen | None = None
+    clients: list[Client] = field(default_factory=list)
+    _client: Client | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "pycontainerd.daemon", "--root", str(self.root), "--state", str(self.state),
+                "--address", self.address, "--runtime", self.runtime, "--log-level", "debug", *self.extra_args]
+
+    def start(self, timeout: float = 20.0) -> "DaemonHandle":
+        assert self.proc is None or self.proc.poll() is not None, "daemon already running"
+        env = {**os.environ, **(self.env or {})}
+        env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+        logf = open(self.log, "ab")
+        try:
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                         env=env, start_new_session=True)
+        finally:
+            logf.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"pycontainerd exited with {self.proc.returncode} while starting:\n{self.log_text()}")
+            try:
+                Client(self.address, timeout=5).connect().close()
+                break
+            except Exception:
+                time.sleep(0.05)
+        else:
+            pytest.fail(f"pycontainerd did not listen on {self.address} within {timeout}s:\n{self.log_text()}")
+        self._client = None
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        """Stop the daemon (SIGTERM: graceful); returns its exit status."""
+        for c in self.clients:
+            c.close()
+        self.clients.clear()
+        self._client = None
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> "DaemonHandle":
+        self.stop()
+        return self.start()
+
+    # -- clients -------------------------------------------------------------------------------
+    def new_client(self, namespace: str = "default") -> Client:
+        c = Client(self.address, namespace=namespace, timeout=120)
+        self.clients.append(c)
+        return c
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = self.new_client()
+        return self._client
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-6000:]
+        except FileNotFoundError:
+            return ""
+
+    # -- teardown ------------------------------------------------------------------------------
+    def cleanup(self) -> None:
+        try:
+            self.stop(timeout=10)
+        finally:
+            kill_leftovers([str(self.root), str(self.state)])
+            unmount_under([str(self.root), str(self.state)])
+            shutil.rmtree(self.state, ignore_errors=True)
+
+
+def _under(path: str, prefixes: list[str]) -> bool:
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
+def kill_leftovers(prefixes: list[str]) -> list[int]:
+    """SIGKILL every process (not us) whose command line names one of our paths, or whose root/cwd is
+    below one: shims, runtimes and container processes the daemon left."""
+    me = os.getpid()
+    killed = []
+    for _round in range(3):
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == me:
+                continue
+            pid = int(entry)
+            try:
+                cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            hit = any(p in cmd for p in prefixes)
+            if not hit:
+                for link in ("root", "cwd"):
+                    try:
+                        if _under(os.readlink(f"/proc/{pid}/{link}"), prefixes):
+                            hit = True
+                            break
+                    except OSError:
+                        pass
+            if hit:
+                found.append(pid)
+        if not found:
+            break
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    return killed
+
+
+def unmount_under(prefixes: list[str]) -> list[str]:
+    """Unmount (lazily, deepest first) every mount point under our paths."""
+    points = []
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                mount_point = line.split()[4].replace("\\040", " ")
+                if _under(mount_point, prefixes):
+                    points.append(mount_point)
+    except OSError:
+        return []
+    for mp in sorted(set(points), key=lambda p: -p.count("/")):
+        subprocess.run(["umount", "-l", mp], capture_output=True)
+    return points
+
+
+@contextmanager
+def running_daemon(tmp_path: Path, runtime: str | None = None, extra_args: list[str] | None = None,
+                   env: dict | None = None, start: bool = True) -> Iterator[DaemonHandle]:
+    root = tmp_path / "pycontainerd-root"
+    root.mkdir(parents=True, exist_ok=True)
+    state = Path(tempfile.mkdtemp(prefix="pcd-", dir="/tmp"))  # short: shim/daemon sockets must fit 108 bytes
+    handle = DaemonHandle(root=root, state=state, address=str(state / "pycontainerd.sock"),
+                          log=tmp_path / "pycontainerd.log", runtime=runtime or default_runtime(),
+                          extra_args=list(extra_args or []), env=env)
+    try:
+        if start:
+            handle.start()
+        yield handle
+    finally:
+        handle.cleanup()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[DaemonHandle]:
+    with running_daemon(tmp_path) as handle:
+        yield handle

@@ -1,0 +1,256 @@
+"""The pycontainerd daemon: stores, services and the socket server, run in the foreground.
+
+    pycontainerd [--root DIR] [--state DIR] [--address SOCK] [--runtime PATH] [--log-level LEVEL]
+
+SIGTERM/SIGINT stop the daemon gracefully: calls are cancelled, the socket removed; containers
+(held by their shims) keep running and are found again by the next daemon.
+
+Services live in `pycontainerd.services.<name>` modules, each with `register(daemon)` that calls
+`daemon.server.register("Name", handler)`. A handler object may define `async def start(self)`
+(called before the socket opens, e.g. to reconnect to shims) and `async def stop(self)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import importlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import errdefs, protocol
+from .events import EventBus
+from .metadata import NamespacedTables, Table
+from .server import Server
+
+log = logging.getLogger("pycontainerd")
+
+SERVICES = ("version", "system", "namespaces", "events", "content", "images", "snapshots", "containers",
+            "leases", "tasks")
+OPTIONAL_SERVICES = ("tasks",)  # engineer L's; the daemon runs (without Tasks) if it is not there yet
+
+
+@dataclass
+class Config:
+    root: str = protocol.DEFAULT_ROOT
+    state: str = protocol.DEFAULT_STATE
+    address: str = protocol.DEFAULT_ADDRESS
+    runtime: str = ""
+    log_level: str = "info"
+    snapshotter: str = ""  # "" picks overlayfs when the kernel allows it, else native
+
+    def __post_init__(self) -> None:
+        self.root = os.path.abspath(self.root)
+        self.state = os.path.abspath(self.state)
+        self.address = os.path.abspath(protocol.address_path(self.address))
+        if not self.runtime:
+            self.runtime = default_runtime()
+
+
+def default_runtime() -> str:
+    """pyrunc next to this interpreter (the project's venv), else on PATH, else runc."""
+    here = Path(sys.executable).parent / "pyrunc"
+    if here.exists():
+        return str(here)
+    return shutil.which("pyrunc") or shutil.which("runc") or "runc"
+
+
+@dataclass
+class Daemon:
+    """Everything a service needs: paths, stores, the event bus and the server."""
+
+    config: Config
+    server: Server = field(init=False)
+    events: EventBus = field(init=False)
+    namespaces: Table = field(init=False)
+
+    def __post_init__(self) -> None:
+        from .content import ContentStore
+        from .gc import Collector
+        from .images import ImageStore
+        from .leases import LeaseManager
+        from .services.containers import ContainerStore
+        from .snapshots import open_snapshotter
+
+        self.root = Path(self.config.root)
+        self.state = Path(self.config.state)
+        self.address = self.config.address
+        self.runtime = self.config.runtime
+        for d in (self.root, self.state, self.root / "metadata"):
+            d.mkdir(parents=True, exist_ok=True, mode=0o711)
+        self.server = Server(self)
+        self.events = EventBus()
+        self.namespaces = Table(self.root / "metadata" / "namespaces.json", "namespace")
+        self.leases = LeaseManager(self.root / "metadata")
+        self.content = ContentStore(self.root / "content", self.root / "metadata", self)
+        self.images = ImageStore(self.root / "metadata", self)
+        self.snapshots = open_snapshotter(self.root / "snapshots", self.config.snapshotter, self)
+        self.containers = ContainerStore(self.root / "containers", self)
+        self.gc = Collector(self)
+        self._lock_fd: int | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._gc_pending = False
+
+    @property
+    def tasks_state(self) -> Path:
+        return self.state / "tasks"
+
+    def ensure_namespace(self, namespace: str) -> None:
+        """containerd creates a namespace on first use."""
+        from .metadata import now
+
+        if namespace not in self.namespaces:
+            try:
+                self.namespaces.create(namespace, {"name": namespace, "labels": {}, "created_at": now()})
+            except errdefs.AlreadyExists:
+                return
+            self.events.publish(namespace, "/namespaces/create", {"name": namespace, "labels": {}})
+
+    def publish(self, namespace: str, topic: str, event: dict | None = None) -> None:
+        self.events.publish(namespace, topic, event)
+
+    def schedule_gc(self, delay: float = 0.2) -> None:
+        """Collect soon (after deletes); calls within `delay` share one collection. Any thread."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+
+        def arm() -> None:
+            if not self._gc_pending:
+                self._gc_pending = True
+                loop.call_later(delay, lambda: loop.run_in_executor(None, self._run_gc))
+
+        loop.call_soon_threadsafe(arm)
+
+    def _run_gc(self) -> None:
+        self._gc_pending = False
+        try:
+            self.gc.collect()
+        except Exception:
+            log.exception("garbage collection failed")
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def _take_lock(self) -> None:
+        """One daemon per root: a second one fails instead of corrupting the first's state."""
+        fd = os.open(self.root / "pycontainerd.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise errdefs.FailedPrecondition(f"{self.root}: another pycontainerd is using this root") from None
+        self._lock_fd = fd
+
+    def _check_socket_free(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(self.address)
+        except OSError:
+            return  # nothing listens: a stale socket file is replaced
+        finally:
+            s.close()
+        raise errdefs.FailedPrecondition(f"{self.address}: a daemon is already listening on this socket")
+
+    def load_services(self) -> None:
+        for name in SERVICES:
+            try:
+                module = importlib.import_module(f"pycontainerd.services.{name}")
+            except ModuleNotFoundError as exc:
+                if name in OPTIONAL_SERVICES and exc.name == f"pycontainerd.services.{name}":
+                    log.warning("service module %s not available; %s calls are unimplemented", name, name)
+                    continue
+                raise
+            module.register(self)
+
+    async def _hooks(self, name: str) -> None:
+        for service, handler in list(self.server.services.items()):
+            hook = getattr(handler, name, None)
+            if hook is None:
+                continue
+            try:
+                await hook()
+            except Exception:
+                log.exception("%s.%s failed", service, name)
+                if name == "start":
+                    raise
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="pycontainerd"))
+        self._take_lock()
+        self._check_socket_free()
+        self.load_services()
+        await self._hooks("start")
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.server.start(self.address)
+        log.info("pycontainerd %s serving on %s (root %s, state %s, runtime %s, snapshotter %s)",
+                 protocol.VERSION, protocol.address_url(self.address), self.root, self.state, self.runtime,
+                 self.snapshots.name)
+        if ready is not None:
+            ready.set()
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping (containers keep running)")
+            await self.server.close()
+            await self._hooks("stop")
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+
+def parse_args(argv: list[str] | None) -> Config:
+    p = argparse.ArgumentParser(prog="pycontainerd", description="The pycontainerd container daemon (foreground).")
+    p.add_argument("--root", default=protocol.DEFAULT_ROOT, help="persistent state (default %(default)s)")
+    p.add_argument("--state", default=protocol.DEFAULT_STATE, help="runtime state (default %(default)s)")
+    p.add_argument("--address", "-a", default=protocol.DEFAULT_ADDRESS, help="socket (default %(default)s)")
+    p.add_argument("--runtime", default="", help="runc-compatible runtime binary (default: pyrunc)")
+    p.add_argument("--snapshotter", default="", choices=["", "overlayfs", "native"],
+                   help="default: overlayfs when available, else native")
+    p.add_argument("--log-level", "-l", default="info",
+                   choices=["trace", "debug", "info", "warn", "warning", "error", "fatal", "panic"])
+    a = p.parse_args(argv)
+    return Config(root=a.root, state=a.state, address=a.address, runtime=a.runtime, log_level=a.log_level,
+                  snapshotter=a.snapshotter)
+
+
+def _level(name: str) -> int:
+    return {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+            "warning": logging.WARNING, "error": logging.ERROR, "fatal": logging.CRITICAL,
+            "panic": logging.CRITICAL}[name]
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    logging.basicConfig(level=_level(config.log_level), stream=sys.stderr,
+                        format="time=\"%(asctime)s\" level=%(levelname)s msg=\"%(message)s\"")
+    try:
+        daemon = Daemon(config)
+        try:
+            import uvloop  # faster loop when installed; the daemon works without it
+            runner = uvloop.run
+        except ImportError:
+            runner = asyncio.run
+        runner(daemon.run())
+    except errdefs.Error as exc:
+        print(f"pycontainerd: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"pycontainerd: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

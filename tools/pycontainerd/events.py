@@ -1,0 +1,144 @@
+"""Publish/subscribe of daemon events, with containerd's topics and filter syntax.
+
+An envelope is `{"timestamp", "namespace", "topic", "event"}` (containerd's events.Envelope).
+Filters are containerd's: `topic=="/tasks/exit"`, `namespace==default`, `topic~="^/images/"`,
+`event.id==abc`, `topic!=/tasks/oom`; comma-separated conditions AND, several filters OR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from dataclasses import dataclass, field
+
+from . import errdefs
+from .metadata import now
+
+# The topics containerd publishes (and we do), for reference and validation of Publish.
+TOPICS = (
+    "/images/create", "/images/update", "/images/delete",
+    "/containers/create", "/containers/update", "/containers/delete",
+    "/content/delete", "/snapshot/prepare", "/snapshot/commit", "/snapshot/remove",
+    "/namespaces/create", "/namespaces/update", "/namespaces/delete",
+    "/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete", "/tasks/oom", "/tasks/exec-added",
+    "/tasks/exec-started", "/tasks/paused", "/tasks/resumed", "/tasks/checkpointed",
+)
+_TOPIC = re.compile(r"^/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
+_COND = re.compile(r'^\s*([A-Za-z0-9_.]+)\s*(==|!=|~=)?\s*(.*?)\s*$')
+
+
+def validate_topic(topic: str) -> str:
+    if not isinstance(topic, str) or not _TOPIC.match(topic):
+        raise errdefs.InvalidArgument(f"event topic {topic!r}: must be a /-separated path like /tasks/exit")
+    return topic
+
+
+@dataclass
+class _Condition:
+    path: list[str]
+    op: str | None
+    value: str
+    regex: re.Pattern | None = None
+
+    def match(self, envelope: dict) -> bool:
+        target: object = envelope
+        for part in self.path:
+            if not isinstance(target, dict) or part not in target:
+                return self.op == "!="
+            target = target[part]
+        if self.op is None:
+            return target not in (None, "", {}, [])
+        text = target if isinstance(target, str) else str(target).lower() if isinstance(target, bool) else str(target)
+        if self.op == "==":
+            return text == self.value
+        if self.op == "!=":
+            return text != self.value
+        return bool(self.regex.search(text))
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'/":
+        return value[1:-1]
+    return value
+
+
+def parse_filter(text: str) -> list[_Condition]:
+    conditions = []
+    for part in (p for p in text.split(",") if p.strip()):
+        m = _COND.match(part)
+        if not m:
+            raise errdefs.InvalidArgument(f"filter {text!r}: cannot parse {part!r}")
+        path, op, value = m.group(1), m.group(2), _unquote(m.group(3))
+        if op is None and m.group(3):
+            raise errdefs.InvalidArgument(f"filter {text!r}: want FIELD==VALUE, FIELD!=VALUE or FIELD~=REGEX")
+        cond = _Condition(path.split("."), op, value)
+        if op == "~=":
+            try:
+                cond.regex = re.compile(value)
+            except re.error as exc:
+                raise errdefs.InvalidArgument(f"filter {text!r}: bad regular expression: {exc}") from None
+        conditions.append(cond)
+    return conditions
+
+
+def matcher(filters: list[str] | None):
+    """A predicate over envelopes: any filter matches (each filter: all its conditions)."""
+    parsed = [parse_filter(f) for f in (filters or []) if f.strip()]
+    if not parsed:
+        return lambda envelope: True
+    return lambda envelope: any(all(c.match(envelope) for c in conds) for conds in parsed)
+
+
+@dataclass
+class _Subscriber:
+    queue: asyncio.Queue
+    loop: asyncio.AbstractEventLoop
+    match: object
+    dropped: int = 0
+
+
+@dataclass
+class EventBus:
+    """Fan-out of envelopes to subscribers; `publish` is safe from any thread."""
+
+    max_queue: int = 4096
+    _subs: list[_Subscriber] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def publish(self, namespace: str, topic: str, event: dict | None = None) -> dict:
+        envelope = {"timestamp": now(), "namespace": namespace, "topic": validate_topic(topic),
+                    "event": event or {}}
+        with self._lock:
+            subs = list(self._subs)
+        for sub in subs:
+            if sub.match(envelope):
+                sub.loop.call_soon_threadsafe(self._offer, sub, envelope)
+        return envelope
+
+    @staticmethod
+    def _offer(sub: _Subscriber, envelope: dict) -> None:
+        try:
+            sub.queue.put_nowait(envelope)
+        except asyncio.QueueFull:
+            sub.dropped += 1  # a stuck subscriber must not grow the daemon without bound
+
+    def subscribe(self, filters: list[str] | None = None) -> _Subscriber:
+        sub = _Subscriber(asyncio.Queue(self.max_queue), asyncio.get_running_loop(), matcher(filters))
+        with self._lock:
+            self._subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: _Subscriber) -> None:
+        with self._lock:
+            if sub in self._subs:
+                self._subs.remove(sub)
+
+    async def stream(self, filters: list[str] | None = None):
+        """Async iterator of envelopes matching `filters` until cancelled."""
+        sub = self.subscribe(filters)
+        try:
+            while True:
+                yield await sub.queue.get()
+        finally:
+            self.unsubscribe(sub)

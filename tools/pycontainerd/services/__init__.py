@@ -1,0 +1,1 @@
+"""The daemon's services, one module each, named as containerd's; each has `register(daemon)`."""
