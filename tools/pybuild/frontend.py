@@ -24,6 +24,7 @@ from .errors import DockerfileError, _go_quote
 from .expand import ExpandError, ShellLex
 from .parser import (
     _ParseError,
+    suggest,
     chomp_heredoc,
     format_go_duration,
     parse_go_duration,
@@ -273,6 +274,10 @@ def _stage_display(index: int, name: str | None) -> str:
     return name if name else f"stage-{index}"
 
 
+def _stage_file(path: str) -> str:
+    return posixpath.basename(path) or "Dockerfile"
+
+
 def _bk_platform(p: _platform.Platform) -> _platform.Platform:
     """containerd 1.x's Normalize as BuildKit shows it: arm64's default v8 variant is left out."""
     if p.architecture == "arm64" and p.variant in ("v8", "8"):
@@ -324,12 +329,13 @@ class _Planner:
         except OCIError as e:
             raise DockerfileError(self.path, 0, f"failed to parse platform: {e}") from None
         self.target_name = target
-        self.stage_names: dict[str, int] = {}
+        self.stage_names: dict[str, list[int]] = {}
         for st in df.stages:
-            if st.name and st.name.lower() not in self.stage_names:
-                self.stage_names[st.name.lower()] = st.index
+            if st.name:
+                self.stage_names.setdefault(st.name.lower(), []).append(st.index)
         self.global_args = self._global_args()
         self._final_state_env: dict[int, dict[str, str]] = {}
+        self._hinted: set[tuple[str, str, int]] = set()
 
     def err(self, line: int, message: str) -> DockerfileError:
         return DockerfileError(self.path, line, message)
@@ -375,8 +381,18 @@ class _Planner:
         return r.result, r.matched
 
     # stage resolution ---------------------------------------------------------------------------
-    def find_stage(self, name: str) -> int | None:
-        return self.stage_names.get(name.lower())
+    def find_stage(self, name: str, before: int | None = None) -> int | None:
+        """A stage by name (case-insensitive). With `before`, the latest definition before that stage
+        (what a FROM sees); else the last definition (what --from and --target see), as BuildKit."""
+        idxs = [i for i in self.stage_names.get(name.lower(), []) if before is None or i < before]
+        return idxs[-1] if idxs else None
+
+    def _hint_image(self, ref: str, line: int) -> None:
+        """A bare name that is not a stage is an image (as in BuildKit); warn when it looks like a typo."""
+        hint = suggest(ref, list(self.stage_names))
+        if hint:
+            self.warnings.append(f"{_stage_file(self.path)}:{line}: {_go_quote(ref)} is not a build stage: "
+                                 f"using the image {_go_quote(ref)} (did you mean {hint}?)")
 
     def resolve_source(self, ref: str, line: int, current: int) -> Source:
         """A --from value: stage index, stage name, named context, or image reference."""
@@ -398,6 +414,9 @@ class _Planner:
             _reference.parse(ref)
         except OCIError as e:
             raise self.err(line, f"failed to parse stage name {_go_quote(ref)}: {e}") from None
+        if ("image", ref, line) not in self._hinted:
+            self._hinted.add(("image", ref, line))
+            self._hint_image(ref, line)
         return Source("image", ref=ref)
 
     def expand_from(self, ref: str, line: int) -> str:
@@ -424,8 +443,8 @@ class _Planner:
                 raise self.err(line, f"failed to parse platform {plat}: {e}") from None
         if base == "scratch":
             return Base("scratch", platform=plat)
-        idx = self.find_stage(base)
-        if idx is not None and idx < st.index:
+        idx = self.find_stage(base, before=st.index)
+        if idx is not None:
             return Base("stage", stage=idx, platform=plat)
         if base in self.contexts:
             return Base("context", ref=base, platform=plat)
@@ -433,6 +452,7 @@ class _Planner:
             _reference.parse(base)
         except OCIError as e:
             raise self.err(line, f"failed to parse stage name {_go_quote(base)}: {e}") from None
+        self._hint_image(base, line)
         return Base("image", ref=base, platform=plat)
 
     def target_index(self) -> int:
@@ -572,9 +592,16 @@ class _Planner:
                 from_text = base.ref
         return StagePlan(
             index=st.index, name=st.name, display_name=display, line=st.line, base=base,
-            platform=base.platform or _platform.format(self.target_platform), base_config=base_config,
+            platform=self._stage_platform(base, planned), base_config=base_config,
             steps=tuple(steps), deps=frozenset(deps), from_name=f"[{prefix}{1:>{width}}/{total}] FROM {from_text}",
         )
+
+    def _stage_platform(self, base: Base, planned: Mapping[int, StagePlan]) -> str:
+        if base.platform:
+            return base.platform
+        if base.kind == "stage" and base.stage in planned:
+            return planned[base.stage].platform  # type: ignore[index]
+        return _platform.format(self.target_platform)
 
     # dispatch -----------------------------------------------------------------------------------
     def _dispatch(self, st: ast.Stage, state: _State, ins: ast.Instruction, pos: int, label: str,
