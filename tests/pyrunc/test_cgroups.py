@@ -291,3 +291,21 @@ def test_update_keeps_only_what_runc_update_applies():
                "blockIO": {"weight": 20, "leafWeight": 30}, "network": {"classID": 1}}
     assert cgroups.update_resources(request) == {"memory": {"limit": 10}, "cpu": {"shares": 3},
                                                  "pids": {"limit": 9}, "blockIO": {"weight": 20}}
+
+
+def test_destroy_waits_out_exiting_processes_and_names_stuck_ones(cg_id, manager_factory):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(0.3)
+        os._exit(0)
+    try:
+        m = manager_factory(None, cg_id, None)
+        m.apply(pid)
+        with pytest.raises(RuntimeFailure, match=r"cgroup: failed to remove paths .*: device or resource busy"):
+            fs.remove_paths(m.paths, busy_wait=0.05)  # still there: refused, named
+        started = time.monotonic()
+        m.destroy()  # the child leaves within the busy wait
+        assert time.monotonic() - started < 1.5
+        assert not any(os.path.exists(p) for p in m.paths.values())
+    finally:
+        os.waitpid(pid, 0)

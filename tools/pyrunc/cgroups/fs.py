@@ -160,12 +160,27 @@ def procs(path: str, recursive: bool = True) -> list[int]:
     return pids
 
 
-def _remove_tree(path: str) -> None:
-    """runc's RemovePath: rmdir, and if that fails remove the sub-cgroups first, then rmdir again."""
+def _rmdir(path: str, deadline: float) -> None:
+    """rmdir, ignoring a missing directory, waiting out EBUSY (the last processes still exiting) until the
+    deadline, 1ms doubling as runc's rmdir does."""
+    delay = 0.001
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _remove_tree(path: str, deadline: float) -> None:
+    """runc's RemovePath: a fast rmdir; else the sub-cgroups first, then rmdir again, waiting while busy."""
     try:
-        os.rmdir(path)
-        return
-    except FileNotFoundError:
+        _rmdir(path, 0)
         return
     except OSError:
         pass
@@ -175,16 +190,15 @@ def _remove_tree(path: str) -> None:
         return
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
-            _remove_tree(entry.path)
-    try:
-        os.rmdir(path)
-    except FileNotFoundError:
-        pass
+            _remove_tree(entry.path, deadline)
+    _rmdir(path, deadline)
 
 
-def remove_paths(paths: dict[str, str]) -> None:
-    """runc's RemovePaths: five rounds with a doubling delay from 10ms; error naming what is still there."""
+def remove_paths(paths: dict[str, str], busy_wait: float = 1.5) -> None:
+    """runc's RemovePaths: rounds with a doubling delay from 10ms, each directory waiting out EBUSY while the
+    shared `busy_wait` seconds last; error naming what is still there."""
     left = {p for p in paths.values() if p}
+    deadline = time.monotonic() + busy_wait
     delay = 0.01
     last_error: OSError | None = None
     for attempt in range(5):
@@ -193,7 +207,7 @@ def remove_paths(paths: dict[str, str]) -> None:
             delay *= 2
         for p in sorted(left, key=len, reverse=True):
             try:
-                _remove_tree(p)
+                _remove_tree(p, deadline)
             except OSError as e:
                 last_error = e
             if not os.path.exists(p):
