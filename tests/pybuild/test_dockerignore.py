@@ -170,3 +170,20 @@ def test_walk_speed(tmp_path):
     assert elapsed < 10.0  # generous: the machine is shared; ~0.1 s when idle
     assert "d10/s1/f1.pyc" in paths  # re-included by the exception
     assert "d11/s0/f0.py" not in paths and "d2/s0/f0.py" in paths and "d2/s0/f1.pyc" not in paths
+
+
+def test_match_sources_globs_per_component(tmp_path):
+    _tree(tmp_path, ["a.txt", "b.txt", ".hidden.txt", "c.md", "src/x.go", "src/y.go", "src/sub/z.go",
+                     "lib/q.go", "skip/s.go", "w*ird", "notes/n.txt"])
+    cf = ContextFilter(tmp_path, ["skip", "notes"])
+    assert cf.match_sources("*.txt") == [".hidden.txt", "a.txt", "b.txt"]
+    assert cf.match_sources("/src/*.go") == ["src/x.go", "src/y.go"]
+    assert cf.match_sources("*/*.go") == ["lib/q.go", "src/x.go", "src/y.go"]  # skip/ is excluded
+    assert cf.match_sources("?.md") == ["c.md"]
+    assert cf.match_sources("[ab].txt") == ["a.txt", "b.txt"]
+    assert cf.match_sources("src") == ["src"]
+    assert cf.match_sources("../../src/sub/z.go") == ["src/sub/z.go"]
+    assert cf.match_sources(".") == [""] and cf.match_sources("/") == [""]
+    assert cf.match_sources("w\\*ird") == ["w*ird"]
+    assert cf.match_sources("nope*") == [] and cf.match_sources("missing") == []
+    assert cf.match_sources("notes/n.txt") == []  # excluded by .dockerignore

@@ -458,3 +458,18 @@ def test_progress_names():
 def test_copy_destinations():
     st = steps(mk("FROM a\nCOPY a .\nWORKDIR /w\nCOPY a .\nCOPY a b/\nCOPY a ../up\nCOPY a /abs\n"))
     assert [s.dest for s in st if s.keyword == "COPY"] == ["/", "/w/", "/w/b/", "/up", "/abs"]
+
+
+def test_dispatch_time_validations():
+    assert perr("FROM a\nSTOPSIGNAL SIGNOPE\n") == "Dockerfile:2: Invalid signal: SIGNOPE"
+    assert perr("FROM a\nSTOPSIGNAL 0\n") == "Dockerfile:2: Invalid signal: 0"
+    for ok in ("SIGTERM", "term", "9", "SIGRTMIN+3"):
+        assert steps(mk(f"FROM a\nSTOPSIGNAL {ok}\n"))[0].config["StopSignal"] == ok
+    assert perr("FROM a\nCOPY https://example.com/x /x\n") == "Dockerfile:2: source can't be a URL for COPY"
+    assert perr("FROM a\nADD --checksum=sha256:00 a b /d/\n") == (
+        "Dockerfile:2: checksum can't be specified for multiple sources")
+    assert perr("FROM a\nADD --checksum=sha256:00 local.tar /d/\n") == (
+        "Dockerfile:2: checksum can't be specified for non-HTTP(S) sources")
+    add = steps(mk("FROM a\nADD --checksum=sha256:00 https://example.com/x.tgz /d/\n"))[0]
+    assert add.expanded.checksum == "sha256:00" and add.source == Source("context")
+    assert perr("FROM a\nWORKDIR $EMPTY\n") == "Dockerfile:2: cannot normalize nothing"

@@ -310,6 +310,10 @@ class PatternMatcher:
         return False
 
 
+def _unescape(p: str) -> str:
+    return re.sub(r"\\(.)", r"\1", p)
+
+
 def load_ignore(context_dir: str | os.PathLike[str], dockerfile: str | os.PathLike[str] | None = None) -> list[str]:
     """The patterns for a build: `<Dockerfile>.dockerignore` next to the Dockerfile wins over the
     context's `.dockerignore` (BuildKit); none -> []."""
@@ -363,6 +367,44 @@ class ContextFilter:
 
     def included(self, rel: str) -> bool:
         return not self.excluded(rel)
+
+    def match_sources(self, src: str) -> list[str]:
+        """The context paths a COPY/ADD source names: the source cleaned inside the context (a
+        leading `/` and `..` cannot leave it), wildcards (`*`, `?`, `[...]`, per path component as
+        Go's filepath.Match) expanded, excluded paths dropped; sorted. [] when nothing matches
+        (the caller reports the missing source). "" stands for the context root."""
+        clean = posixpath.normpath("/" + src.replace(os.sep, "/")).lstrip("/")
+        if clean in ("", "."):
+            return [""]
+        found = [""]
+        for comp in clean.split("/"):
+            nxt: list[str] = []
+            magic = any(c in comp for c in "*?[\\")
+            rx = None
+            if magic:
+                pat = Pattern.compile(comp)
+                rx = pat.regexp
+            for base in found:
+                full = os.path.join(self.root, base) if base else self.root
+                if rx is None and not magic:
+                    cand = f"{base}/{comp}" if base else comp
+                    if os.path.lexists(os.path.join(self.root, cand)):
+                        nxt.append(cand)
+                    continue
+                try:
+                    names = sorted(os.listdir(full))
+                except (NotADirectoryError, FileNotFoundError):
+                    continue
+                except OSError as e:
+                    raise ContextError(f"failed to read {base or '.'}: {e.strerror}") from None
+                for name in names:
+                    ok = rx.match(name) is not None if rx is not None else name == _unescape(comp)
+                    if ok:
+                        nxt.append(f"{base}/{name}" if base else name)
+            found = nxt
+            if not found:
+                return []
+        return sorted(p for p in found if self.included(p))
 
     def walk(self, sub: str = "") -> Iterator[str]:
         """Included paths (files, dirs, links) under `sub`, slash-separated, relative to the root,

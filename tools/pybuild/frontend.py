@@ -240,6 +240,24 @@ def _dest_path(workdir: str, dest: str) -> str:
     return out
 
 
+def _is_remote(src: str) -> bool:
+    return src.startswith(("http://", "https://", "git@")) or src.endswith(".git") or "://" in src
+
+
+def valid_signal(raw: str) -> bool:
+    """moby's signal.ParseSignal on Linux: a number > 0, or a name with or without SIG (RTMIN+n too)."""
+    import signal as _signal
+
+    if raw.isdigit():
+        return int(raw) > 0
+    name = raw.upper()
+    name = name[3:] if name.startswith("SIG") else name
+    if re.fullmatch(r"RTMIN(\+([1-9]|1[0-5]))?|RTMAX(-([1-9]|1[0-4]))?", name):
+        return True
+    names = {n[3:] for n in dir(_signal) if n.startswith("SIG") and not n.startswith("SIG_")}
+    return name in names
+
+
 _PORT_RE = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
@@ -680,6 +698,8 @@ class _Planner:
             created_by = f"USER {user}"
         elif isinstance(ins, ast.StopSignal):
             sig = ex(ins.signal)
+            if not valid_signal(sig):
+                raise self.err(line, f"Invalid signal: {sig}")
             cfg["StopSignal"] = sig
             expanded = replace(ins, signal=sig)
             created_by = f"STOPSIGNAL {sig}"
@@ -895,8 +915,15 @@ class _Planner:
         if isinstance(ins, ast.Add):
             if ins.checksum:
                 kwargs["checksum"] = ex(ins.checksum)
+                if len(srcs) != 1:
+                    raise self.err(line, "checksum can't be specified for multiple sources")
+                if not _is_remote(srcs[0]):
+                    raise self.err(line, "checksum can't be specified for non-HTTP(S) sources")
         else:
             kwargs["from_"] = from_
+            for src in srcs:
+                if src.startswith(("http://", "https://")):
+                    raise self.err(line, "source can't be a URL for COPY")
         expanded = replace(ins, **kwargs)
         msg = kw
         if isinstance(ins, ast.Copy) and ins.parents:
