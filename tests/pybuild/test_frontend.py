@@ -224,7 +224,7 @@ def test_expansion_in_exactly_the_docker_instructions():
         "USER $V:$V\n"
         "VOLUME /v/$V\n"
         "EXPOSE ${P:-80}/tcp\n"
-        "STOPSIGNAL SIG$V\n"
+        "STOPSIGNAL ${NOSIG:-SIG}TERM\n"
         "COPY --chown=$V --chmod=0${M:-644} src/$V /dst/$V\n"
         "ADD --checksum=$V $V.tar /opt/\n"
         "RUN echo $V\n"
@@ -241,7 +241,7 @@ def test_expansion_in_exactly_the_docker_instructions():
     assert by["USER"].expanded.user == "val:val"
     assert by["VOLUME"].expanded.paths == ("/v/val",)
     assert by["EXPOSE"].expanded.ports == ("80/tcp",)
-    assert by["STOPSIGNAL"].expanded.signal == "SIGval"
+    assert by["STOPSIGNAL"].expanded.signal == "SIGTERM"
     c = by["COPY"].expanded
     assert (c.srcs, c.dest, c.chown, c.chmod) == (("src/val",), "/dst/val", "val", "0644")
     a = by["ADD"].expanded
