@@ -226,7 +226,7 @@ def test_expansion_in_exactly_the_docker_instructions():
         "EXPOSE ${P:-80}/tcp\n"
         "STOPSIGNAL ${NOSIG:-SIG}TERM\n"
         "COPY --chown=$V --chmod=0${M:-644} src/$V /dst/$V\n"
-        "ADD --checksum=$V $V.tar /opt/\n"
+        "ADD --checksum=$V https://example.com/$V.tar /opt/\n"
         "RUN echo $V\n"
         "CMD echo $V\n"
         "ENTRYPOINT [\"$V\"]\n"
@@ -245,7 +245,7 @@ def test_expansion_in_exactly_the_docker_instructions():
     c = by["COPY"].expanded
     assert (c.srcs, c.dest, c.chown, c.chmod) == (("src/val",), "/dst/val", "val", "0644")
     a = by["ADD"].expanded
-    assert (a.srcs, a.checksum) == (("val.tar",), "val")
+    assert (a.srcs, a.checksum) == (("https://example.com/val.tar",), "val")
     # not expanded by the builder
     assert by["RUN"].argv == ("/bin/sh", "-c", "echo $V")
     assert by["CMD"].config["Cmd"] == ["/bin/sh", "-c", "echo $V"]
