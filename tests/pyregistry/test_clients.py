@@ -292,6 +292,20 @@ def test_anonymous_pull_push_needs_login(workdir: Path, layout: Path):
         assert RegistryClient(s.host).list_tags("pub/app") == ["v1"]
 
 
+def test_token_anonymous_pull(workdir: Path, layout: Path):
+    key, cert = self_signed(workdir, "anon-token")
+    auth = token_auth(workdir / "htpasswd", key, cert, "/auth/token", ACL, anonymous_pull=True)
+    with serve(workdir / "anon-token", auth) as s:
+        ok(skopeo("copy", "--dest-tls-verify=false", "--dest-creds", f"{USER}:{PASSWORD}", f"oci:{layout}:t",
+                  f"docker://{s.host}/alice/pub:v1"))
+        # skopeo without credentials: the 401 sends it to the token endpoint, which gives anonymous pull tokens
+        info = json.loads(ok(skopeo("inspect", "--tls-verify=false", f"docker://{s.host}/alice/pub:v1")))
+        assert info["RepoTags"] == ["v1"]
+        proc = skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:t", f"docker://{s.host}/alice/pub:v2")
+        assert proc.returncode != 0 and "unauthorized" in proc.stderr.lower(), proc.stderr
+        assert RegistryClient(s.host).list_tags("alice/pub") == ["v1"]
+
+
 def test_tls_serve(workdir: Path, layout: Path, tmp_path: Path):
     key, cert = self_signed(tmp_path, "tls")
     with serve(workdir / "tls", htpasswd_auth(workdir / "htpasswd"), tls=(key, cert)) as s:
