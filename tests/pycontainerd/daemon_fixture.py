@@ -212,3 +212,110 @@ def running_daemon(tmp_path: Path, runtime: str | None = None, extra_args: list[
 def daemon(tmp_path: Path) -> Iterator[DaemonHandle]:
     with running_daemon(tmp_path) as handle:
         yield handle
+
+
+# -- images and a registry for tests ---------------------------------------------------------------
+
+def build_image(layout_dir: Path, tag: str, layer_dirs: list[Path], config: dict | None = None,
+                whiteouts: bool = True) -> dict:
+    """A multi-layer image in an OCI layout: one gzip layer per directory, in order. A directory may
+    hold overlay-style whiteouts (0:0 char devices, trusted.overlay.opaque=y dirs) that become OCI
+    whiteouts. Returns the tagged manifest descriptor."""
+    from pyoci import mediatypes as mt
+    from pyoci import platform as platforms
+    from pyoci.layer import create_layer
+    from pyoci.layout import Layout
+    from pyoci.manifest import go_json
+
+    layout = Layout.init(layout_dir)
+    layers, diff_ids = [], []
+    for d in layer_dirs:
+        fd, tmp = tempfile.mkstemp(dir=layout.path / "blobs", prefix=".tmp-layer-")
+        os.close(fd)
+        try:
+            info = create_layer(d, tmp, "gzip", whiteouts="overlay" if whiteouts else None, mtime=0)
+            with open(tmp, "rb") as f:
+                layout.put_blob(f, info.digest, info.size)
+        finally:
+            os.unlink(tmp)
+        layers.append(info.descriptor())
+        diff_ids.append(str(info.diff_id))
+    plat = platforms.default()
+    cfg = {"created": "1970-01-01T00:00:00Z", "architecture": plat.architecture, "os": plat.os,
+           "config": config if config is not None else {"Cmd": ["/bin/sh"],
+                                                        "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
+           "rootfs": {"type": "layers", "diff_ids": diff_ids},
+           "history": [{"created": "1970-01-01T00:00:00Z", "created_by": f"layer {i}"} for i in range(len(layers))]}
+    config_desc = layout.put_json(go_json(cfg), mt.OCI_CONFIG)
+    manifest = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": config_desc, "layers": layers}
+    return layout.tag(tag, layout.put_json(go_json(manifest), mt.OCI_MANIFEST))
+
+
+def whiteout(path: Path) -> None:
+    """An overlay whiteout at `path` (becomes `.wh.NAME` in a layer)."""
+    os.mknod(path, 0o600 | 0o020000, os.makedev(0, 0))
+
+
+def opaque(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    os.setxattr(path, "trusted.overlay.opaque", b"y")
+
+
+@dataclass
+class Registry:
+    host: str
+    proc: subprocess.Popen
+    root: Path
+
+    def ref(self, repo: str, tag: str = "latest") -> str:
+        return f"{self.host}/{repo}:{tag}"
+
+    def push(self, layout_dir: Path, tag: str, repo: str, dest_tag: str | None = None) -> str:
+        from pyoci.registry.copy import push
+
+        return push(layout_dir, tag, self.ref(repo, dest_tag or tag))
+
+
+@contextmanager
+def running_registry(tmp_path: Path) -> Iterator[Registry]:
+    """Debian's docker-registry (Distribution) on 127.0.0.1:<free port>, storage under tmp_path."""
+    from tests.support import free_port, require
+
+    binary = require("docker-registry")
+    port = free_port()
+    root = tmp_path / "registry"
+    root.mkdir(parents=True, exist_ok=True)
+    cfg = tmp_path / "registry.yml"
+    cfg.write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root}\n"
+                   f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    log = open(tmp_path / "registry.log", "wb")
+    proc = subprocess.Popen([binary, "serve", str(cfg)], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    log.close()
+    try:
+        import socket
+
+        deadline = time.monotonic() + 15
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"docker-registry exited: {(tmp_path / 'registry.log').read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("docker-registry did not start")
+                time.sleep(0.05)
+        yield Registry(f"127.0.0.1:{port}", proc, root)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    with running_registry(tmp_path) as r:
+        yield r

@@ -206,6 +206,9 @@ class ImageStore:
             return
         if lease:
             self.daemon.leases.add_resource(namespace, lease, f"snapshots/{snaps.name}", chain[i])
+        if snaps.storage.find(chain[i]) is not None:  # unpacked for another namespace: share it
+            snaps.unpack_layer(namespace, chain[i], chain[i - 1] if i else "", "", diff_ids[i])
+            return
         if progress:
             progress({"ref": f"layer-{layer['digest']}", "status": "unpacking", "offset": 0,
                       "total": layer.get("size", 0)})
