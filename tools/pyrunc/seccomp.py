@@ -11,7 +11,13 @@ those rules (with a debug log), so do we.
 The filter does not set NNP itself (runc unsets libseccomp's NNP attribute). It returns the listener fd when a
 rule uses SCMP_ACT_NOTIFY (then ``send_to_listener`` hands it to ``listenerPath``), else -1.
 
-pyseccomp is imported inside the functions: pyrunc's start-up does not pay for it when there is no seccomp.
+Loading follows runc's PatchAndLoad: libseccomp's BPF is exported, prefixed with a stub that answers -ENOSYS
+to syscalls newer than any the profile names (for the listed architectures), and loaded with seccomp(2).
+Flags: SECCOMP_FILTER_FLAG_LOG and _SPEC_ALLOW are set, _TSYNC is accepted and ignored, others are refused
+(runc 1.1.5 itself still refuses any flag: "seccomp flags are not yet supported by runc").
+
+pyseccomp is imported inside the functions (``preload()`` does it before pivot_root): pyrunc's start-up does
+not pay for it when there is no seccomp.
 """
 
 from __future__ import annotations
