@@ -347,7 +347,8 @@ class ContextFilter:
         self.always = {_clean(p).lstrip("/") for p in always_include if p}
 
     @classmethod
-    def for_build(cls, context_dir: str | os.PathLike[str], dockerfile: str | os.PathLike[str] | None = None) -> "ContextFilter":
+    def for_build(cls, context_dir: str | os.PathLike[str],
+                  dockerfile: str | os.PathLike[str] | None = None) -> "ContextFilter":
         """The filter for a build of `context_dir` with the Dockerfile at `dockerfile` (default inside it)."""
         root = os.fspath(context_dir)
         if not os.path.isdir(root):

@@ -419,7 +419,8 @@ class _Planner:
             if idx < 0 or idx >= len(self.df.stages):
                 raise self.err(line, f"invalid stage index {idx}")
             if idx == current:
-                raise self.err(line, f"circular dependency detected on stage: {_stage_display(idx, self.df.stages[idx].name)}")
+                name = _stage_display(idx, self.df.stages[idx].name)
+                raise self.err(line, f"circular dependency detected on stage: {name}")
             return Source("stage", stage=idx)
         st = self.find_stage(ref)
         if st is not None:
@@ -507,8 +508,8 @@ class _Planner:
             if i in needed:
                 return
             if i in visiting:
-                raise DockerfileError(self.path, self.df.stages[i].line,
-                                      f"circular dependency detected on stage: {_stage_display(i, self.df.stages[i].name)}")
+                name = _stage_display(i, self.df.stages[i].name)
+                raise self.err(self.df.stages[i].line, f"circular dependency detected on stage: {name}")
             visiting.add(i)
             for dep in sorted(deps[i]):
                 visit(dep)
@@ -554,14 +555,13 @@ class _Planner:
             return _State(cfg, env)
         cfg: dict[str, Any] = {}
         if base.kind == "scratch":
-            cfg = {"Env": [f"PATH={DEFAULT_PATH}"]}
+            cfg = {"Env": [f"PATH={DEFAULT_PATH}"]}  # BuildKit's emptyImage
         elif self.resolve_config is not None:
             doc = self.resolve_config(base)
             if doc:
                 cfg = _copy_config(doc.get("config") or {})
-        if "Env" not in cfg or cfg["Env"] is None:
-            cfg["Env"] = [f"PATH={DEFAULT_PATH}"]
-        return _State(cfg, _env_map(cfg["Env"]))
+        # an image without Env keeps none in its config; RUN still gets the default PATH
+        return _State(cfg, _env_map(cfg.get("Env") or []))
 
     def _plan_stage(self, st: ast.Stage, base: Base, planned: Mapping[int, StagePlan], multi: bool) -> StagePlan:
         display = _stage_display(st.index, st.name)
@@ -601,8 +601,10 @@ class _Planner:
                 if src is not None and src.kind == "stage":
                     deps.add(src.stage)  # type: ignore[arg-type]
         self._final_state_env[st.index] = dict(state.state_env)
-        from_text = {"scratch": "scratch", "stage": _stage_display(base.stage or 0, self.df.stages[base.stage or 0].name)
-                     if base.kind == "stage" else "", "image": "", "context": base.ref}[base.kind]
+        if base.kind == "stage":
+            from_text = _stage_display(base.stage or 0, self.df.stages[base.stage or 0].name)
+        else:
+            from_text = base.ref or base.kind
         if base.kind == "image":
             try:
                 from_text = str(_reference.parse(base.ref))
@@ -611,7 +613,8 @@ class _Planner:
         return StagePlan(
             index=st.index, name=st.name, display_name=display, line=st.line, base=base,
             platform=self._stage_platform(base, planned), base_config=base_config,
-            steps=tuple(steps), deps=frozenset(deps), from_name=f"[{prefix}{1:>{width}}/{total}] FROM {from_text}",
+            steps=tuple(steps), deps=frozenset(deps),
+            from_name=f"[{prefix}{1:>{width}}/{total}] FROM {from_text}",
         )
 
     def _stage_platform(self, base: Base, planned: Mapping[int, StagePlan]) -> str:
@@ -829,7 +832,8 @@ class _Planner:
             hc["Retries"] = ins.retries
         return hc
 
-    def _run(self, st: ast.Stage, state: _State, ins: ast.Run, used: set[str]) -> tuple[ast.Instruction, str, dict[str, Any]]:
+    def _run(self, st: ast.Stage, state: _State, ins: ast.Run,
+             used: set[str]) -> tuple[ast.Instruction, str, dict[str, Any]]:
         line = ins.line
         env = state.state_env
         extra: dict[str, Any] = {}
@@ -888,7 +892,8 @@ class _Planner:
                      inline_files=tuple(inline), mount_sources=tuple(mount_sources))
         return replace(ins, cmd=tuple(args), mounts=tuple(mounts)), created_by, extra
 
-    def _copy(self, st: ast.Stage, state: _State, ins: ast.Copy, ex: Callable[[str], str]) -> tuple[ast.Instruction, str, dict[str, Any]]:
+    def _copy(self, st: ast.Stage, state: _State, ins: ast.Copy,
+              ex: Callable[[str], str]) -> tuple[ast.Instruction, str, dict[str, Any]]:
         line = ins.line
         kw = ins.keyword
         srcs = tuple(ex(s) for s in ins.srcs)

@@ -768,7 +768,8 @@ def _instruction(node: _Node) -> ast.Instruction:
             name = a[2].lower()
             if not _RE_STAGE_NAME.match(name):
                 raise _ParseError(
-                    f"invalid name for build stage: {json.dumps(a[2])}, name can't start with a number or contain symbols")
+                    f"invalid name for build stage: {json.dumps(a[2])}, "
+                    "name can't start with a number or contain symbols")
         elif len(a) != 1:
             raise _ParseError("FROM requires either one or three arguments")
         return ast.From(**c, image=a[0], name=name, platform=flags.get("platform") or None)
@@ -794,7 +795,8 @@ def _instruction(node: _Node) -> ast.Instruction:
     if kw in ("COPY", "ADD"):
         if len(a) < 2:
             raise _ParseError(
-                f"{kw} requires at least two arguments, but only one was provided. Destination could not be determined.")
+                f"{kw} requires at least two arguments, but only one was provided. "
+                "Destination could not be determined.")
         dest = a[-1]
         if parse_heredoc(dest) is not None:
             raise _ParseError(f"{kw} cannot accept a heredoc as a destination")
