@@ -32,7 +32,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out" / "registry"
@@ -278,7 +278,8 @@ def main() -> int:
     results: dict[str, dict[str, list[float]]] = {n: {k: [] for k in GOALS} for n in names}
     size = len(base)
     try:
-        with server("pyregistry", work / "pyregistry") as py_url, server("distribution", work / "distribution") as d_url:
+        with server("pyregistry", work / "pyregistry") as py_url, \
+                server("distribution", work / "distribution") as d_url:
             urls = {"pyregistry": py_url, "distribution": d_url}
             manifest_urls = {}
             for n in names:
@@ -312,7 +313,8 @@ def main() -> int:
         ratio = py / dist if dist else float("inf")
         ok = ratio >= goal
         failed += not ok
-        print(f"{k + ' ' + UNITS[k]:14s} {py:12.0f} {dist:13.0f} {ratio:6.2f}x {goal:5.1f}x  {'ok' if ok else 'BELOW GOAL'}")
+        verdict = "ok" if ok else "BELOW GOAL"
+        print(f"{k + ' ' + UNITS[k]:14s} {py:12.0f} {dist:13.0f} {ratio:6.2f}x {goal:5.1f}x  {verdict}")
     print(f"\n{args.size_mb} MB blob, chunks of {args.chunk_mb} MB, manifest load {args.connections} connections "
           f"x {args.seconds:g}s ({'wrk' if shutil.which('wrk') else 'aiohttp loop'}), medians of {args.runs} runs")
     return 0

@@ -6,7 +6,6 @@ The checks the registry makes are the Authorizer's; test_clients.py drives the s
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import time
@@ -278,7 +277,8 @@ def test_forged_expired_and_foreign_tokens_are_refused(htpasswd: Path, keypair: 
                   "access": [a.to_json() for a in access]}
         assert status(jwt.encode(claims, own, algorithm="ES256", headers={"x5c": [x5c]}))[0] == 200
         other_cert = self_signed(Path(cert).parent, "other")[1]
-        forged = jwt.encode(claims, own, algorithm="ES256", headers={"x5c": [base64.b64encode(_der(other_cert)).decode()]})
+        foreign = base64.b64encode(_der(other_cert)).decode()
+        forged = jwt.encode(claims, own, algorithm="ES256", headers={"x5c": [foreign]})
         assert status(forged)[0] == 401
 
 

@@ -84,7 +84,8 @@ def test_skopeo_basic_auth(basic: Server, layout: Path, tmp_path: Path):
         assert proc.returncode != 0 and "unauthorized" in proc.stderr.lower(), proc.stderr
     info = json.loads(ok(skopeo("inspect", "--tls-verify=false", "--creds", creds, dest)))
     assert info["RepoTags"] == ["v1"]
-    tags = json.loads(ok(skopeo("list-tags", "--tls-verify=false", "--creds", creds, f"docker://{basic.host}/team/app")))
+    tags = json.loads(ok(skopeo("list-tags", "--tls-verify=false", "--creds", creds,
+                                f"docker://{basic.host}/team/app")))
     assert tags["Tags"] == ["v1"]
     proc = skopeo("inspect", "--tls-verify=false", "--creds", f"{USER}:wrong", dest)
     assert proc.returncode != 0 and "invalid username or password" in proc.stderr
@@ -179,7 +180,8 @@ def test_containerd_pull_push(basic: Server, token: Server, layout: Path, ctr):
     ok(ctr("images", "pull", "--plain-http", "--user", creds, f"{basic.host}/ctr/src:v1"))
     ok(ctr("images", "push", "--plain-http", "--user", creds, f"{basic.host}/ctr/copy:v1", f"{basic.host}/ctr/src:v1"))
     src = json.loads(ok(skopeo("inspect", "--tls-verify=false", "--creds", creds, f"docker://{basic.host}/ctr/src:v1")))
-    copy = json.loads(ok(skopeo("inspect", "--tls-verify=false", "--creds", creds, f"docker://{basic.host}/ctr/copy:v1")))
+    copy = json.loads(ok(skopeo("inspect", "--tls-verify=false", "--creds", creds,
+                                f"docker://{basic.host}/ctr/copy:v1")))
     assert copy["Digest"] == src["Digest"]
     proc = ctr("images", "pull", "--plain-http", "--user", f"{USER}:wrong", f"{basic.host}/ctr/src:v1")
     assert proc.returncode != 0 and "401" in proc.stderr
@@ -325,4 +327,5 @@ def test_tls_serve(workdir: Path, layout: Path, tmp_path: Path):
                   f"docker://{s.host}/tls/app:v1"))
         proc = skopeo("inspect", "--creds", f"{USER}:{PASSWORD}", f"docker://{s.host}/tls/app:v1")
         assert proc.returncode != 0 and "certificate" in proc.stderr
-        ok(skopeo("inspect", "--cert-dir", str(certs), "--creds", f"{USER}:{PASSWORD}", f"docker://{s.host}/tls/app:v1"))
+        ok(skopeo("inspect", "--cert-dir", str(certs), "--creds", f"{USER}:{PASSWORD}",
+                  f"docker://{s.host}/tls/app:v1"))

@@ -3,6 +3,7 @@ garbage-collect on a copy of the same tree."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -60,7 +61,7 @@ def _image(client: RegistryClient, repo: str, tag: str | None, layers: list[byte
         doc["subject"] = subject
         doc["artifactType"] = artifact_type or "application/vnd.example+json"
     data = json.dumps(doc).encode()
-    digest = client.put_manifest(repo, tag or f"sha256:{__import__('hashlib').sha256(data).hexdigest()}", data,
+    digest = client.put_manifest(repo, tag or f"sha256:{hashlib.sha256(data).hexdigest()}", data,
                                  OCI_MANIFEST, update_referrers=False)
     return digest, {"config": cfg, "layers": [d["digest"] for d in descs], "size": len(data)}
 
@@ -115,7 +116,7 @@ def test_gc_shared_layers_dry_run_then_sweep(server: Server, tmp_path: Path):
     for d in [pa["config"], *pa["layers"]]:
         assert c.blob_exists("gc/a", d)
         r = requests.get(f"{server.url}/v2/gc/a/blobs/{d}")
-        assert r.status_code == 200 and f"sha256:{__import__('hashlib').sha256(r.content).hexdigest()}" == d
+        assert r.status_code == 200 and f"sha256:{hashlib.sha256(r.content).hexdigest()}" == d
     assert not c.blob_exists("gc/b", pb["layers"][1])
     # the layer shared with a is still served from gc/b's link as well
     assert c.blob_exists("gc/b", pb["layers"][0])
@@ -184,7 +185,7 @@ def test_gc_during_an_upload_and_grace(server: Server):
                                                                   "Content-Range": f"100000-{len(payload) - 1}"})
     assert r.status_code == 202, r.text
     location = r.headers["Location"] if r.headers["Location"].startswith("http") else server.url + r.headers["Location"]
-    digest = f"sha256:{__import__('hashlib').sha256(payload).hexdigest()}"
+    digest = f"sha256:{hashlib.sha256(payload).hexdigest()}"
     r = requests.put(location, params={"digest": digest})
     assert r.status_code == 201, r.text
     assert requests.get(f"{server.url}/v2/gc/up/blobs/{digest}").content == payload
