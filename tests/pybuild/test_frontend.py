@@ -107,6 +107,7 @@ def test_stage_and_reference_errors():
     assert perr("ARG B\nFROM $B\n") == "Dockerfile:2: base name ($B) should not be blank"
     assert perr("FROM --platform=not/a/valid/one a\n").startswith(
         "Dockerfile:1: failed to parse platform not/a/valid/one")
+    assert perr("ARG P\nFROM --platform=$P a\n") == "Dockerfile:2: empty platform value from expression $P"
 
 
 def test_typo_in_from_warns_with_a_hint():
@@ -449,7 +450,8 @@ def test_progress_names():
     p = mk("FROM alpine AS build\nENV A=1\nRUN echo $A \"q\"\nCOPY a b\nFROM scratch\nCOPY --from=build /b /b\n")
     assert p.stage(0).from_name == "[build 1/3] FROM docker.io/library/alpine:latest"
     assert [s.name for s in p.stage(0).steps] == ["ENV A=1", '[build 2/3] RUN echo 1 "q"', "[build 3/3] COPY a b"]
-    assert p.stage(1).from_name == "[stage-1 1/2] FROM scratch"
+    assert p.stage(1).from_name == ""  # FROM scratch is no vertex and is not counted
+    assert [s.name for s in p.stage(1).steps] == ["[stage-1 1/1] COPY --from=build /b /b"]
     single = mk("FROM a\n" + "RUN x\n" * 10)
     assert single.target_stage.from_name.startswith("[ 1/11] FROM")
     assert single.target_stage.steps[-1].name == "[11/11] RUN x"

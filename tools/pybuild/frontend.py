@@ -124,7 +124,8 @@ class StagePlan:
     base_config: Mapping[str, Any]  # config section the stage starts from
     steps: tuple[Step, ...]
     deps: frozenset[int]  # stage indexes this one needs (base, --from, mount from)
-    from_name: str = ""  # progress text of the FROM: "[build 1/5] FROM docker.io/library/alpine:3.18"
+    # progress text of the FROM ("[build 1/5] FROM docker.io/library/alpine:3.18"); "" for scratch
+    from_name: str = ""
 
     @property
     def config(self) -> Mapping[str, Any]:
@@ -334,7 +335,8 @@ class _Planner:
         self.df = df
         self.path = df.path
         self.lex = ShellLex(df.escape)
-        self.heredoc_lex = ShellLex(df.escape, skip_process_quotes=True)
+        # heredoc bodies: quotes kept, and always `\` as the escape (BuildKit's ExpandRaw)
+        self.heredoc_lex = ShellLex("\\", skip_process_quotes=True)
         self.build_args = dict(build_args)
         self.contexts = set(build_contexts)
         self.resolve_config = resolve_config
@@ -456,10 +458,12 @@ class _Planner:
         if st.platform:
             plat, m2 = self._expand_matches(line, st.platform, self.global_args)
             self.consumed |= m2
+            if not plat:
+                raise self.err(line, f"empty platform value from expression {st.platform}")
             try:
                 plat = _platform.format(_bk_platform(_platform.parse(plat)))
             except OCIError as e:
-                raise self.err(line, f"failed to parse platform {plat}: {e}") from None
+                raise self.err(line, f"failed to parse platform {st.platform}: {e}") from None
         if base == "scratch":
             return Base("scratch", platform=plat)
         idx = self.find_stage(base, before=st.index)
@@ -581,9 +585,11 @@ class _Planner:
         state.config.pop("OnBuild", None)  # triggers run once, in the child only
         instructions += [(i, False) for i in st.instructions]
         prefix = f"{display} " if multi else ""
-        total = 1 + sum(1 for i, _ in instructions if i.keyword in _VERTEX_KEYWORDS)
+        # BuildKit counts the FROM unless it is scratch (which shows no vertex)
+        first = 0 if base.kind == "scratch" else 1
+        total = first + sum(1 for i, _ in instructions if i.keyword in _VERTEX_KEYWORDS)
         width = len(str(total))
-        vertex = 1
+        vertex = first
         steps: list[Step] = []
         deps: set[int] = set()
         if base.kind == "stage":
@@ -614,7 +620,7 @@ class _Planner:
             index=st.index, name=st.name, display_name=display, line=st.line, base=base,
             platform=self._stage_platform(base, planned), base_config=base_config,
             steps=tuple(steps), deps=frozenset(deps),
-            from_name=f"[{prefix}{1:>{width}}/{total}] FROM {from_text}",
+            from_name=f"[{prefix}{1:>{width}}/{total}] FROM {from_text}" if first else "",
         )
 
     def _stage_platform(self, base: Base, planned: Mapping[int, StagePlan]) -> str:
