@@ -85,14 +85,17 @@ def test_from_sources():
     assert s3.source == Source("context")
 
 
-def test_forward_reference_by_name_and_index():
-    src = "FROM a\nCOPY --from=later /x /x\nFROM b AS later\nRUN true\n"
-    p = mk(src, target="0") if False else plan(parse(src), platform=AMD64)
-    # the target is the last stage (`later`); stage 0 is not needed
-    assert [s.index for s in p.stages] == [1]
-    p0 = plan(parse(src.replace("FROM a\n", "FROM a AS first\n")), target="first", platform=AMD64)
-    assert [s.index for s in p0.stages] == [1, 0]
-    assert p0.stage(0).deps == {1}
+def test_forward_references_are_errors_only_in_needed_stages():
+    src = "FROM a AS first\nCOPY --from=later /x /x\nFROM b AS later\nRUN true\n"
+    # the default target is `later`: stage 0 is not built, so its forward reference does not matter
+    assert [s.index for s in mk(src).stages] == [1]
+    assert perr(src, target="first") == (
+        'Dockerfile:2: cannot copy from stage "later", it needs to be defined before current stage "first"')
+    assert perr(src.replace("--from=later", "--from=1"), target="first") == (
+        'Dockerfile:2: cannot copy from stage "1", it needs to be defined before current stage "first"')
+    src = "FROM a AS first\nRUN --mount=from=later,target=/l ls\nFROM b AS later\n"
+    assert perr(src, target="first") == (
+        'Dockerfile:2: cannot mount from stage "later" to "/l", stage needs to be defined before current command')
 
 
 def test_stage_and_reference_errors():
@@ -101,6 +104,8 @@ def test_stage_and_reference_errors():
     assert perr("FROM a\nCOPY --from=0 /x /y\n") == "Dockerfile:2: circular dependency detected on stage: stage-0"
     msg = perr("FROM a AS x\nCOPY --from=y / /\nFROM b AS y\nCOPY --from=x / /\n", target="x")
     assert msg.startswith("Dockerfile:") and "circular dependency detected on stage:" in msg
+    assert perr("FROM a AS build\nFROM Build\n") .startswith(
+        'Dockerfile:2: failed to parse stage name "Build"')  # FROM matches stage names exactly
     assert perr("FROM a\nCOPY --from=Not_Valid! /x /y\n").startswith(
         'Dockerfile:2: failed to parse stage name "Not_Valid!"')
     assert perr("FROM UPPER/Case\n").startswith('Dockerfile:1: failed to parse stage name "UPPER/Case"')
@@ -227,7 +232,8 @@ def test_expansion_in_exactly_the_docker_instructions():
         "EXPOSE ${P:-80}/tcp\n"
         "STOPSIGNAL ${NOSIG:-SIG}TERM\n"
         "COPY --chown=$V --chmod=0${M:-644} src/$V /dst/$V\n"
-        "ADD --checksum=$V https://example.com/$V.tar /opt/\n"
+        "ARG D=sha256:" + "0" * 64 + "\n"
+        "ADD --checksum=$D https://example.com/$V.tar /opt/\n"
         "RUN echo $V\n"
         "CMD echo $V\n"
         "ENTRYPOINT [\"$V\"]\n"
@@ -246,7 +252,7 @@ def test_expansion_in_exactly_the_docker_instructions():
     c = by["COPY"].expanded
     assert (c.srcs, c.dest, c.chown, c.chmod) == (("src/val",), "/dst/val", "val", "0644")
     a = by["ADD"].expanded
-    assert (a.srcs, a.checksum) == (("https://example.com/val.tar",), "val")
+    assert (a.srcs, a.checksum) == (("https://example.com/val.tar",), "sha256:" + "0" * 64)
     # not expanded by the builder
     assert by["RUN"].argv == ("/bin/sh", "-c", "echo $V")
     assert by["CMD"].config["Cmd"] == ["/bin/sh", "-c", "echo $V"]
@@ -468,10 +474,24 @@ def test_dispatch_time_validations():
     for ok in ("SIGTERM", "term", "9", "SIGRTMIN+3"):
         assert steps(mk(f"FROM a\nSTOPSIGNAL {ok}\n"))[0].config["StopSignal"] == ok
     assert perr("FROM a\nCOPY https://example.com/x /x\n") == "Dockerfile:2: source can't be a URL for COPY"
-    assert perr("FROM a\nADD --checksum=sha256:00 a b /d/\n") == (
+    good = "sha256:" + "ab" * 32
+    assert perr(f"FROM a\nADD --checksum={good} a b /d/\n") == (
         "Dockerfile:2: checksum can't be specified for multiple sources")
-    assert perr("FROM a\nADD --checksum=sha256:00 local.tar /d/\n") == (
+    assert perr(f"FROM a\nADD --checksum={good} local.tar /d/\n") == (
         "Dockerfile:2: checksum can't be specified for non-HTTP(S) sources")
-    add = steps(mk("FROM a\nADD --checksum=sha256:00 https://example.com/x.tgz /d/\n"))[0]
-    assert add.expanded.checksum == "sha256:00" and add.source == Source("context")
+    assert perr("FROM a\nADD --checksum=sha256:00 https://x/y /d/\n") == "Dockerfile:2: invalid checksum digest length"
+    assert perr("FROM a\nADD --checksum=md5:00 https://x/y /d/\n") == "Dockerfile:2: unsupported digest algorithm"
+    assert perr("FROM a\nADD --checksum=nocolon https://x/y /d/\n") == "Dockerfile:2: invalid checksum digest format"
+    add = steps(mk(f"FROM a\nADD --checksum={good} https://example.com/x.tgz /d/\n"))[0]
+    assert add.expanded.checksum == good and add.source == Source("context")
     assert perr("FROM a\nWORKDIR $EMPTY\n") == "Dockerfile:2: cannot normalize nothing"
+
+
+def test_context_paths_of_the_needed_stages():
+    src = ("FROM a AS unused\nCOPY never /\n"
+           "FROM a AS build\nCOPY go.mod go.sum ./\nADD https://x/y.tgz vendor.tar /v/\n"
+           "RUN --mount=type=bind,source=src,target=/src --mount=type=cache,target=/c make\n"
+           "FROM b\nCOPY --from=build /out /out\nCOPY ./conf/../etc/app.conf /etc/\n")
+    p = mk(src)
+    assert p.context_paths == ("/etc/app.conf", "/go.mod", "/go.sum", "/src", "/vendor.tar")
+    assert mk("FROM a\nCOPY . /app\nCOPY x /x\n").context_paths == ()  # the whole context

@@ -142,6 +142,9 @@ class BuildPlan:
     unused_build_args: tuple[str, ...]
     warnings: tuple[str, ...]
     platform: str
+    # the context paths the needed stages read (COPY/ADD sources, RUN bind mounts), "/"-rooted and
+    # sorted as BuildKit's ctxPaths; () when the whole context is needed ("/" among them)
+    context_paths: tuple[str, ...] = ()
 
     def stage(self, index: int) -> StagePlan:
         for s in self.stages:
@@ -239,6 +242,24 @@ def _dest_path(workdir: str, dest: str) -> str:
     if trailing and not out.endswith("/"):
         out += "/"
     return out
+
+
+_DIGEST_LEN = {"sha256": 64, "sha384": 96, "sha512": 128}
+
+
+def _digest_problem(value: str) -> str | None:
+    """go-digest's Parse errors for an ADD --checksum value, or None when it is a valid digest."""
+    alg, sep, enc = value.partition(":")
+    if not sep or not alg or not enc or not re.fullmatch(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*", alg) \
+            or not re.fullmatch(r"[a-zA-Z0-9=_-]+", enc):
+        return "invalid checksum digest format"
+    if alg not in _DIGEST_LEN:
+        return "unsupported digest algorithm"
+    if len(enc) != _DIGEST_LEN[alg]:
+        return "invalid checksum digest length"
+    if not re.fullmatch(r"[a-f0-9]+", enc):
+        return "invalid checksum digest format"
+    return None
 
 
 def _is_remote(src: str) -> bool:
@@ -414,20 +435,28 @@ class _Planner:
             self.warnings.append(f"{_stage_file(self.path)}:{line}: {_go_quote(ref)} is not a build stage: "
                                  f"using the image {_go_quote(ref)} (did you mean {hint}?)")
 
-    def resolve_source(self, ref: str, line: int, current: int) -> Source:
-        """A --from value: stage index, stage name, named context, or image reference."""
+    def resolve_source(self, ref: str, line: int, current: int, mount_target: str | None = None,
+                       strict: bool = True) -> Source:
+        """A --from value: stage index, stage name, named context, or image reference. The stage must
+        be defined before the current one (BuildKit dispatches stages in order)."""
+        st: int | None
         if re.fullmatch(r"-?\d+", ref):
-            idx = int(ref)
-            if idx < 0 or idx >= len(self.df.stages):
-                raise self.err(line, f"invalid stage index {idx}")
-            if idx == current:
-                name = _stage_display(idx, self.df.stages[idx].name)
-                raise self.err(line, f"circular dependency detected on stage: {name}")
-            return Source("stage", stage=idx)
-        st = self.find_stage(ref)
+            st = int(ref)
+            if st < 0 or st >= len(self.df.stages):
+                raise self.err(line, f"invalid stage index {st}")
+        else:
+            st = self.find_stage(ref)
         if st is not None:
             if st == current:
-                raise self.err(line, f"circular dependency detected on stage: {ref.lower()}")
+                name = _stage_display(st, self.df.stages[st].name)
+                raise self.err(line, f"circular dependency detected on stage: {name}")
+            if st > current and strict:
+                if mount_target is not None:
+                    raise self.err(line, f"cannot mount from stage {_go_quote(ref)} to {_go_quote(mount_target)}, "
+                                         "stage needs to be defined before current command")
+                here = _stage_display(current, self.df.stages[current].name)
+                raise self.err(line, f"cannot copy from stage {_go_quote(ref)}, it needs to be defined before "
+                                     f"current stage {_go_quote(here)}")
             return Source("stage", stage=st)
         if ref in self.contexts:
             return Source("named", ref=ref)
@@ -466,7 +495,8 @@ class _Planner:
                 raise self.err(line, f"failed to parse platform {st.platform}: {e}") from None
         if base == "scratch":
             return Base("scratch", platform=plat)
-        idx = self.find_stage(base, before=st.index)
+        # FROM matches a stage name exactly (names are stored lower-case): `FROM Build` is an image
+        idx = self.find_stage(base, before=st.index) if base == base.lower() else None
         if idx is not None:
             return Base("stage", stage=idx, platform=plat)
         if base in self.contexts:
@@ -500,8 +530,8 @@ class _Planner:
             if bases[st.index].kind == "stage":
                 d.add(bases[st.index].stage)  # type: ignore[arg-type]
             for ins in st.instructions:
-                for ref, line in self._from_refs(ins):
-                    src = self._peek_source(ref, line, st.index)
+                for ref, line, mount_target in self._from_refs(ins):
+                    src = self._peek_source(ref, line, st.index, mount_target)
                     if src is not None:
                         d.add(src)
             deps[st.index] = d
@@ -529,26 +559,37 @@ class _Planner:
                         and k not in PLATFORM_ARGS)
         if unused:
             self.warnings.append(f"[Warning] One or more build-args {_go_list(unused)} were not consumed")
+        ctx_paths: set[str] = set()
+        for sp in planned.values():
+            for step in sp.steps:
+                if step.keyword in ("COPY", "ADD") and step.source == Source("context"):
+                    for src in step.expanded.srcs:  # type: ignore[attr-defined]
+                        if not _is_remote(src):
+                            ctx_paths.add(posixpath.normpath(posixpath.join("/", src)))
+                for m, msrc in step.mount_sources:
+                    if msrc is None and m.type == "bind":
+                        ctx_paths.add(posixpath.normpath(posixpath.join("/", m.source or "/")))
+        ctx = () if "/" in ctx_paths else tuple(sorted(ctx_paths))
         return BuildPlan(
-            dockerfile=self.df, target=target, stages=tuple(planned[i] for i in needed),
+            dockerfile=self.df, target=target, stages=tuple(planned[i] for i in needed), context_paths=ctx,
             global_args=dict(self.global_args), build_args=dict(self.build_args),
             unused_build_args=tuple(unused), warnings=tuple(self.warnings),
             platform=_platform.format(self.target_platform),
         )
 
-    def _from_refs(self, ins: ast.Instruction) -> list[tuple[str, int]]:
-        out = []
+    def _from_refs(self, ins: ast.Instruction) -> list[tuple[str, int, str | None]]:
+        out: list[tuple[str, int, str | None]] = []
         if isinstance(ins, ast.Copy) and ins.from_:
-            out.append((ins.from_, ins.line))
+            out.append((ins.from_, ins.line, None))
         if isinstance(ins, ast.Run):
             for m in ins.mounts:
                 if m.from_:
-                    out.append((m.from_, ins.line))
+                    out.append((m.from_, ins.line, m.target))
         return out
 
-    def _peek_source(self, ref: str, line: int, current: int) -> int | None:
-        """The stage a raw --from names (without ARG expansion: `$` forms are resolved at dispatch)."""
-        src = self.resolve_source(self.expand_from(ref, line), line, current)
+    def _peek_source(self, ref: str, line: int, current: int, mount_target: str | None) -> int | None:
+        """The stage a --from names (expanded with the global ARGs)."""
+        src = self.resolve_source(self.expand_from(ref, line), line, current, mount_target, strict=False)
         return src.stage if src.kind == "stage" else None
 
     def _initial_state(self, st: ast.Stage, base: Base, planned: Mapping[int, StagePlan]) -> _State:
@@ -564,8 +605,12 @@ class _Planner:
             doc = self.resolve_config(base)
             if doc:
                 cfg = _copy_config(doc.get("config") or {})
-        # an image without Env keeps none in its config; RUN still gets the default PATH
-        return _State(cfg, _env_map(cfg.get("Env") or []))
+        # BuildKit makes sure PATH is always set in the config
+        env = list(cfg.get("Env") or [])
+        if "PATH" not in _env_map(env):
+            env.append(f"PATH={DEFAULT_PATH}")
+        cfg["Env"] = env
+        return _State(cfg, _env_map(env))
 
     def _plan_stage(self, st: ast.Stage, base: Base, planned: Mapping[int, StagePlan], multi: bool) -> StagePlan:
         display = _stage_display(st.index, st.name)
@@ -850,7 +895,7 @@ class _Planner:
                 m = parse_mount(raw, lambda w: self._expand(line, w, env))
             except _ParseError as e:
                 raise self.err(line, str(e)) from None
-            src = self.resolve_source(m.from_, line, st.index) if m.from_ else None
+            src = self.resolve_source(m.from_, line, st.index, m.target) if m.from_ else None
             mounts.append(m)
             mount_sources.append((m, src))
         args = list(ins.cmd)
@@ -926,6 +971,9 @@ class _Planner:
         if isinstance(ins, ast.Add):
             if ins.checksum:
                 kwargs["checksum"] = ex(ins.checksum)
+                problem = _digest_problem(kwargs["checksum"])
+                if problem:
+                    raise self.err(line, problem)
                 if len(srcs) != 1:
                     raise self.err(line, "checksum can't be specified for multiple sources")
                 if not _is_remote(srcs[0]):
