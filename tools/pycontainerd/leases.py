@@ -3,6 +3,7 @@ protecting work in progress such as a pull before its image record exists (conta
 
 from __future__ import annotations
 
+import calendar
 import os
 import secrets
 import time
@@ -56,7 +57,7 @@ class LeaseManager:
         if not stamp:
             return False
         try:
-            return time.mktime(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone < time.time()
+            return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) < time.time()
         except ValueError:
             return False
 

@@ -69,6 +69,8 @@ class Snapshotter:
         self.tmp = self.root / "tmp"
         for d in (self.dirs, self.tmp):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for entry in self.tmp.iterdir():  # unpacks a killed daemon left half done: never committed
+            remove_tree(entry)
         self.storage = Table(self.root / "metadata.json", "snapshot storage")
         self.records = NamespacedTables(metadata, f"snapshots.{self.name}.json", "snapshot")
         self._lock = threading.RLock()
