@@ -445,3 +445,21 @@ def test_parse_file_roundtrip(tmp_path):
     df = parse_file(p)
     assert df.path == str(p)
     assert df.stages[0].instructions[0].args == ("echo é",)
+
+
+def test_json_forms_follow_go_decoding():
+    run, cmd = parse('FROM a\nRUN ["a", NaN]\nCMD ["x"] trailing ignored\n').stages[0].instructions
+    assert run.json is False and run.cmd == ('["a", NaN]',)  # not JSON for Go: shell form
+    assert cmd.json is True and cmd.cmd == ("x",)
+    empty = parse("FROM a\nRUN\nCMD\n").stages[0].instructions
+    assert [(i.cmd, i.prepend_shell) for i in empty] == [((), True), ((), True)]
+
+
+def test_parse_instruction_line_for_onbuild_triggers():
+    from pybuild.parser import parse_instruction_line
+
+    ins = parse_instruction_line("COPY --from=build /a /b", lineno=4)
+    assert isinstance(ins, ast.Copy) and ins.from_ == "build" and ins.line == 4
+    with pytest.raises(DockerfileError) as e:
+        parse_instruction_line("NOPE x", lineno=3, path="ctx/Dockerfile")
+    assert str(e.value) == "Dockerfile:3: unknown instruction: NOPE"

@@ -866,7 +866,7 @@ class _Planner:
 
     def _with_shell(self, cfg: Mapping[str, Any], args: list[str]) -> list[str]:
         shell = list(cfg.get("Shell") or DEFAULT_SHELL)
-        return shell + [" ".join(args)] if args else shell
+        return shell + [" ".join(args)]
 
     def _healthcheck(self, ins: ast.Healthcheck) -> dict[str, Any]:
         if ins.kind == "NONE":

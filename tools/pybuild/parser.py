@@ -284,6 +284,11 @@ def _split_ws(rest: str) -> list[str]:
     return _RE_WHITESPACE.split(rest) if rest else []
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"not JSON: {name}")  # Go's decoder rejects NaN/Infinity
+
+
+_JSON = json.JSONDecoder(parse_constant=_no_constants)
 _NOT_STRINGS = "when using JSON array syntax, arrays must be comprised of strings only"
 
 
@@ -292,7 +297,7 @@ def _parse_json(rest: str) -> list[str] | None:
     if not rest.startswith("["):
         return None
     try:
-        value, _ = json.JSONDecoder().raw_decode(rest)  # trailing text ignored, as Go's Decoder
+        value, _ = _JSON.raw_decode(rest)  # trailing text ignored, as Go's Decoder
     except ValueError:
         return None
     if not isinstance(value, list):
