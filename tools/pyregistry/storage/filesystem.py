@@ -330,38 +330,46 @@ class FilesystemDriver(StorageDriver):
 
 
 async def _pipe(fd: int, hasher: "hashlib._Hash", chunks: AsyncIterable[bytes], size: int) -> int:
-    """Stream chunks to fd while hashing: the network is read on the event loop while the previous buffer is
-    hashed and written in a worker thread (hashlib and os.write release the GIL), so both cores work."""
+    """Stream chunks to fd while hashing: the network is read on the event loop while the previous batch is
+    hashed and written (one writev, no copying into a buffer) in a worker thread -- hashlib and os.writev
+    release the GIL, so both cores work."""
     loop = asyncio.get_running_loop()
     pending: asyncio.Future | None = None
-    buf = bytearray()
+    batch: list[bytes] = []
+    batched = 0
     try:
         async for chunk in chunks:
-            buf += chunk
-            if len(buf) >= WRITE_BUFFER:
+            batch.append(chunk)
+            batched += len(chunk)
+            if batched >= WRITE_BUFFER or len(batch) >= 512:
                 if pending is not None:
                     await pending
-                data, buf = bytes(buf), bytearray()
-                pending = loop.run_in_executor(None, _hash_write, fd, hasher, data)
-                size += len(data)
+                pending = loop.run_in_executor(None, _hash_write, fd, hasher, batch)
+                size += batched
+                batch, batched = [], 0
         if pending is not None:
             await pending
             pending = None
-        if buf:
-            _hash_write(fd, hasher, bytes(buf))
-            size += len(buf)
+        if batch:
+            _hash_write(fd, hasher, batch)
+            size += batched
     finally:
         if pending is not None:  # the client went away: let the write finish before the fd is closed
             await asyncio.wait([pending])
     return size
 
 
-def _hash_write(fd: int, hasher: "hashlib._Hash", data: bytes) -> None:
-    hasher.update(data)
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+def _hash_write(fd: int, hasher: "hashlib._Hash", batch: list[bytes]) -> None:
+    for chunk in batch:
+        hasher.update(chunk)
+    views = [memoryview(c) for c in batch]
+    while views:
+        n = os.writev(fd, views)
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
 
 
 def _rehash(path: str, algorithm: str) -> tuple["hashlib._Hash", int]:
