@@ -97,6 +97,10 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
         os.mkfifo(os.path.join(cdir, FIFO), 0o622)
         manager = _new_manager(spec, opts.id)
         init.preload(spec.process.terminal, bool(spec.hooks), bool(spec.linux.seccomp))
+        from . import syscalls as sc
+
+        # The init stays our child until we return (a failed create reaps it; the caller's subreaper gets it after).
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         parent_sock, child_sock = sync.pair()
         _close_extra_fds(opts.preserve_fds)
         # opened here: a user-namespaced init may not be able to reach the state dir

@@ -81,8 +81,9 @@ def run(args, log) -> int:
         from . import console
 
         console.check_socket(args.console_socket, proc.terminal, args.detach)
-    if not args.detach:
-        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    # Keep the process our child until we exit, even detached: containerd's shim learns its pid from the pid
+    # file after we return, and must not see it exit before that (runc's exec process is its child too).
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     from .init import preload
 
     preload(proc.terminal, False, bool(spec.linux.seccomp))
