@@ -146,11 +146,13 @@ def test_sigterm_shuts_down_gracefully_and_access_log(tmp_path: Path):
 
 def test_upload_purging(tmp_path: Path):
     cfg = "storage:\n  maintenance:\n    uploadpurging:\n      enabled: true\n      age: 1s\n      interval: 500ms\n"
+    cfg += "http:\n  host: https://reg.example:8443\n"
     server = launch(tmp_path, config=cfg)
     try:
         r = requests.post(server.v2("purge/me/blobs/uploads/"))
-        url = server.url + r.headers["Location"]
+        url = r.headers["Location"].replace("https://reg.example:8443", server.url)
         assert requests.get(url).status_code == 204
+        assert r.headers["Location"].startswith("https://reg.example:8443/v2/purge/me/blobs/uploads/")
         deadline = time.monotonic() + 10
         while requests.get(url).status_code == 204 and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -62,6 +62,9 @@ async def registry_middleware(request: web.Request, handler):
         log.exception("%s %s: internal error: %s", method, path, e)
         return error_response(errors.RegistryHTTPError("UNKNOWN", "unknown error", str(e), 500), method)
     resp.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
+    if reg.config.http.host and resp.headers.get("Location", "").startswith("/"):
+        # http.host: absolute Locations for a registry behind a proxy, as Distribution writes them
+        resp.headers["Location"] = reg.config.http.host.rstrip("/") + resp.headers["Location"]
     return resp
 
 
