@@ -203,7 +203,7 @@ def test_parse_heredoc_invalid(word):
 def test_heredoc_errors():
     assert err("FROM a\nRUN <<EOF\necho\n") == "Dockerfile:2: unterminated heredoc"
     # an unterminated quote in the delimiter: no heredoc at all (BuildKit ignores the lexing error)
-    assert err("FROM a\nRUN <<'EOF\necho\nEOF\n") == "Dockerfile:3: unknown instruction: ECHO"
+    assert err("FROM a\nRUN <<'EOF\necho\nEOF\n") == "Dockerfile:3: unknown instruction: echo"
     assert err("FROM a\nCOPY a <<EOF\nx\nEOF\n") == "Dockerfile:2: COPY cannot accept a heredoc as a destination"
 
 
@@ -372,8 +372,10 @@ def test_onbuild():
     ("RUN x\n", "Dockerfile:1: no build stage in current context"),
     ("ARG A\nENV B=1\nFROM a\n", "Dockerfile:2: no build stage in current context"),
     ("ARG A\n", "Dockerfile:1: no build stage in current context"),
-    ("FROM a\nFORM b\n", "Dockerfile:2: unknown instruction: FORM (did you mean from?)"),
+    ("FROM a\nFORM b\n", "Dockerfile:2: unknown instruction: FORM (did you mean FROM?)"),
     ("FROM a\n\nXYZZY b\n", "Dockerfile:3: unknown instruction: XYZZY"),
+    ("FROM a\nform b\n", "Dockerfile:2: unknown instruction: form (did you mean from?)"),
+    ("FROM a\nRunn b\n", "Dockerfile:2: unknown instruction: Runn (did you mean run?)"),
     ("FROM\n", "Dockerfile:1: FROM requires either one or three arguments"),
     ("FROM a b\n", "Dockerfile:1: FROM requires either one or three arguments"),
     ("FROM a AS 1x\n",
@@ -432,7 +434,7 @@ def test_error_shows_the_basename_given_by_f(tmp_path):
     p.write_text("FROM a\n\n\n\n\n\nFORM b\n")
     with pytest.raises(DockerfileError) as e:
         parse_file(p)
-    assert str(e.value) == "Dockerfile.dev:7: unknown instruction: FORM (did you mean from?)"
+    assert str(e.value) == "Dockerfile.dev:7: unknown instruction: FORM (did you mean FROM?)"
     assert e.value.line == 7
     with pytest.raises(DockerfileError) as e:
         parse_file(tmp_path / "missing")
@@ -462,4 +464,4 @@ def test_parse_instruction_line_for_onbuild_triggers():
     assert isinstance(ins, ast.Copy) and ins.from_ == "build" and ins.line == 4
     with pytest.raises(DockerfileError) as e:
         parse_instruction_line("NOPE x", lineno=3, path="ctx/Dockerfile")
-    assert str(e.value) == "Dockerfile:3: unknown instruction: NOPE"
+    assert str(e.value) == "Dockerfile:3: unknown instruction: NOPE (did you mean COPY?)"

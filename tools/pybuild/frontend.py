@@ -430,7 +430,7 @@ class _Planner:
 
     def _hint_image(self, ref: str, line: int) -> None:
         """A bare name that is not a stage is an image (as in BuildKit); warn when it looks like a typo."""
-        hint = suggest(ref, list(self.stage_names))
+        hint = suggest(ref, list(self.stage_names), case_sensitive=False)
         if hint:
             self.warnings.append(f"{_stage_file(self.path)}:{line}: {_go_quote(ref)} is not a build stage: "
                                  f"using the image {_go_quote(ref)} (did you mean {hint}?)")

@@ -61,10 +61,9 @@ def levenshtein(a: str, b: str) -> int:
     return prev[-1]
 
 
-def suggest(value: str, options: list[str] | tuple[str, ...], case_sensitive: bool = False) -> str | None:
-    """The closest option within distance 2 (BuildKit's util/suggest), or None."""
-    if not value:
-        return None
+def suggest(value: str, options: list[str] | tuple[str, ...], case_sensitive: bool = True) -> str | None:
+    """The closest option within distance 2, or None (BuildKit's util/suggest: an exact match means
+    no hint; case-insensitive matches take the case of what the user wrote)."""
     v = value if case_sensitive else value.lower()
     best, score = None, 3
     for opt in options:
@@ -73,12 +72,18 @@ def suggest(value: str, options: list[str] | tuple[str, ...], case_sensitive: bo
             return None
         d = levenshtein(v, o)
         if d < score:
-            best, score = opt, d
+            best, score = o, d
+    if best is None or case_sensitive:
+        return best
+    if value == value.lower():
+        return best.lower()
+    if value == value.upper():
+        return best.upper()
     return best
 
 
-def _with_hint(message: str, value: str, options: list[str] | tuple[str, ...]) -> str:
-    hint = suggest(value, options)
+def _with_hint(message: str, value: str, options: list[str] | tuple[str, ...], case_sensitive: bool = True) -> str:
+    hint = suggest(value, options, case_sensitive)
     return f"{message} (did you mean {hint}?)" if hint else message
 
 
@@ -760,7 +765,8 @@ def _at_least_one(node: _Node, kw: str) -> None:
 def _instruction(node: _Node) -> ast.Instruction:
     kw = node.cmd.upper()
     if node.cmd not in COMMANDS:
-        raise _ParseError(_with_hint(f"unknown instruction: {kw}", node.cmd, COMMANDS))
+        word = node.original.strip().split(None, 1)[0] if node.original.strip() else kw
+        raise _ParseError(_with_hint(f"unknown instruction: {word}", word, COMMANDS, case_sensitive=False))
     if kw == "HEALTHCHECK" and node.args and node.args[0].upper() == "NONE":
         flags = {}  # BuildKit does not look at flags for NONE
     else:
