@@ -143,14 +143,15 @@ def _host_untouched() -> None:
     assert not os.path.lexists(f"/etc/{HOST_NAME}") and not os.path.lexists(f"/{HOST_NAME}")
 
 
+@pytest.mark.parametrize("workers", [2, 0], ids=["writer-threads", "inline"])
 @pytest.mark.parametrize("case", REFUSED, ids=[c[0] for c in REFUSED])
-def test_hostile_tar_is_refused(arena: Path, case) -> None:
+def test_hostile_tar_is_refused(arena: Path, case, workers: int) -> None:
     _, layers, error, fragment = case
     passwd = os.stat("/etc/passwd")
     before = outside_state(arena)
     with pytest.raises(error) as info:
         for layer in layers:
-            apply_layer(io.BytesIO(layer), arena / "root")
+            apply_layer(io.BytesIO(layer), arena / "root", workers=workers)
     message = str(info.value)
     assert "\n" not in message and fragment in message, message
     assert isinstance(info.value, OCIError)

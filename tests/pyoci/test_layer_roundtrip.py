@@ -122,8 +122,8 @@ def rich(tmp_path: Path) -> Path:
     return make_rich_tree(tmp_path / "src")
 
 
-@pytest.mark.parametrize("compression", ["gzip", "zstd", ""])
-def test_round_trip_preserves_everything(rich: Path, tmp_path: Path, compression: str) -> None:
+@pytest.mark.parametrize("compression,workers", [("gzip", 2), ("zstd", 2), ("", 2), ("gzip", 0)])
+def test_round_trip_preserves_everything(rich: Path, tmp_path: Path, compression: str, workers: int) -> None:
     blob = tmp_path / "layer.blob"
     info = create_layer(rich, blob, compression)
     assert info.media_type == {"gzip": mediatypes.OCI_LAYER_GZIP, "zstd": mediatypes.OCI_LAYER_ZSTD,
@@ -138,7 +138,7 @@ def test_round_trip_preserves_everything(rich: Path, tmp_path: Path, compression
         assert info.digest != info.diff_id
     dest = tmp_path / "dest"
     dest.mkdir()
-    diff_id = apply_layer(blob, dest, expected_diff_id=info.diff_id, expected_digest=info.digest)
+    diff_id = apply_layer(blob, dest, expected_diff_id=info.diff_id, expected_digest=info.digest, workers=workers)
     assert diff_id == info.diff_id
     assert snapshot(dest) == snapshot(rich)
     assert dir_mtimes(dest) == dir_mtimes(rich)
@@ -388,3 +388,26 @@ def test_apply_errors_are_one_line_oci_errors(rich: Path, tmp_path: Path) -> Non
     create_layer(rich, tmp_path / "l.tgz")
     with pytest.raises(InvalidLayer, match=r"nope: cannot open rootfs"):
         apply_layer(tmp_path / "l.tgz", tmp_path / "nope")
+
+
+@pytest.mark.parametrize("workers", [0, 1, 4])
+def test_same_layer_rewrites_are_ordered_with_writer_threads(tmp_path: Path, workers: int) -> None:
+    def H(name: str, target: str):
+        ti = tarfile.TarInfo(name)
+        ti.type, ti.linkname = tarfile.LNKTYPE, target
+        return ti, None
+
+    members = [_file("x", b"1"), _file("x", b"2"), H("y", "x"), _dir("d"), _file("d/f"),
+               _file("d", b"file replaces a dir whose child was just written"), _file("z"), _sym("z", "x"),
+               _dir("e"), _file("e/keep"), _file("e/.wh..wh..opq")]
+    members += [_file(f"many/f{i:04d}", b"%d" % i) for i in range(300)]
+    members += [_file("many/f0007", b"rewritten"), _file("many/.wh.f0008")]
+    root = tmp_path / "root"
+    root.mkdir()
+    apply_layer(io.BytesIO(_tar(*members)), root, workers=workers)
+    assert (root / "x").read_bytes() == b"2" and os.stat(root / "y").st_ino == os.stat(root / "x").st_ino
+    assert (root / "d").read_bytes().startswith(b"file replaces") and os.readlink(root / "z") == "x"
+    assert os.listdir(root / "e") == ["keep"]
+    assert (root / "many" / "f0007").read_bytes() == b"rewritten" and (root / "many" / "f0299").read_bytes() == b"299"
+    assert (root / "many" / "f0008").exists()  # a whiteout never hides its own layer's entries
+    assert len(os.listdir(root / "many")) == 300

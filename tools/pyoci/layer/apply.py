@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import errno
 import os
+import queue
 import stat
+import threading
 from typing import BinaryIO
 
 from ..digest import Digest
@@ -37,6 +39,7 @@ MAX_SYMLINKS = 40
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CACHE_MAX = 512
 _CACHE_DEPTH = 64
+SMALL_FILE = 1 << 20  # regular files up to this size may be written by the worker threads
 
 
 def _components(name: bytes, what: str, entry: tf.Entry) -> tuple[bytes, ...]:
@@ -55,8 +58,64 @@ def _xattr_errors_ignored(e: OSError) -> bool:
     return e.errno in (errno.ENOTSUP, errno.EPERM)
 
 
+class _WriterPool:
+    """Threads that create small regular files, so that file-system latency overlaps tar parsing.
+
+    Workers only ever create a new file (O_CREAT|O_EXCL|O_NOFOLLOW) in a directory fd the main thread
+    resolved and validated; the main thread drains the pool before anything that could conflict
+    (replacing or removing paths, hard links, whiteouts, closing cached directory fds).
+    """
+
+    def __init__(self, workers: int, write) -> None:
+        self._write = write
+        self._queue: queue.Queue = queue.Queue(maxsize=64)
+        self.error: tuple[tf.Entry, BaseException] | None = None
+        self.pending: set[tuple[bytes, ...]] = set()
+        self._threads = [threading.Thread(target=self._run, name=f"pyoci-apply-{i}", daemon=True)
+                         for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self) -> None:
+        while True:
+            task = self._queue.get()
+            try:
+                if task is None:
+                    return
+                if self.error is None:
+                    entry, dfd, name, chunks = task
+                    try:
+                        self._write(entry, dfd, name, chunks)
+                    except BaseException as e:  # reported by the main thread at the next drain
+                        self.error = self.error or (entry, e)
+            finally:
+                self._queue.task_done()
+
+    def submit(self, path: tuple[bytes, ...], task: tuple) -> None:
+        self.pending.add(path)
+        self._queue.put(task)
+
+    def drain(self) -> None:
+        if self.pending:
+            self._queue.join()
+            self.pending.clear()
+        if self.error is not None:
+            entry, e = self.error
+            if isinstance(e, OSError):
+                raise InvalidLayer(f"layer entry {entry.display!r}: {e.strerror or e}")
+            raise e
+
+    def close(self) -> None:
+        """Stop the workers (after the tasks already queued); never raises."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
+        self.pending.clear()
+
+
 class _Applier:
-    def __init__(self, root_fd: int, *, same_owner: bool, xattrs: bool) -> None:
+    def __init__(self, root_fd: int, *, same_owner: bool, xattrs: bool, workers: int = 0) -> None:
         self.root = root_fd
         self.same_owner = same_owner
         self.apply_xattrs = xattrs
@@ -64,13 +123,25 @@ class _Applier:
         self.layer_paths: set[tuple[bytes, ...]] = set()  # real paths this layer created (for opaque dirs)
         self.dir_times: list[tuple[tuple[bytes, ...], int]] = []
         self.hops = 0  # symlinks followed for the current entry (bounded like the kernel's 40)
+        self.pool = _WriterPool(workers, self.write_small) if workers > 0 else None
 
     # ------------------------------------------------------------------ resolution
     def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()  # workers use cached fds: stop them before closing those
+            self.pool = None
         self.invalidate()
+
+    def drain(self) -> None:
+        if self.pool is not None:
+            self.pool.drain()
+
+    def pending(self, path: tuple[bytes, ...]) -> bool:
+        return self.pool is not None and path in self.pool.pending
 
     def invalidate(self) -> None:
         """Forget cached directory fds: something was removed, a cached fd may point at a deleted dir."""
+        self.drain()
         for fd, _ in self.cache.values():
             os.close(fd)
         self.cache.clear()
@@ -168,6 +239,7 @@ class _Applier:
             return
         parent_comps, name = comps[:-1], comps[-1]
         if name.startswith(WHITEOUT_PREFIX):
+            self.drain()
             self.whiteout(entry, parent_comps, name)
             _drain(data)
             return
@@ -177,16 +249,25 @@ class _Applier:
         path = real + (name,)
         t = entry.type
         if t == tf.LNK:
+            self.drain()  # the target may still be being written
             self.hardlink(entry, dfd, name, path)
             return
+        if self.pending(path):
+            self.drain()  # this layer wrote the path already: let that finish before replacing it
         try:
             existing = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
             existing = None
+        if existing is None and self.pool is not None and t in (tf.REG, tf.AREG, tf.CONT) \
+                and entry.size <= SMALL_FILE:
+            self.layer_paths.add(path)
+            self.pool.submit(path, (entry, dfd, name, list(data)))
+            return
         if existing is not None:
             if t == tf.DIR and stat.S_ISDIR(existing.st_mode):
                 pass  # directories merge
             elif stat.S_ISDIR(existing.st_mode):
+                self.drain()  # files of this layer may be being written below it
                 _rmtree(name, dir_fd=dfd)  # fd-based, never follows symlinks inside
                 self.invalidate()
                 dfd = self.resolve_dir(parent_comps, entry, create=True)[0]  # type: ignore[index]
@@ -226,6 +307,9 @@ class _Applier:
             raise UnsafeArchive(f"layer entry {entry.display!r}: names the rootfs itself but is not a directory")
         self.fd_metadata(self.root, entry)
         self.dir_times.append(((), _ns(entry.mtime)))
+
+    def write_small(self, entry: tf.Entry, dfd: int, name: bytes, chunks: list) -> None:
+        self.regular(entry, dfd, name, chunks)
 
     def regular(self, entry: tf.Entry, dfd: int, name: bytes, data) -> None:
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
@@ -382,7 +466,7 @@ class _Applier:
 
     def finish_dir_times(self) -> None:
         """Directory mtimes last (deepest first), since creating their contents changed them."""
-        self.invalidate()
+        self.invalidate()  # also waits for the file writers
         for comps, mt in reversed(self.dir_times):
             self.hops = 0
             if not comps:
@@ -452,11 +536,12 @@ def _drain(data) -> None:
 
 def apply_layer(src: BinaryIO | str | os.PathLike, rootfs: str | os.PathLike, *, compression: str | None = None,
                 expected_diff_id: "str | Digest | None" = None, expected_digest: "str | Digest | None" = None,
-                same_owner: bool = True, xattrs: bool = True, threads: int = 1) -> Digest:
+                same_owner: bool = True, xattrs: bool = True, threads: int = 1, workers: int = 2) -> Digest:
     """Apply the layer blob `src` (a stream or a path) on top of the directory `rootfs`; return its diff_id.
 
     compression: None/'auto' sniffs the magic; 'gzip', 'zstd' or '' insist on one.
     same_owner: lchown entries to their uid/gid (False for rootless use).
+    threads: gzip decompression threads (0: inline). workers: threads creating small files (0: inline).
     Raises UnsafeArchive for entries that would leave the rootfs, InvalidLayer for malformed tars,
     DigestMismatch if the stream does not match expected_diff_id/expected_digest (after applying!).
     """
@@ -469,7 +554,8 @@ def apply_layer(src: BinaryIO | str | os.PathLike, rootfs: str | os.PathLike, *,
             raise InvalidLayer(f"{os.fsdecode(os.fspath(src))}: cannot open layer: {e.strerror or e}") from None
         with f:
             return apply_layer(f, rootfs, compression=compression, expected_diff_id=want_diff,
-                               expected_digest=want_digest, same_owner=same_owner, xattrs=xattrs, threads=threads)
+                               expected_digest=want_digest, same_owner=same_owner, xattrs=xattrs, threads=threads,
+                               workers=workers)
 
     try:
         root_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -477,7 +563,7 @@ def apply_layer(src: BinaryIO | str | os.PathLike, rootfs: str | os.PathLike, *,
         raise InvalidLayer(f"{os.fspath(rootfs)}: cannot open rootfs: {e.strerror}") from None
     reader = DecompressingReader(src, compression, algorithm=want_diff.algorithm if want_diff else "sha256",
                                  digest_algorithm=want_digest.algorithm if want_digest else None, threads=threads)
-    applier = _Applier(root_fd, same_owner=same_owner, xattrs=xattrs)
+    applier = _Applier(root_fd, same_owner=same_owner, xattrs=xattrs, workers=workers)
     try:
         tar = tf.TarReader(reader.read)
         for entry in tar:
