@@ -495,3 +495,9 @@ def test_context_paths_of_the_needed_stages():
     p = mk(src)
     assert p.context_paths == ("/etc/app.conf", "/go.mod", "/go.sum", "/src", "/vendor.tar")
     assert mk("FROM a\nCOPY . /app\nCOPY x /x\n").context_paths == ()  # the whole context
+
+
+def test_run_env_order_follows_llb():
+    run = steps(mk("FROM a\nENV A=1 B=2\nARG A=3\nRUN env\n"))[-1]
+    assert run.env == (f"PATH={DEFAULT_PATH}", "B=2", "A=3")
+    assert run.config["Env"] == [f"PATH={DEFAULT_PATH}", "A=1", "B=2"]  # ARG never reaches the config

@@ -213,6 +213,12 @@ def _env_list_set(env: list[str], key: str, value: str) -> list[str]:
     return out
 
 
+def _env_set(env: dict[str, str], key: str, value: str) -> None:
+    """LLB's EnvList.AddOrReplace: a replaced variable moves to the end."""
+    env.pop(key, None)
+    env[key] = value
+
+
 def _env_map(env: Iterable[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for e in env:
@@ -707,7 +713,7 @@ class _Planner:
                     value = self._expand(line, value, env)
                 self.consumed.add(a.name)
                 if value is not None:
-                    env[a.name] = value
+                    _env_set(env, a.name, value)
                 state.build_args.append((a.name, value))
                 parts.append(a.name if value is None else f"{a.name}={value}")
                 decls.append(ast.Arg(a.name, value, a.line))
@@ -720,7 +726,7 @@ class _Planner:
             for kv in ins.pairs:
                 k, v = ex(kv.key), ex(kv.value)
                 pairs.append(ast.KeyValue(k, v, kv.no_delim))
-                env[k] = v
+                _env_set(env, k, v)
                 cfg["Env"] = _env_list_set(list(cfg.get("Env") or []), k, v)
             expanded = replace(ins, pairs=tuple(pairs))
             created_by = "ENV" + "".join(f" {p}" for p in pairs)
