@@ -411,3 +411,11 @@ def test_same_layer_rewrites_are_ordered_with_writer_threads(tmp_path: Path, wor
     assert (root / "many" / "f0007").read_bytes() == b"rewritten" and (root / "many" / "f0299").read_bytes() == b"299"
     assert (root / "many" / "f0008").exists()  # a whiteout never hides its own layer's entries
     assert len(os.listdir(root / "many")) == 300
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_file_used_as_a_directory_is_an_error_in_both_modes(tmp_path: Path, workers: int) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(InvalidLayer, match="layer entry 'a/b': a is not a directory"):
+        apply_layer(io.BytesIO(_tar(_file("a"), _file("a/b"))), root, workers=workers)

@@ -182,6 +182,9 @@ class _Applier:
         try:
             return os.open(name, _DIR_FLAGS, dir_fd=dfd), real + (name,)
         except FileNotFoundError:
+            if self.pending(real + (name,)):  # a file of this layer is still being written there
+                self.drain()
+                return self._open_child(dfd, real, name, entry, create, hops)
             if not create:
                 return None
             os.mkdir(name, 0o755, dir_fd=dfd)  # implicit parent, as umoci/containerd create them
