@@ -354,6 +354,8 @@ class ShellLex:
     skip_unset_env: bool = False
 
     def process(self, word: str, env: Mapping[str, str]) -> ExpandResult:
+        if not any(c in word for c in ("$", "'", '"', self.escape)):
+            return ExpandResult(word, word.split())  # nothing to expand: the common case, fast
         sw = _ShellWord(self, word, env)
         try:
             result, words = sw.process_stop_on(_EOF, self.raw_escapes)

@@ -202,15 +202,14 @@ def _go_qrune(n: int) -> str:
 
 
 def _env_list_set(env: list[str], key: str, value: str) -> list[str]:
-    out = [e for e in env if e.partition("=")[0] != key]
-    # BuildKit's addEnv replaces in place to keep order
+    # BuildKit's addEnv replaces in place to keep the order
+    prefix = key + "="
     for i, e in enumerate(env):
-        if e.partition("=")[0] == key:
+        if e.startswith(prefix) or e == key:
             new = list(env)
             new[i] = f"{key}={value}"
             return new
-    out.append(f"{key}={value}")
-    return out
+    return [*env, f"{key}={value}"]
 
 
 def _env_set(env: dict[str, str], key: str, value: str) -> None:
@@ -346,6 +345,7 @@ class _State:
     build_args: list[tuple[str, str | None]] = field(default_factory=list)  # ARGs declared here
     cmd_set: bool = False
     author: str = ""
+    snapshot: dict[str, Any] | None = None  # the config as of the last step (shared while unchanged)
 
 
 def _copy_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -845,7 +845,10 @@ class _Planner:
             args_used = {k: env.get(k, "") for k in sorted(used) if k in env}
         if kw in ("RUN", "COPY", "ADD"):
             created_by += " # buildkit"
-        config_after = _copy_config(cfg)
+        if kw in ("RUN", "COPY", "ADD") and state.snapshot is not None:
+            config_after = state.snapshot  # these never touch the config: share the snapshot
+        else:
+            config_after = state.snapshot = _copy_config(cfg)
         return Step(
             index=pos, keyword=kw, line=line, end_line=ins.end_line, instruction=ins, expanded=expanded,
             name=label + text, config=config_after, created_by=created_by,

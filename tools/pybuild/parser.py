@@ -471,7 +471,7 @@ def _lex(text: str, path: str) -> _Lexed:
             node = _new_node(line, d)
         except _ParseError as e:
             raise DockerfileError(path, start, str(e)) from None
-        if node.can_contain_heredoc():
+        if "<<" in line and node.can_contain_heredoc():
             try:
                 docs = _heredocs_from_line(line)
             except _ParseError as e:
