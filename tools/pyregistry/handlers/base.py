@@ -113,8 +113,15 @@ def is_digest(ref: str) -> bool:
 
 
 async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_any():
-        yield chunk
+    """The body as the buffers arrived: readchunk() hands them over as they are, where iter_any() would
+    join (copy) everything buffered into one bytes object first."""
+    content = request.content
+    while True:
+        data, end_of_http_chunk = await content.readchunk()
+        if data:
+            yield data
+        elif not end_of_http_chunk:
+            return
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes | None:
