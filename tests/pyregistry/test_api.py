@@ -385,3 +385,40 @@ def test_referrers_and_subject(pyregistry: Server):
 def test_unsupported_method(pyregistry: Server):
     r = requests.post(pyregistry.v2("api/x/manifests/latest"))
     assert r.status_code == 405 and error_code(r) == "UNSUPPORTED"
+
+
+def test_blob_get_from_a_driver_without_file_paths(tmp_path: Path):
+    """Drivers with no local file (S3 later) are streamed through open_blob, with Range, by the same handlers."""
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from pyregistry.app import build_app
+    from pyregistry.config import Config
+    from pyregistry.storage import BlobInfo, FilesystemDriver
+
+    class NoPaths(FilesystemDriver):
+        async def stat_blob(self, digest: str):
+            info = await super().stat_blob(digest)
+            return None if info is None else BlobInfo(info.digest, info.size, None)
+
+    data = bytes(range(256)) * 8192  # 2 MiB
+
+    async def go():
+        app = build_app(Config().with_overrides(root=str(tmp_path)), driver=NoPaths(tmp_path))
+        async with TestClient(TestServer(app)) as c:
+            r = await c.post("/v2/np/blobs/uploads/", params={"digest": sha(data)}, data=data)
+            assert r.status == 201
+            r = await c.get(f"/v2/np/blobs/{sha(data)}")
+            assert r.status == 200 and await r.read() == data and r.headers["Docker-Content-Digest"] == sha(data)
+            r = await c.head(f"/v2/np/blobs/{sha(data)}")
+            assert r.status == 200 and r.headers["Content-Length"] == str(len(data))
+            r = await c.get(f"/v2/np/blobs/{sha(data)}", headers={"Range": "bytes=1000-1999"})
+            assert r.status == 206 and await r.read() == data[1000:2000]
+            assert r.headers["Content-Range"] == f"bytes 1000-1999/{len(data)}"
+            r = await c.get(f"/v2/np/blobs/{sha(data)}", headers={"Range": "bytes=-10"})
+            assert r.status == 206 and await r.read() == data[-10:]
+            r = await c.get(f"/v2/np/blobs/{sha(data)}", headers={"Range": f"bytes={len(data)}-"})
+            assert r.status == 416 and (await r.json())["errors"][0]["code"] == "RANGE_INVALID"
+
+    asyncio.run(go())
