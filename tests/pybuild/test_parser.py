@@ -465,3 +465,12 @@ def test_parse_instruction_line_for_onbuild_triggers():
     with pytest.raises(DockerfileError) as e:
         parse_instruction_line("NOPE x", lineno=3, path="ctx/Dockerfile")
     assert str(e.value) == "Dockerfile:3: unknown instruction: NOPE (did you mean COPY?)"
+
+
+def test_heredoc_with_blanks_after_the_redirection_and_odd_names():
+    ins = parse("FROM a\nRUN cat <<  EOF > /x\nhi\nEOF\nRUN <<'one two'\nx\none two\nRUN <<$EOF\ny\n$EOF\n"
+                "RUN <<eo\\'f\nz\neo'f\n").stages[0].instructions
+    assert [(h.name, h.content, h.expand) for i in ins for h in i.heredocs] == [
+        ("EOF", "hi\n", True), ("one two", "x\n", False), ("$EOF", "y\n", True), ("eo'f", "z\n", True)]
+    assert parse_heredoc("<<eo'f'").expand is False and parse_heredoc("<<'e'o\\'f").name == "eo'f"
+    assert parse_heredoc("<<one two") is None

@@ -123,6 +123,10 @@ class _ShellWord:
                     tmp = self.process_dollar()
                     result.append(tmp)
                     words.add_string(tmp)
+                elif ch == "<":
+                    tmp = self.process_possible_heredoc()
+                    result.append(tmp)
+                    words.add_raw_string(tmp)
                 elif ch in "'\"" and not self.lex.skip_process_quotes:
                     tmp = self.process_single_quote() if ch == "'" else self.process_double_quote()
                     result.append(tmp)
@@ -145,6 +149,17 @@ class _ShellWord:
             return "".join(result), words.get()
         finally:
             self.raw_escapes = saved
+
+    def process_possible_heredoc(self) -> str:
+        """`<<` keeps the blanks after it in its word, so `<< EOF` is one heredoc word (BuildKit)."""
+        self.next()
+        if self.peek() != "<":
+            return "<"
+        self.next()
+        space = []
+        while self.peek() != _EOF and self.peek() in " \t\r":
+            space.append(self.next())
+        return "<<" + "".join(space)
 
     def process_single_quote(self) -> str:
         result: list[str] = []
@@ -208,7 +223,9 @@ class _ShellWord:
             raise _Err("syntax error: bad substitution")
         name = self.process_name()
         ch = self.next()
-        chs = ch or "\ufffd"  # Go's string(scanner.EOF)
+        if ch == _EOF:
+            raise _Err("syntax error: missing '}'")
+        chs = ch
         null_is_unset = False
         if ch == "}":
             value, found = self.get_env(name)
@@ -354,7 +371,7 @@ class ShellLex:
     skip_unset_env: bool = False
 
     def process(self, word: str, env: Mapping[str, str]) -> ExpandResult:
-        if not any(c in word for c in ("$", "'", '"', self.escape)):
+        if not any(c in word for c in ("$", "'", '"', "<", self.escape)):
             return ExpandResult(word, word.split())  # nothing to expand: the common case, fast
         sw = _ShellWord(self, word, env)
         try:

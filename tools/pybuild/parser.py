@@ -20,7 +20,7 @@ from .expand import ExpandError, ShellLex
 
 _RE_WHITESPACE = re.compile(r"[\t\v\f\r ]+")
 _RE_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*\Z")
-_RE_HEREDOC = re.compile(r"^(\d*)<<(-?)([^<]*)\Z")
+_RE_HEREDOC = re.compile(r"^(\d*)<<(-?)\s*([^<]*)\Z")  # `<< EOF` is allowed (the lexer keeps it one word)
 _RE_LEADING_TABS = re.compile(r"^\t+", re.M)
 _RE_STAGE_NAME = re.compile(r"^[a-z][a-z0-9-_.]*\Z")
 _RE_ONBUILD = re.compile(r"^\s*ONBUILD\s*", re.I)
