@@ -1,0 +1,287 @@
+"""Tasks: running containers (containerd's Tasks API), each held by its shim (see tasks.py, shim/).
+
+Methods (params → result); `container_id` names the container, `exec_id` ("" or absent: its init):
+  Create      {container_id, rootfs?: [mounts], terminal, stdin, log?: {max_size, max_file, driver}}
+                                                   → {container_id, pid}
+              (rootfs defaults to the container's snapshot mounts; the spec is the container record's)
+  Start       {container_id, exec_id}              → {pid}
+  Delete      {container_id, force}                → {id, pid, exit_status, exited_at}  (the shim exits)
+  DeleteProcess {container_id, exec_id}            → {id, pid, exit_status, exited_at}
+  Kill        {container_id, exec_id, signal (int or "SIGTERM"/"TERM"), all} → {}
+  Exec        {container_id, exec_id, spec: {args, env, cwd, user: "name"|{uid,gid}, ...}, terminal, stdin}
+                                                   → {}   (the container's process, these fields over it)
+  ResizePty   {container_id, exec_id, width, height} → {}
+  CloseIO     {container_id, exec_id, stdin: true}  → {}
+  Pause, Resume {container_id}                      → {}
+  ListPids    {container_id}                        → {processes: [{pid, exec_id}]}
+  Wait        {container_id, exec_id}               → {exit_status, exited_at}   (when it has exited)
+  Get         {container_id, exec_id}               → {process: {id, container_id, pid, status, exit_status,
+                                                       exited_at, terminal, stdin}}   status: created|running|
+                                                       paused|stopped
+  List        {filters}                             → {tasks: [process, …]}
+  Metrics     {filters | container_ids}             → {metrics: [{id, data}]}   (runtime events --stats)
+  Attach (duplex) {container_id, exec_id, stdin, close_stdin}: first frame {attached: true} (start the
+              process after it to miss nothing), then {stream: "stdout"|"stderr", data: base64}…;
+              client frames {data: base64} (stdin), {resize: {width, height}}, close_send (closes the
+              process's stdin when close_stdin); ends with {exit_status, exited_at} when the process has
+              exited and its output is drained.
+  Logs (stream) {container_id, follow, tail, since, until, timestamps} → frames {stream, log, time}
+              (the json-file log at <root>/containers/<ns>/<id>/<id>-json.log; works after exit)
+Exit codes are docker's: 128+N when killed by signal N. Events: /tasks/{create,start,exit,delete,
+exec-added,exec-started,paused,resumed}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+
+from .. import errdefs
+from ..events import matcher
+from ..logs import parse_time, read_logs
+from ..server import Result
+from ..tasks import ShimClient, TaskManager
+
+
+def _cid(params: dict) -> str:
+    cid = params.get("container_id") or params.get("id") or ""
+    if not cid:
+        raise errdefs.InvalidArgument("container_id is required")
+    return cid
+
+
+def _since(value) -> float | None:
+    if value in (None, "", 0):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value)
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise errdefs.InvalidArgument(f"invalid time {value!r}: want RFC3339 or Unix seconds") from None
+
+
+class TasksService:
+    def __init__(self, daemon) -> None:
+        self.daemon = daemon
+        self.manager = TaskManager(daemon)
+        daemon.tasks = self.manager  # for other services (and hooks) to find tasks
+        self._cleaner: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.manager.recover()
+        self._cleaner = asyncio.ensure_future(self._remove_logs_of_deleted())
+
+    async def stop(self) -> None:
+        if self._cleaner is not None:
+            self._cleaner.cancel()
+        await self.manager.close()
+
+    async def _remove_logs_of_deleted(self) -> None:
+        """A container's log directory goes with its record (docker rm)."""
+        async for env in self.daemon.events.stream(['topic=="/containers/delete"']):
+            cid = (env.get("event") or {}).get("id", "")
+            if cid and "/" not in cid and cid not in (".", ".."):
+                d = Path(self.daemon.root) / "containers" / env["namespace"] / cid
+                await asyncio.to_thread(shutil.rmtree, d, True)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def Create(self, ctx, params):
+        task = await self.manager.create(ctx.namespace, _cid(params), params)
+        return {"container_id": task.id, "pid": task.pid}
+
+    async def Start(self, ctx, params):
+        cid = _cid(params)
+        exec_id = params.get("exec_id") or ""
+        task = self.manager.get(ctx.namespace, cid)
+        result = await task.client.call("start", {"exec_id": exec_id})
+        if exec_id:
+            self.daemon.publish(ctx.namespace, "/tasks/exec-started",
+                                {"container_id": cid, "exec_id": exec_id, "pid": result.get("pid", 0)})
+        else:
+            self.daemon.publish(ctx.namespace, "/tasks/start", {"container_id": cid, "pid": result.get("pid", 0)})
+        return {"pid": result.get("pid", 0)}
+
+    async def Delete(self, ctx, params):
+        cid = _cid(params)
+        result = await self.manager.delete(ctx.namespace, cid, bool(params.get("force")))
+        return {"id": cid, "pid": result.get("pid", 0), "exit_status": result.get("exit_status"),
+                "exited_at": result.get("exited_at", "")}
+
+    async def DeleteProcess(self, ctx, params):
+        cid = _cid(params)
+        exec_id = params.get("exec_id") or ""
+        if not exec_id:
+            raise errdefs.InvalidArgument("DeleteProcess: exec_id is required (Delete removes the task)")
+        task = self.manager.get(ctx.namespace, cid)
+        result = await task.client.call("delete", {"exec_id": exec_id, "force": bool(params.get("force"))})
+        return {"id": exec_id, "pid": result.get("pid", 0), "exit_status": result.get("exit_status"),
+                "exited_at": result.get("exited_at", "")}
+
+    async def Kill(self, ctx, params):
+        task = self.manager.get(ctx.namespace, _cid(params))
+        await task.client.call("kill", {"exec_id": params.get("exec_id") or "",
+                                        "signal": params.get("signal", 15), "all": bool(params.get("all"))})
+        return {}
+
+    async def Exec(self, ctx, params):
+        cid = _cid(params)
+        exec_id = params.get("exec_id") or ""
+        if not exec_id:
+            raise errdefs.InvalidArgument("Exec: exec_id is required")
+        task = self.manager.get(ctx.namespace, cid)
+        process = await asyncio.to_thread(self.manager.exec_process, ctx.namespace, cid, params)
+        await task.client.call("exec", {"exec_id": exec_id, "process": process,
+                                        "terminal": process.get("terminal", False),
+                                        "stdin": bool(params.get("stdin")) or process.get("terminal", False)})
+        self.daemon.publish(ctx.namespace, "/tasks/exec-added", {"container_id": cid, "exec_id": exec_id})
+        return {}
+
+    async def ResizePty(self, ctx, params):
+        task = self.manager.get(ctx.namespace, _cid(params))
+        await task.client.call("resize", {"exec_id": params.get("exec_id") or "",
+                                          "width": int(params.get("width", 80)),
+                                          "height": int(params.get("height", 24))})
+        return {}
+
+    async def CloseIO(self, ctx, params):
+        task = self.manager.get(ctx.namespace, _cid(params))
+        if params.get("stdin", True):
+            await task.client.call("close_stdin", {"exec_id": params.get("exec_id") or ""})
+        return {}
+
+    async def Pause(self, ctx, params):
+        cid = _cid(params)
+        await self.manager.get(ctx.namespace, cid).client.call("pause", {})
+        self.daemon.publish(ctx.namespace, "/tasks/paused", {"container_id": cid})
+        return {}
+
+    async def Resume(self, ctx, params):
+        cid = _cid(params)
+        await self.manager.get(ctx.namespace, cid).client.call("resume", {})
+        self.daemon.publish(ctx.namespace, "/tasks/resumed", {"container_id": cid})
+        return {}
+
+    async def ListPids(self, ctx, params):
+        result = await self.manager.get(ctx.namespace, _cid(params)).client.call("pids", {})
+        return {"processes": result.get("pids", [])}
+
+    async def Wait(self, ctx, params):
+        task = self.manager.get(ctx.namespace, _cid(params))
+        exec_id = params.get("exec_id") or ""
+        if not exec_id and task.exit is not None:
+            return {"exit_status": task.exit.get("exit_status"), "exited_at": task.exit.get("exited_at", "")}
+        # a connection of its own: a long wait must not hold up the task's other calls
+        client = await ShimClient(task.bundle).connect()
+        try:
+            result = await client.call("wait", {"exec_id": exec_id})
+        except errdefs.Unavailable:
+            if exec_id:
+                raise
+            await task.exited.wait()
+            result = task.exit or {}
+        finally:
+            await client.close()
+        return {"exit_status": result.get("exit_status"), "exited_at": result.get("exited_at", "")}
+
+    async def Get(self, ctx, params):
+        return {"process": await self.manager.state(ctx.namespace, _cid(params), params.get("exec_id") or "")}
+
+    async def List(self, ctx, params):
+        match = matcher(params.get("filters"))
+        out = []
+        for (ns, cid) in list(self.manager.tasks):
+            if ns != ctx.namespace:
+                continue
+            try:
+                state = await self.manager.state(ns, cid)
+            except errdefs.NotFound:
+                continue
+            if match(state):
+                out.append(state)
+        return {"tasks": out}
+
+    async def Metrics(self, ctx, params):
+        wanted = set(params.get("container_ids") or [])
+        match = matcher(params.get("filters"))
+        out = []
+        for (ns, cid), task in list(self.manager.tasks.items()):
+            if ns != ctx.namespace or (wanted and cid not in wanted) or not match({"id": cid}):
+                continue
+            try:
+                result = await task.client.call("stats", {})
+            except errdefs.Error:
+                continue  # exited meanwhile: no metrics, as containerd
+            out.append({"id": cid, "timestamp": time.time(), "data": result.get("stats", {})})
+        return {"metrics": out}
+
+    # -- streams -----------------------------------------------------------------------------------
+    async def Attach(self, ctx, params):
+        cid = _cid(params)
+        exec_id = params.get("exec_id") or ""
+        task = self.manager.get(ctx.namespace, cid)
+        client = await ShimClient(task.bundle).connect()
+        opened: dict[str, int] = {}
+        pump = None
+
+        async def stdin_pump() -> None:
+            while True:
+                frame = await ctx.recv()
+                if frame is None:
+                    client.send_frame(opened["id"], {"close_send": True})
+                    return
+                if "resize" in frame:
+                    size = frame["resize"] or {}
+                    await task.client.call("resize", {"exec_id": exec_id, "width": int(size.get("width", 80)),
+                                                      "height": int(size.get("height", 24))})
+                if frame.get("data"):
+                    client.send_frame(opened["id"], {"stream": {"data": frame["data"]}})
+
+        try:
+            async for item in client.stream("attach", {"exec_id": exec_id, "stdin": bool(params.get("stdin")),
+                                                       "close_stdin": bool(params.get("close_stdin"))},
+                                            on_open=lambda i: opened.__setitem__("id", i)):
+                if "__result__" in item:
+                    res = item["__result__"]
+                    yield Result({"exit_status": res.get("exit_status"), "exited_at": res.get("exited_at", "")})
+                    return
+                if item.get("attached") and pump is None:
+                    pump = asyncio.ensure_future(stdin_pump())
+                yield item
+        finally:
+            if pump is not None:
+                pump.cancel()
+            await client.close()
+
+    def Logs(self, ctx, params):
+        cid = _cid(params)
+        path = self.manager.log_path(ctx.namespace, cid)
+        self.daemon.containers.get(ctx.namespace, cid)  # NotFound for a container that does not exist
+        follow = bool(params.get("follow"))
+        tail = params.get("tail")
+        tail = None if tail in (None, "", "all") else int(tail)
+        since, until = _since(params.get("since")), _since(params.get("until"))
+        key = (ctx.namespace, cid)
+
+        def stopped() -> bool:
+            if ctx.cancelled.is_set():
+                return True
+            task = self.manager.tasks.get(key)
+            return task is None or task.exit is not None
+
+        for entry in read_logs(str(path), tail=tail, since=since, until=until, follow=follow, stop=stopped):
+            if ctx.cancelled.is_set():
+                return
+            yield {"stream": entry.stream, "log": entry.log, "time": entry.time}
+
+
+def register(daemon) -> None:
+    daemon.server.register("Tasks", TasksService(daemon))
+

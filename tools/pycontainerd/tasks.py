@@ -1,0 +1,447 @@
+"""The daemon's task manager: one shim per container, found again when the daemon restarts.
+
+`<state>/tasks/<ns>/<id>/` is a task's bundle: `config.json`, `rootfs/` (the snapshot mounted
+there), `shim.json` (the shim's options), `shim.sock`, `shim.pid`, `init.pid`, `exit-status`.
+Logs go to `<root>/containers/<ns>/<id>/<id>-json.log`. The runtime keeps its state under
+`<state>/runtime/<ns>` (a namespace each, as containerd's `/run/containerd/runc/<ns>`).
+
+Each task has a watcher (a `wait` call on its shim) that publishes `/tasks/exit` and runs the
+exit hooks (`manager.exit_hooks`: `fn(namespace, id, exit)`, for restart policies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+from . import errdefs, ocispec, protocol
+
+log = logging.getLogger("pycontainerd.tasks")
+
+SHIM_MAIN = Path(__file__).resolve().parent / "shim" / "main.py"
+SHIM_START_TIMEOUT = 90
+
+
+class ShimClient:
+    """An asyncio client of one shim socket, calls multiplexed by id."""
+
+    def __init__(self, bundle: Path) -> None:
+        self.bundle = bundle
+        self._ids = itertools.count(1)
+        self._calls: dict[int, asyncio.Queue] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task | None = None
+        self.closed = False
+
+    async def connect(self) -> "ShimClient":
+        # through /proc/self/fd: a bundle path may be longer than a socket address may be (108 bytes)
+        dirfd = os.open(self.bundle, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            reader, writer = await asyncio.open_unix_connection(f"/proc/self/fd/{dirfd}/shim.sock",
+                                                                limit=protocol.MAX_FRAME)
+        except OSError as exc:
+            raise errdefs.Unavailable(f"shim of {self.bundle.name}: {exc.strerror or exc}") from None
+        finally:
+            os.close(dirfd)
+        self._writer = writer
+        self._reader_task = asyncio.ensure_future(self._read(reader))
+        return self
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                frame = await protocol.read_frame(reader)
+                if frame is None:
+                    break
+                queue = self._calls.get(frame.get("id"))
+                if queue is not None:
+                    queue.put_nowait(frame)
+        except (protocol.ProtocolError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.closed = True
+            for queue in self._calls.values():
+                queue.put_nowait(None)
+
+    def _send(self, message: dict) -> None:
+        if self.closed or self._writer is None:
+            raise errdefs.Unavailable(f"shim of {self.bundle.name}: connection closed")
+        self._writer.write(protocol.encode(message))
+
+    async def stream(self, method: str, params: dict | None = None,
+                     on_open: Callable[[int], None] | None = None) -> AsyncIterator[dict]:
+        """Stream payloads of a call; the final result is yielded as `{"__result__": {...}}`."""
+        call_id = next(self._ids)
+        queue: asyncio.Queue = asyncio.Queue()
+        self._calls[call_id] = queue
+        finished = False
+        try:
+            self._send({"id": call_id, "method": method, "params": params or {}})
+            if on_open:
+                on_open(call_id)
+            while True:
+                frame = await queue.get()
+                if frame is None:
+                    raise errdefs.Unavailable(f"shim of {self.bundle.name}: connection closed during {method}")
+                if "stream" in frame:
+                    yield frame["stream"]
+                    continue
+                finished = True
+                if "error" in frame:
+                    raise errdefs.from_wire(frame["error"])
+                yield {"__result__": frame.get("result") or {}}
+                return
+        finally:
+            self._calls.pop(call_id, None)
+            if not finished and not self.closed:
+                try:
+                    self._send({"id": call_id, "cancel": True})
+                except errdefs.Error:
+                    pass
+
+    def send_frame(self, call_id: int, frame: dict) -> None:
+        self._send({"id": call_id, **frame})
+
+    async def call(self, method: str, params: dict | None = None) -> dict:
+        async for item in self.stream(method, params):
+            if "__result__" in item:
+                return item["__result__"]
+        return {}
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._writer is not None:
+            self._writer.close()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+
+
+@dataclass
+class Task:
+    namespace: str
+    id: str
+    bundle: Path
+    client: ShimClient
+    pid: int = 0
+    terminal: bool = False
+    stdin: bool = False
+    exit: dict | None = None
+    watcher: asyncio.Task | None = None
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _mount(mounts: list[dict], target: Path) -> None:
+    for m in mounts:
+        opts = [o for o in m.get("options") or []]
+        if m.get("type") == "bind":
+            flag = "--rbind" if "rbind" in opts else "--bind"
+            _run(["mount", flag, m["source"], str(target)])
+            if "ro" in opts:
+                _run(["mount", "-o", "remount,bind,ro", str(target)])
+        else:
+            _run(["mount", "-t", m.get("type", ""), "-o", ",".join(opts), m.get("source", "none"), str(target)])
+
+
+def _run(argv: list[str]) -> None:
+    p = subprocess.run(argv, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise errdefs.Internal(f"{' '.join(argv[:3])}: {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
+
+
+def unmount_all(target: Path) -> None:
+    """Unmount everything at/below `target` (deepest first); lazily if busy."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4].replace("\\040", " ") for line in f]
+    except OSError:
+        return
+    prefix = str(target)
+    for mp in sorted({p for p in points if p == prefix or p.startswith(prefix + "/")}, key=lambda p: -p.count("/")):
+        if subprocess.run(["umount", mp], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", mp], capture_output=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class TaskManager:
+    def __init__(self, daemon) -> None:
+        self.daemon = daemon
+        self.root = Path(daemon.state) / "tasks"
+        self.tasks: dict[tuple[str, str], Task] = {}
+        self.exit_hooks: list[Callable[[str, str, dict], None]] = []
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    # -- paths -----------------------------------------------------------------------------------
+    def bundle(self, namespace: str, cid: str) -> Path:
+        return self.root / namespace / cid
+
+    def runtime_root(self, namespace: str) -> Path:
+        return Path(self.daemon.state) / "runtime" / namespace
+
+    def log_path(self, namespace: str, cid: str) -> Path:
+        return Path(self.daemon.root) / "containers" / namespace / cid / f"{cid}-json.log"
+
+    def lock(self, namespace: str, cid: str) -> asyncio.Lock:
+        return self._locks.setdefault((namespace, cid), asyncio.Lock())
+
+    def get(self, namespace: str, cid: str) -> Task:
+        task = self.tasks.get((namespace, cid))
+        if task is None:
+            raise errdefs.NotFound(f"task {cid}: no running task found")
+        return task
+
+    # -- create ----------------------------------------------------------------------------------
+    async def create(self, namespace: str, cid: str, params: dict) -> Task:
+        async with self.lock(namespace, cid):
+            if (namespace, cid) in self.tasks:
+                raise errdefs.AlreadyExists(f"task {cid}: already exists")
+            container = self.daemon.containers.get(namespace, cid)
+            task = await asyncio.to_thread(self._prepare_and_start_shim, namespace, cid, container, params)
+            self.tasks[(namespace, cid)] = task
+            try:
+                await task.client.connect()
+            except errdefs.Error:
+                self.tasks.pop((namespace, cid), None)
+                await asyncio.to_thread(self._cleanup_dead, namespace, cid)
+                raise
+            task.watcher = asyncio.ensure_future(self._watch(task))
+        self.daemon.publish(namespace, "/tasks/create", {"container_id": cid, "bundle": str(task.bundle),
+                                                         "pid": task.pid, "io": {"terminal": task.terminal}})
+        return task
+
+    def _prepare_and_start_shim(self, namespace: str, cid: str, container: dict, params: dict) -> Task:
+        bundle = self.bundle(namespace, cid)
+        if bundle.exists():
+            self._cleanup_dead(namespace, cid)  # a leftover of a task whose shim is gone
+        spec = json.loads(json.dumps(container.get("spec") or {}))
+        if not spec.get("process"):
+            raise errdefs.InvalidArgument(f"container {cid}: its spec has no process")
+        rootfs = bundle / "rootfs"
+        mounts = params.get("rootfs")
+        if mounts is None and container.get("snapshot_key"):
+            mounts = self.daemon.snapshots.mounts(namespace, container["snapshot_key"])
+        bundle.mkdir(parents=True, mode=0o711)
+        try:
+            if mounts:
+                rootfs.mkdir(mode=0o755)
+                _mount(mounts, rootfs)
+                spec.setdefault("root", {})["path"] = "rootfs"
+            elif not os.path.isabs((spec.get("root") or {}).get("path", "")):
+                raise errdefs.InvalidArgument(f"container {cid}: no snapshot and no absolute root.path in its spec")
+            terminal = bool(params.get("terminal", spec["process"].get("terminal", False)))
+            stdin = bool(params.get("stdin", False)) or terminal
+            spec["process"]["terminal"] = terminal
+            ocispec.finalize(spec, spec["root"]["path"] if os.path.isabs(spec["root"]["path"]) else rootfs)
+            (bundle / "config.json").write_text(json.dumps(spec, indent=1))
+            logopts = params.get("log") or {}
+            log_path = "" if logopts.get("driver") == "none" else str(self.log_path(namespace, cid))
+            runtime_root = self.runtime_root(namespace)
+            runtime_root.mkdir(parents=True, exist_ok=True, mode=0o711)
+            from .logs import parse_size
+
+            shim_cfg = {"id": cid, "namespace": namespace, "runtime": self.daemon.runtime,
+                        "runtime_root": str(runtime_root), "log_path": log_path,
+                        "log_max_size": parse_size(logopts.get("max_size") or logopts.get("max-size")),
+                        "log_max_file": int(logopts.get("max_file") or logopts.get("max-file") or 1),
+                        "stdin": stdin, "terminal": terminal, "daemon": self.daemon.address}
+            (bundle / "shim.json").write_text(json.dumps(shim_cfg))
+            try:
+                p = subprocess.run([sys.executable, str(SHIM_MAIN), str(bundle)], capture_output=True,
+                                   timeout=SHIM_START_TIMEOUT, stdin=subprocess.DEVNULL, cwd="/")
+            except subprocess.TimeoutExpired:
+                raise errdefs.DeadlineExceeded(f"task {cid}: shim did not start in {SHIM_START_TIMEOUT}s") from None
+            try:
+                reply = json.loads(p.stdout.decode().strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                raise errdefs.Internal(f"task {cid}: shim failed: {p.stderr.decode(errors='replace').strip()[-300:]}") \
+                    from None
+            if reply.get("error"):
+                err = errdefs.from_wire({"code": reply.get("code", 2), "message": reply["error"]})
+                raise err
+        except BaseException:
+            self._cleanup_dead(namespace, cid)
+            raise
+        return Task(namespace, cid, bundle, ShimClient(bundle), pid=int(reply.get("pid", 0)), terminal=terminal,
+                    stdin=stdin)
+
+    # -- exits -----------------------------------------------------------------------------------
+    async def _watch(self, task: Task) -> None:
+        try:
+            result = await task.client.call("wait", {})
+        except asyncio.CancelledError:
+            return
+        except errdefs.Error as exc:
+            # the shim is gone (killed): the container went with it or is unreachable now
+            result = self._read_exit(task.bundle) or {"exit_status": 255, "exited_at": _now(), "pid": task.pid,
+                                                     "error": str(exc)}
+        task.exit = result
+        task.exited.set()
+        marker = task.bundle / "exit-published"
+        if not marker.exists():
+            try:
+                marker.write_text("1")
+            except OSError:
+                pass
+            self.daemon.publish(task.namespace, "/tasks/exit", {
+                "container_id": task.id, "id": task.id, "pid": result.get("pid", task.pid),
+                "exit_status": result.get("exit_status"), "exited_at": result.get("exited_at")})
+        for hook in list(self.exit_hooks):
+            try:
+                hook(task.namespace, task.id, result)
+            except Exception:
+                log.exception("exit hook for %s failed", task.id)
+
+    @staticmethod
+    def _read_exit(bundle: Path) -> dict | None:
+        try:
+            return json.loads((bundle / "exit-status").read_text())
+        except (OSError, ValueError):
+            return None
+
+    # -- recovery --------------------------------------------------------------------------------
+    async def recover(self) -> None:
+        """After a daemon (re)start: reconnect to every live shim, clean up after dead ones."""
+        if not self.root.is_dir():
+            return
+        for ns_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            for bundle in sorted(p for p in ns_dir.iterdir() if p.is_dir()):
+                namespace, cid = ns_dir.name, bundle.name
+                client = ShimClient(bundle)
+                try:
+                    await client.connect()
+                    state = await asyncio.wait_for(client.call("state", {}), 10)
+                except (errdefs.Error, asyncio.TimeoutError) as exc:
+                    log.info("task %s/%s: shim gone (%s); cleaning up", namespace, cid, exc)
+                    await client.close()
+                    await asyncio.to_thread(self._cleanup_dead, namespace, cid)
+                    continue
+                task = Task(namespace, cid, bundle, client, pid=int(state.get("pid") or 0),
+                            terminal=bool(state.get("terminal")), stdin=bool(state.get("stdin")))
+                self.tasks[(namespace, cid)] = task
+                task.watcher = asyncio.ensure_future(self._watch(task))
+                log.info("task %s/%s: reconnected to its shim (%s)", namespace, cid, state.get("status"))
+
+    def _cleanup_dead(self, namespace: str, cid: str) -> None:
+        """Remove what a task left when its shim is not there: runtime state, mounts, the bundle."""
+        bundle = self.bundle(namespace, cid)
+        try:
+            pid = int((bundle / "shim.pid").read_text())
+            if _pid_alive(pid):
+                os.kill(pid, 9)
+        except (OSError, ValueError):
+            pass
+        subprocess.run([self.daemon.runtime, "--root", str(self.runtime_root(namespace)), "delete", "--force", cid],
+                       capture_output=True, stdin=subprocess.DEVNULL)
+        unmount_all(bundle / "rootfs")
+        shutil.rmtree(bundle, ignore_errors=True)
+
+    async def close(self) -> None:
+        """Daemon shutdown: stop watching; the shims and their containers keep running."""
+        for task in list(self.tasks.values()):
+            if task.watcher is not None:
+                task.watcher.cancel()
+            await task.client.close()
+        self.tasks.clear()
+
+    # -- operations --------------------------------------------------------------------------------
+    async def delete(self, namespace: str, cid: str, force: bool = False) -> dict:
+        async with self.lock(namespace, cid):
+            task = self.get(namespace, cid)
+            if force and task.exit is None:
+                try:
+                    await task.client.call("kill", {"signal": 9, "all": True})
+                except errdefs.Error:
+                    pass
+                try:
+                    await asyncio.wait_for(task.exited.wait(), 10)
+                except asyncio.TimeoutError:
+                    pass
+            try:
+                result = await task.client.call("delete", {"force": force})
+            except errdefs.Unavailable:
+                result = self._read_exit(task.bundle) or {"exit_status": 255, "exited_at": _now(), "pid": task.pid}
+            if task.watcher is not None and not task.watcher.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(task.watcher), 3)
+                except (asyncio.TimeoutError, Exception):
+                    task.watcher.cancel()
+            await task.client.close()
+            self.tasks.pop((namespace, cid), None)
+            await asyncio.to_thread(self._finish_delete, namespace, cid)
+        self.daemon.publish(namespace, "/tasks/delete", {"container_id": cid, "id": cid, "pid": result.get("pid"),
+                                                         "exit_status": result.get("exit_status"),
+                                                         "exited_at": result.get("exited_at")})
+        return result
+
+    def _finish_delete(self, namespace: str, cid: str) -> None:
+        bundle = self.bundle(namespace, cid)
+        deadline = time.monotonic() + 3
+        try:
+            pid = int((bundle / "shim.pid").read_text())
+        except (OSError, ValueError):
+            pid = 0
+        while pid and _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._cleanup_dead(namespace, cid)
+
+    async def state(self, namespace: str, cid: str, exec_id: str = "") -> dict:
+        task = self.get(namespace, cid)
+        try:
+            st = await task.client.call("state", {"exec_id": exec_id})
+        except errdefs.Unavailable:
+            st = {"id": exec_id, "pid": task.pid, "status": "unknown", **(task.exit or {})}
+        return {"id": exec_id or cid, "container_id": cid, "pid": st.get("pid", 0), "status": st.get("status"),
+                "exit_status": st.get("exit_status"), "exited_at": st.get("exited_at") or "",
+                "terminal": st.get("terminal", task.terminal), "stdin": st.get("stdin", task.stdin),
+                "bundle": str(task.bundle), **({"execs": st["execs"]} if "execs" in st else {})}
+
+    def exec_process(self, namespace: str, cid: str, params: dict) -> dict:
+        """An exec's OCI process: the container's process with the caller's fields over it (as
+        containerd's client builds it), `user` names resolved in the container's rootfs."""
+        container = self.daemon.containers.get(namespace, cid)
+        base = json.loads(json.dumps((container.get("spec") or {}).get("process") or {}))
+        given = params.get("spec") or params.get("process") or {}
+        if isinstance(given, list):
+            given = {"args": given}
+        base.update({k: v for k, v in given.items() if k != "user"})
+        base["terminal"] = bool(params.get("terminal", given.get("terminal", False)))
+        user = given.get("user")
+        if isinstance(user, str):
+            base["user"] = ocispec.user_for(user, self.bundle(namespace, cid) / "rootfs")
+        elif isinstance(user, dict):
+            base["user"] = user
+        if params.get("env"):
+            base["env"] = ocispec.merge_env(base.get("env") or [], params["env"])
+        if params.get("cwd"):
+            base["cwd"] = params["cwd"]
+        if not base.get("args"):
+            raise errdefs.InvalidArgument("exec: the process needs args")
+        return base
+
+
+def _now() -> str:
+    from .logs import rfc3339nano
+
+    return rfc3339nano()
