@@ -206,6 +206,9 @@ def test_manifest_put_get_head_by_tag_and_digest(pyregistry: Server):
     assert r.status_code == 404 and error_code(r) == "MANIFEST_UNKNOWN"
     r = requests.get(pyregistry.v2(f"{repo}/manifests/{sha(b'x')}"))
     assert r.status_code == 404 and error_code(r) == "MANIFEST_UNKNOWN"
+    for bad_tag in ("-dash", ".dot", "x" * 129):
+        r = requests.get(pyregistry.v2(f"{repo}/manifests/{bad_tag}"), headers={"Accept": ACCEPT_ALL})
+        assert r.status_code == 404 and error_code(r) == "MANIFEST_UNKNOWN", bad_tag
 
 
 def test_docker_schema2_manifest_and_list(pyregistry: Server):

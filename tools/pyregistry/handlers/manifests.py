@@ -62,6 +62,8 @@ async def get(request: web.Request, route: Route) -> web.StreamResponse:
         digest = str(check_digest(ref))
     else:
         tag = ref
+        if not _is_tag(tag):
+            raise errors.manifest_unknown("invalid tag", detail={"tag": tag})
         resolved = await reg.driver.resolve_tag(repo, tag)
         if resolved is None:
             raise errors.manifest_unknown(detail={"tag": tag})
