@@ -11,7 +11,9 @@ server goes first, measures for each:
                (without wrk: an aiohttp loop bounded to 20000 requests or <seconds>)
 Every blob is fresh (its first bytes differ per run), so neither server can deduplicate. The client
 is curl/wrk for both, so the client's cost is the same on both sides. Medians are printed in a table
-with pyregistry/Distribution ratios against the goals (PUT ≥ 1.5×, GET ≥ 0.9×, manifest ≥ 1.5×).
+with pyregistry/Distribution ratios against the goals (PUT ≥ 1.5×, GET ≥ 0.9×, manifest ≥ 1.5×), then
+the servers' own CPU time per operation (from /proc/PID/stat), which other load on a shared machine
+distorts far less than the wall-clock rates.
 """
 
 from __future__ import annotations
@@ -55,8 +57,8 @@ def _config(root: Path, port: int) -> str:
 
 
 @contextlib.contextmanager
-def server(name: str, workdir: Path) -> Iterator[str]:
-    """Start one registry; yields its base URL; stops it by pid."""
+def server(name: str, workdir: Path) -> Iterator[tuple[str, int]]:
+    """Start one registry; yields its base URL and pid; stops it by pid."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     root = workdir / "storage"
@@ -87,7 +89,7 @@ def server(name: str, workdir: Path) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     sys.exit(f"{name} did not start")
                 time.sleep(0.05)
-        yield url
+        yield url, proc.pid
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)
@@ -201,20 +203,30 @@ def push_image(base: str, repo: str, tag: str) -> str:
     return headers.get("Docker-Content-Digest", "")
 
 
-def manifest_rps(url: str, seconds: float, connections: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU time of a process, all its threads (from /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def manifest_rps(url: str, seconds: float, connections: int) -> tuple[float, int]:
+    """(requests per second, requests made)."""
     wrk = shutil.which("wrk")
     if wrk:
         out = subprocess.run([wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "-H", f"Accept: {MANIFEST_ACCEPT}",
                               url], capture_output=True, text=True, timeout=seconds + 60).stdout
         m = re.search(r"Requests/sec:\s*([\d.]+)", out)
+        n = re.search(r"(\d+) requests in", out)
         bad = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
-        if not m or bad:
+        if not m or not n or bad:
             raise RuntimeError(f"wrk: {out}")
-        return float(m.group(1))
+        return float(m.group(1)), int(n.group(1))
     return asyncio.run(_aiohttp_rps(url, seconds, connections))
 
 
-async def _aiohttp_rps(url: str, seconds: float, connections: int, max_requests: int = 20000) -> float:
+async def _aiohttp_rps(url: str, seconds: float, connections: int, max_requests: int = 20000
+                       ) -> tuple[float, int]:
     import aiohttp
 
     done = 0
@@ -230,7 +242,7 @@ async def _aiohttp_rps(url: str, seconds: float, connections: int, max_requests:
                 done += 1
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(connections)))
-        return done / (time.perf_counter() - t0)
+        return done / (time.perf_counter() - t0), done
 
 
 # --- data ----------------------------------------------------------------------------------------------------
@@ -276,11 +288,15 @@ def main() -> int:
     work.mkdir(parents=True)
     names = ("pyregistry", "distribution")
     results: dict[str, dict[str, list[float]]] = {n: {k: [] for k in GOALS} for n in names}
+    # Server CPU seconds per operation (per 1000 manifest GETs): a measure the load of a shared machine
+    # does not distort the way it distorts wall-clock rates.
+    cpu: dict[str, dict[str, list[float]]] = {n: {k: [] for k in GOALS} for n in names}
     size = len(base)
     try:
-        with server("pyregistry", work / "pyregistry") as py_url, \
-                server("distribution", work / "distribution") as d_url:
+        with server("pyregistry", work / "pyregistry") as (py_url, py_pid), \
+                server("distribution", work / "distribution") as (d_url, d_pid):
             urls = {"pyregistry": py_url, "distribution": d_url}
+            pids = {"pyregistry": py_pid, "distribution": d_pid}
             manifest_urls = {}
             for n in names:
                 digest = push_image(urls[n], "bench/small", "latest")
@@ -294,11 +310,19 @@ def main() -> int:
                 _, chunks, chunk_digest = variant(base, f"chunk-{run}", tmp, args.chunk_mb)
                 order = names if run % 2 == 0 else names[::-1]
                 for n in order:
-                    url = urls[n]
-                    results[n]["PUT mono"].append(size / put_mono(url, "bench/big", mono, mono_digest) / 1e6)
-                    results[n]["PUT chunked"].append(size / put_chunked(url, "bench/big", chunks, chunk_digest) / 1e6)
-                    results[n]["GET"].append(size / get_blob(url, "bench/big", mono_digest, size) / 1e6)
-                    results[n]["manifest"].append(manifest_rps(manifest_urls[n], args.seconds, args.connections))
+                    url, pid = urls[n], pids[n]
+                    steps = {
+                        "PUT mono": lambda: (size / put_mono(url, "bench/big", mono, mono_digest) / 1e6, 1),
+                        "PUT chunked": lambda: (size / put_chunked(url, "bench/big", chunks, chunk_digest) / 1e6, 1),
+                        "GET": lambda: (size / get_blob(url, "bench/big", mono_digest, size) / 1e6, 1),
+                        "manifest": lambda: (lambda r: (r[0], r[1] / 1000))(
+                            manifest_rps(manifest_urls[n], args.seconds, args.connections)),
+                    }
+                    for k, step in steps.items():
+                        c0 = cpu_seconds(pid)
+                        rate, units = step()
+                        results[n][k].append(rate)
+                        cpu[n][k].append((cpu_seconds(pid) - c0) / units)
                     print(f"run {run + 1}/{args.runs} {n:12s} " + "  ".join(
                         f"{k} {results[n][k][-1]:.0f}" for k in GOALS), flush=True)
                 for p in tmp.iterdir():
@@ -307,14 +331,17 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     print()
     print(f"{'metric':14s} {'pyregistry':>12s} {'distribution':>13s} {'ratio':>7s} {'goal':>6s}  verdict")
-    failed = 0
     for k, goal in GOALS.items():
         py, dist = statistics.median(results["pyregistry"][k]), statistics.median(results["distribution"][k])
         ratio = py / dist if dist else float("inf")
         ok = ratio >= goal
-        failed += not ok
         verdict = "ok" if ok else "BELOW GOAL"
         print(f"{k + ' ' + UNITS[k]:14s} {py:12.0f} {dist:13.0f} {ratio:6.2f}x {goal:5.1f}x  {verdict}")
+    print(f"\n{'server CPU s':14s} {'pyregistry':>12s} {'distribution':>13s} {'dist/py':>7s}"
+          f"   (per {args.size_mb} MB blob; per 1000 manifest GETs)")
+    for k in GOALS:
+        py, dist = statistics.median(cpu["pyregistry"][k]), statistics.median(cpu["distribution"][k])
+        print(f"{k:14s} {py:12.3f} {dist:13.3f} {dist / py if py else float('inf'):6.2f}x")
     print(f"\n{args.size_mb} MB blob, chunks of {args.chunk_mb} MB, manifest load {args.connections} connections "
           f"x {args.seconds:g}s ({'wrk' if shutil.which('wrk') else 'aiohttp loop'}), medians of {args.runs} runs")
     return 0
