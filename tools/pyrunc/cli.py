@@ -51,7 +51,18 @@ class Log:
             self.write("debug", msg)
 
 
+class _Formatter(argparse.HelpFormatter):
+    """A fixed width: the default asks shutil for the terminal size, an import every start would pay for."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=100)
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # type: ignore[override]
         raise ConfigError(message)
 

@@ -113,7 +113,11 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
         child_sock.close()
         os.close(fifo_fd)
         try:
-            if manager is not None:
+            # With a cgroup namespace the bootstrap child must be in the cgroup before it unshares; otherwise the
+            # cgroup is applied to the init while it sets up its mounts (it waits for "continue" before anything
+            # that needs it).
+            late_cgroup = manager is not None and spec.linux.namespace("cgroup") is None
+            if manager is not None and not late_cgroup:
                 manager.apply(child)  # also writes the resources and the device rules
             sync.send(parent_sock, "go")
             created = rfc3339nano(time.time_ns())
@@ -127,6 +131,9 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
                     init_pid = msg["pid"]
                     os.waitpid(child, 0)
                     child = 0
+                    if late_cgroup:
+                        manager.apply(init_pid)
+                    sync.send(parent_sock, "continue")
                 elif kind == "hooks":
                     from . import hooks
 

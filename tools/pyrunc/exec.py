@@ -109,6 +109,7 @@ def run(args, log) -> int:
                     pid = msg["pid"]
                     os.waitpid(child, 0)
                     child = 0
+                    sync.send(parent_sock, "continue")  # the process's messages must follow its pid
                 elif msg["t"] == "console":
                     master = fds[0]
                     if args.console_socket:
@@ -185,6 +186,8 @@ def _bootstrap(st, proc: Process, sock, seccomp_spec) -> None:
 def _exec_init(proc: Process, sock, seccomp_spec) -> None:
     from . import process
     from .init import _reset_signals
+
+    sync.recv(sock, "continue")
 
     if proc.terminal:
         from . import console

@@ -99,15 +99,31 @@ def container_init(spec: Spec, sock, state_dir: str, no_pivot: bool, in_userns: 
         _fail(sock, _message(e))
 
 
+class _Gate:
+    """The init waits for the parent's "continue" (sent once it knows our pid and has put us in the cgroup)
+    before it sends anything or mounts cgroups; mount work before that overlaps with the parent's."""
+
+    def __init__(self, sock) -> None:
+        self.sock, self.open = sock, False
+
+    def wait(self) -> None:
+        if not self.open:
+            sync.recv(self.sock, "continue")
+            self.open = True
+
+
 def _init(spec: Spec, sock, state_dir: str, no_pivot: bool, in_userns: bool, fifo_fd: int) -> None:
     from . import process, rootfs
+
+    gate = _Gate(sock)
 
     proc = spec.process
     bundle = os.getcwd()  # create chdir'd to the bundle
     os.setsid()
     fifo = fifo_fd
     if spec.linux.namespace("mount") is not None:
-        rootfs.prepare(spec, in_userns)
+        rootfs.prepare(spec, in_userns, gate.wait)
+    gate.wait()
     if spec.hooks.get("prestart") or spec.hooks.get("createRuntime"):
         sync.send(sock, "hooks")
         sync.recv(sock, "hooks-done")

@@ -203,7 +203,7 @@ def needs_dev_setup(spec: Spec) -> bool:
     return True
 
 
-def prepare(spec: Spec, in_userns: bool) -> None:
+def prepare(spec: Spec, in_userns: bool, before_cgroup=lambda: None) -> None:
     """Everything up to (not including) pivot_root, run in the container's fresh mount namespace."""
     from . import devices
 
@@ -215,6 +215,8 @@ def prepare(spec: Spec, in_userns: bool) -> None:
         _make_parent_private(rootfs)
     sc.mount(rootfs, rootfs, "bind", sc.MS_BIND | sc.MS_REC)
     for m in spec.mounts:
+        if m.type == "cgroup":
+            before_cgroup()  # our cgroup must be final before its directories are bound
         try:
             mount_one(rootfs, m)
         except OSError as e:
