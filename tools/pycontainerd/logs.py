@@ -78,7 +78,11 @@ class JSONFileWriter:
             nl = buf.find(b"\n", start)
             if nl < 0:
                 break
-            self._entry(stream, buf[start:nl + 1])
+            line = buf[start:nl + 1]
+            while len(line) > MAX_LINE:  # as dockerd's copier: a long line goes out in 16K partials
+                self._entry(stream, line[:MAX_LINE])
+                line = line[MAX_LINE:]
+            self._entry(stream, line)
             start = nl + 1
         rest = buf[start:]
         while len(rest) >= MAX_LINE:
@@ -206,14 +210,8 @@ def read_logs(path: str, *, tail: int | None = None, since: float | None = None,
         except FileNotFoundError:
             st = None
         if st is not None and inode is not None and st.st_ino != inode:
-            # rotated: finish the old file (now path.1) then start the new one from its beginning
-            try:
-                with open(f"{path}.1", "rb") as fh:
-                    if os.fstat(fh.fileno()).st_ino == inode:
-                        fh.seek(offset)
-                        buf += fh.read()
-            except FileNotFoundError:
-                pass
+            # rotated (maybe more than once): finish our file where it went, then the newer ones
+            buf += _read_rotated_since(path, inode, offset)
             inode, offset = st.st_ino, 0
         elif st is not None and inode is None:
             inode, offset = st.st_ino, 0
@@ -234,3 +232,20 @@ def read_logs(path: str, *, tail: int | None = None, since: float | None = None,
         if finished:
             return
         time.sleep(poll)
+
+
+def _read_rotated_since(path: str, inode: int, offset: int) -> bytes:
+    """What was appended to the file `inode` after `offset`, plus every rotated file newer than it."""
+    chunks: list[bytes] = []
+    for f in reversed(log_files(path)[:-1] if os.path.exists(path) else log_files(path)):  # newest first
+        try:
+            with open(f, "rb") as fh:
+                if os.fstat(fh.fileno()).st_ino == inode:
+                    fh.seek(offset)
+                    chunks.append(fh.read())
+                    break
+                chunks.append(fh.read())
+        except FileNotFoundError:
+            continue
+    # not found: our file was dropped by rotation; every file still there is newer than it
+    return b"".join(reversed(chunks))
