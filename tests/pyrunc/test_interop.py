@@ -128,6 +128,16 @@ SCENARIOS = {
                           lambda d: d["linux"]["resources"].__setitem__("pids", {"limit": 42})),
     "stdin": (["sh", "-c", "cat; echo done"], "STDIN"),
     "rootfs-propagation": (["sh", "-c", "echo ok"], _linux("rootfsPropagation", "private")),
+    "seccomp-errno": (
+        ["sh", "-c", "mkdir /tmp/x 2>&1; echo $?; touch /tmp/y && echo touched"],
+        _chain(_rw_root, _linux("seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                                           "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]})),
+    ),
+    "seccomp-default-errno": (
+        ["sh", "-c", "echo start; chmod 777 /tmp 2>&1; echo $?"],
+        _linux("seccomp", {"defaultAction": "SCMP_ACT_ALLOW",
+                           "syscalls": [{"names": ["chmod", "fchmodat", "fchmod"], "action": "SCMP_ACT_ERRNO"}]}),
+    ),
     "missing-exe": (["/no/such/binary"], None),
     "missing-exe-path": (["nosuchcommand"], None),
 }
@@ -231,3 +241,91 @@ def test_preserve_fds_and_pid_file(env):
         os.close(r)
         assert (p.returncode, p.stdout) == (0, "via fd 3\n"), (rt.name, p.stderr)
         assert pidfile.read_text().strip().isdigit()
+
+
+def test_terminal_foreground(env):
+    """`run` in the foreground with process.terminal attaches our tty (a pty here) to the container's."""
+    import pty
+    import select
+    import subprocess
+
+    bundle = env.bundle("sh", "-c", "tty; test -t 0 && echo in-tty; read line; echo got:$line")
+    bundle.edit(lambda d: d["process"].__setitem__("terminal", True))
+    outs = {}
+    for rt in (env.runc, env.pyrunc):
+        master, slave = pty.openpty()
+        p = subprocess.Popen([*rt.argv, "--root", str(rt.root), "run", "-b", str(bundle.path), env.new_id()],
+                             stdin=slave, stdout=slave, stderr=slave, close_fds=True, start_new_session=True)
+        os.close(slave)
+        out = b""
+        sent = False
+        import time
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.1)
+            if r:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if not sent and b"in-tty" in out:
+                os.write(master, b"hello\n")
+                sent = True
+            if p.poll() is not None and not r:
+                break
+        rc = p.wait(20)
+        os.close(master)
+        text = out.replace(b"\r\n", b"\n")
+        outs[rt.name] = (rc, text.count(b"got:hello"), b"/dev/pts/0" in text, b"in-tty" in text)
+    assert outs["pyrunc"] == outs["runc"]
+    assert outs["pyrunc"] == (0, 1, True, True)
+
+
+def test_join_namespace_by_path(env):
+    """A second container joins the first one's network and uts namespaces by path."""
+    results = {}
+    for rt in (env.runc, env.pyrunc):
+        first = env.bundle("sleep", "30")
+        first.edit(lambda d: d.__setitem__("hostname", "shared-host"))
+        a = env.new_id()
+        assert rt("run", "-d", "-b", str(first.path), a).rc == 0
+        pid = rt.state(a)["pid"]
+        second = env.bundle("sh", "-c", "hostname; readlink /proc/self/ns/net")
+
+        def join(d):
+            d.pop("hostname", None)
+            d["linux"]["namespaces"] = [n for n in d["linux"]["namespaces"] if n["type"] not in ("network", "uts")]
+            d["linux"]["namespaces"] += [{"type": "network", "path": f"/proc/{pid}/ns/net"},
+                                         {"type": "uts", "path": f"/proc/{pid}/ns/uts"}]
+
+        second.edit(join)
+        r = rt("run", "-b", str(second.path), env.new_id())
+        assert r.rc == 0, (rt.name, r.err)
+        host, netns = r.out.split()
+        assert netns == os.readlink(f"/proc/{pid}/ns/net")
+        results[rt.name] = host
+        rt("delete", "-f", a)
+    assert results["pyrunc"] == results["runc"] == "shared-host"
+
+
+def test_time_namespace(env):
+    """linux.timeOffsets in a time namespace (pyrunc only: runc 1.1 has no time namespace support)."""
+    bundle = env.bundle("cat", "/proc/uptime")
+    bundle.edit(lambda d: d["linux"]["namespaces"].append({"type": "time"}))
+    bundle.edit(lambda d: d["linux"].__setitem__("timeOffsets", {"boottime": {"secs": 86400 * 400, "nanosecs": 0}}))
+    r = env.pyrunc("run", "-b", str(bundle.path), env.new_id())
+    assert r.rc == 0, r.err
+    assert float(r.out.split()[0]) > 86400 * 400
+
+
+def test_domainname_and_personality(env):
+    """pyrunc applies domainname and personality (runc 1.1.5 ignores both; the runtime spec defines them)."""
+    bundle = env.bundle("sh", "-c", "cat /proc/sys/kernel/domainname; uname -m")
+    bundle.edit(lambda d: d.__setitem__("domainname", "example.org"))
+    bundle.edit(lambda d: d["linux"].__setitem__("personality", {"domain": "LINUX32"}))
+    r = env.pyrunc("run", "-b", str(bundle.path), env.new_id())
+    assert (r.rc, r.out) == (0, "example.org\ni686\n"), r.err

@@ -34,6 +34,8 @@ def preload(terminal: bool, hooks: bool, seccomp: bool) -> None:
 
         from . import hooks as _hooks  # noqa: F401
     if seccomp:
+        import struct  # noqa: F401 - seccomp.install imports it lazily
+
         from . import seccomp as _seccomp
 
         loader = getattr(_seccomp, "preload", None)
