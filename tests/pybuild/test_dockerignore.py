@@ -153,11 +153,30 @@ def test_walk_prunes_excluded_directories(tmp_path):
     assert list(cf2.walk()) == ["big/d7/f3", "keep.txt"]
     walked = time.perf_counter() - t0
     assert pruned < walked
-    # an exception that cannot match below `big` keeps the pruning
+    # moby/fsutil prune an excluded directory unless an exception starts with `dir/`
     assert not PatternMatcher(["big", "!other/**"]).could_reinclude_under("big")
-    assert PatternMatcher(["big", "!**/*.go"]).could_reinclude_under("big")
-    assert PatternMatcher(["big", "!b*/d1"]).could_reinclude_under("big")
-    assert not PatternMatcher(["big", "!b*/d1"]).could_reinclude_under("big/d2")
+    assert PatternMatcher(["big", "!big/d1/**"]).could_reinclude_under("big")
+    assert PatternMatcher(["big", "!big/d1"]).could_reinclude_under("big/d1")
+    assert not PatternMatcher(["big", "!**/*.go"]).could_reinclude_under("big")  # wildcards do not reach in
+    assert PatternMatcher(["big", "!**/*.go"]).may_match_under("big")
+
+
+def test_walk_semantics_are_fsutil_parent_results(tmp_path):
+    # the walk passes each directory's results down (MatchesUsingParentResults): an exception that
+    # only matches the parent does not re-include a child matched by a later-skipped pattern
+    pats = ["ab", "*/.x", "![ab]"]
+    pm = PatternMatcher(pats)
+    assert pm.matches_or_parent_matches("a/.x") is False
+    assert pm.matches_with_parents("a/.x") is True
+    _tree(tmp_path, ["a/.x", "a/y", "ab"])
+    cf = ContextFilter(tmp_path, pats)
+    assert cf.excluded("a/.x") and list(cf.walk()) == ["a", "a/y"]
+    # `vendor` excluded, `!**/*.go` cannot bring files back from inside it (the directory is pruned)
+    _tree(tmp_path, ["vendor/x.go", "main.go"])
+    cf = ContextFilter(tmp_path, ["vendor", "!**/*.go"])
+    assert "vendor/x.go" not in list(cf.walk()) and "main.go" in list(cf.walk())
+    assert cf.excluded("vendor/x.go") and cf.match_sources("vendor/*.go") == []
+    assert cf.matcher.matches_with_parents("vendor/x.go") is False  # the patterns alone would keep it
 
 
 def test_walk_speed(tmp_path):

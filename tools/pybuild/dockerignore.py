@@ -275,6 +275,24 @@ class PatternMatcher:
                 matched = not pat.exclusion
         return matched, info
 
+    def matches_with_parents(self, path: str, prune: bool = False) -> bool:
+        """matches_using_parent_results fed with the results of each parent directory in turn.
+        With `prune`, a path under an excluded directory the walk would not enter is excluded too."""
+        info: list[bool] | None = None
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            excluded, info = self.matches_using_parent_results(parent, info)
+            if prune and excluded and not self.could_reinclude_under(parent):
+                return True
+        return self.matches_using_parent_results(path, info)[0]
+
+    def could_reinclude_under(self, dir_path: str) -> bool:
+        """moby/fsutil's pruning rule: an excluded directory is still walked only when some `!`
+        pattern starts with `dir/` (so `!**/*.go` does not reach into an excluded `vendor`)."""
+        prefix = dir_path + "/"
+        return any(p.exclusion and (p.text + "/").startswith(prefix) for p in self.patterns)
+
     def _component_res(self, pat: Pattern) -> list[re.Pattern[str] | None]:
         key = id(pat)
         if key not in self._dir_res:
@@ -289,8 +307,8 @@ class PatternMatcher:
             self._dir_res[key] = res
         return self._dir_res[key]
 
-    def could_reinclude_under(self, dir_path: str) -> bool:
-        """Could some `!` pattern match `dir_path` itself or a path below it? (else prune the walk)"""
+    def may_match_under(self, dir_path: str) -> bool:
+        """Could some `!` pattern (wildcards considered) match `dir_path` or a path below it?"""
         comps = dir_path.split("/")
         for pat in self.patterns:
             if not pat.exclusion:
@@ -361,10 +379,12 @@ class ContextFilter:
         return cls(root, load_ignore(root, dockerfile), always)
 
     def excluded(self, rel: str) -> bool:
+        """Is this context path left out? Decided as the walk (BuildKit's fsutil) decides: each
+        parent directory's per-pattern results feed its children (MatchesUsingParentResults)."""
         rel = _clean(rel.replace(os.sep, "/")).lstrip("/")
         if rel in self.always or rel == ".":
             return False
-        return self.matcher.matches_or_parent_matches(rel)
+        return self.matcher.matches_with_parents(rel, prune=True)
 
     def included(self, rel: str) -> bool:
         return not self.excluded(rel)
@@ -416,8 +436,14 @@ class ContextFilter:
             start = ""
         parent_info: list[bool] | None = None
         if start:
-            # compute the start directory's own results the slow way, once
-            ex, parent_info = self.matcher.matches_using_parent_results(start, None)
+            # the start's own results, fed by its parents' as the full walk would compute them
+            parts = start.split("/")
+            for i in range(1, len(parts)):
+                parent = "/".join(parts[:i])
+                pex, parent_info = self.matcher.matches_using_parent_results(parent, parent_info)
+                if pex and parent not in self.always and not self.matcher.could_reinclude_under(parent):
+                    return
+            ex, parent_info = self.matcher.matches_using_parent_results(start, parent_info)
             full = os.path.join(self.root, start)
             try:
                 st = os.lstat(full)
