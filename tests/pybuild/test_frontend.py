@@ -501,3 +501,9 @@ def test_run_env_order_follows_llb():
     run = steps(mk("FROM a\nENV A=1 B=2\nARG A=3\nRUN env\n"))[-1]
     assert run.env == (f"PATH={DEFAULT_PATH}", "B=2", "A=3")
     assert run.config["Env"] == [f"PATH={DEFAULT_PATH}", "A=1", "B=2"]  # ARG never reaches the config
+
+
+def test_relative_mount_targets_are_under_the_workdir():
+    run = steps(mk("FROM a\nWORKDIR /src\nRUN --mount=type=cache,target=.cache --mount=type=bind,target=/abs ls\n"))[-1]
+    assert [m.target for m in run.expanded.mounts] == ["/src/.cache", "/abs"]
+    assert run.expanded.mounts[0].id == ".cache"  # the cache id stays as written

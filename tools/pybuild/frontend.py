@@ -904,6 +904,9 @@ class _Planner:
                 m = parse_mount(raw, lambda w: self._expand(line, w, env))
             except _ParseError as e:
                 raise self.err(line, str(e)) from None
+            if m.target and not m.target.startswith("/"):
+                # a relative target is under the working directory (BuildKit's dispatchRunMounts)
+                m = replace(m, target=posixpath.join("/", state.config.get("WorkingDir") or "/", m.target))
             src = self.resolve_source(m.from_, line, st.index, m.target) if m.from_ else None
             mounts.append(m)
             mount_sources.append((m, src))
