@@ -38,7 +38,7 @@ def test_defaults_without_a_file():
 def test_full_config(tmp_path: Path):
     c = config.load(write(tmp_path, """
 version: 0.1
-log: {level: debug, formatter: json, fields: {service: registry}}
+log: {level: debug, formatter: json, fields: {service: registry}, accesslog: {disabled: true}}
 storage:
   cache: {blobdescriptor: inmemory}
   filesystem: {rootdirectory: /srv/reg}
@@ -64,7 +64,7 @@ auth:
 health: {storagedriver: {enabled: true}}
 """))
     assert c.storage == config.StorageConfig("/srv/reg", True, config.UploadPurging(True, 9000.0, 600.0, True))
-    assert c.log == config.LogConfig("debug", "json")
+    assert c.log == config.LogConfig("debug", "json", accesslog=False)
     assert c.http.addr == ":5001" and c.http.host_port == ("0.0.0.0", 5001) and c.http.tls
     assert c.http.maxmanifestsize == 1000 and c.http.host == "https://reg.example"
     t = c.auth.token

@@ -184,7 +184,7 @@ def test_filesystem_layout_is_distributions(tmp_path: Path):
     d = FilesystemDriver(tmp_path)
 
     async def go():
-        blob = await upload(d, "lib/img", b"content")
+        await upload(d, "lib/img", b"content")
         m = b"{}"
         await d.put_manifest("lib/img", sha(m), m)
         await d.tag("lib/img", "v1", sha(m))

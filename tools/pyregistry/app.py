@@ -21,7 +21,6 @@ from .storage import StorageDriver, UploadUnknown, open_driver
 
 log = logging.getLogger("pyregistry")
 ACCESS_LOG_FORMAT = '%a - - %t "%r" %s %b "%{Referer}i" "%{User-Agent}i"'  # Apache combined, as Distribution
-ROUTE = web.AppKey("route", object)
 
 
 def error_response(err: errors.RegistryHTTPError, method: str = "GET") -> web.Response:
@@ -170,7 +169,8 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
 async def serve(config: Config, authorizer=None) -> None:
     """Listen until SIGTERM/SIGINT, then stop accepting, finish in-flight requests (briefly) and exit."""
     app = build_app(config, authorizer=authorizer)
-    runner = web.AppRunner(app, access_log_format=ACCESS_LOG_FORMAT, access_log=logging.getLogger("aiohttp.access"),
+    access_log = logging.getLogger("aiohttp.access") if config.log.accesslog else None
+    runner = web.AppRunner(app, access_log_format=ACCESS_LOG_FORMAT, access_log=access_log,
                            read_bufsize=1 << 20, shutdown_timeout=5.0, handle_signals=False)
     await runner.setup()
     host, port = config.http.host_port

@@ -1,7 +1,7 @@
 """pyregistry's configuration: Distribution's config.yml shape (the keys pyregistry uses) plus a few additions.
 
 Distribution keys understood:
-  version; log: {level, formatter}; storage: {filesystem: {rootdirectory}, delete: {enabled},
+  version; log: {level, formatter, accesslog: {disabled}}; storage: {filesystem: {rootdirectory}, delete: {enabled},
   maintenance: {uploadpurging: {enabled, age, interval, dryrun}}}; http: {addr, host, tls: {certificate, key}};
   auth: {htpasswd: {realm, path}} or {token: {realm, service, issuer, rootcertbundle}}.
 pyregistry's additions: auth.token.signingkey (PEM private key that signs the built-in token endpoint's JWTs),
@@ -31,6 +31,7 @@ ACTIONS = ("pull", "push", "delete", "*")
 class LogConfig:
     level: str = "info"          # debug | info | warn | error
     formatter: str = "text"      # text | json | logstash (treated as json)
+    accesslog: bool = True       # log.accesslog.disabled: true turns the per-request lines off
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class Config:
 _IGNORED = {
     "": {"health", "notifications", "redis", "reporting", "middleware", "proxy", "compatibility", "validation",
          "loglevel", "policy"},
-    "log": {"fields", "hooks", "accesslog", "reportcaller"},
+    "log": {"fields", "hooks", "reportcaller"},
     "storage": {"cache", "redirect", "tag"},
     "storage.filesystem": {"maxthreads"},
     "storage.maintenance": {"readonly"},
@@ -226,9 +227,11 @@ def parse(doc: Any, source: str = "config") -> Config:
     top = r.section(doc, "", {"version", "log", "storage", "http", "auth"})
     version = r.get(top, "version", "version", r.string, "0.1")
 
-    log_doc = r.section(top.get("log"), "log", {"level", "formatter"})
+    log_doc = r.section(top.get("log"), "log", {"level", "formatter", "accesslog"})
+    access_doc = r.section(log_doc.get("accesslog"), "log.accesslog", {"disabled"})
     log = LogConfig(level=r.get(log_doc, "level", "log.level", r.level, "info"),
-                    formatter=r.get(log_doc, "formatter", "log.formatter", r.formatter, "text"))
+                    formatter=r.get(log_doc, "formatter", "log.formatter", r.formatter, "text"),
+                    accesslog=not r.get(access_doc, "disabled", "log.accesslog.disabled", r.boolean, False))
     if "loglevel" in top and top["loglevel"] is not None and "level" not in log_doc:
         log = dataclasses.replace(log, level=r.level(top["loglevel"], "loglevel"))
 
