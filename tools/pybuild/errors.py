@@ -89,3 +89,39 @@ class StepFailed(BuildError):
             f"{name}:{line}: {instruction}: process {_go_quote(' '.join(self.argv))} "
             f"did not complete successfully: exit code: {exit_code}"
         )
+
+
+def source_context(data: str | bytes, start: int, end: int | None = None, filename: str = "Dockerfile") -> str:
+    """The Dockerfile excerpt BuildKit prints above an error (errdefs.Source.Print): the file name and
+    first line, then the lines around [start, end] with `>>>` marking the failing ones.
+
+        Dockerfile:3
+        --------------------
+           1 |     FROM busybox
+           2 |     ENV A=1
+           3 | >>> RUN exit 2
+        --------------------
+    """
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    lines = text.split("\n")
+    end = start if end is None else end
+    if start < 1 or start > len(lines):
+        return ""
+    end = min(end, len(lines))
+    first, last = start, end
+    pad = 4 if end == start else 2
+    p = 0
+    while p < pad:  # widen by the same steps as BuildKit
+        if first > 1:
+            first -= 1
+            p += 1
+        if last != len(lines):
+            last += 1
+            p += 1
+        p += 1
+    out = [f"{os.path.basename(filename) or 'Dockerfile'}:{start}", "-" * 20]
+    for i in range(first, last + 1):
+        mark = ">>>" if start <= i <= end else "   "
+        out.append(f" {i:3d} | {mark} {lines[i - 1]}")
+    out.append("-" * 20)
+    return "\n".join(out) + "\n"
