@@ -188,9 +188,11 @@ class Shim:
         """Listen on shim.sock, create the container (runtime create) and hold its stdio."""
         sigr, sigw = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(sigw)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)  # only `delete` (or SIGKILL) ends a shim
+        signal.signal(signal.SIGCHLD, _ignore)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+            # only `delete` (or SIGKILL) ends a shim. A handler, not SIG_IGN: ignored signals stay ignored
+            # across exec, and a container's shell could not trap them (this also undoes inherited ignores)
+            signal.signal(sig, _ignore)
         self._sigfd = sigr
         self.sel.register(sigr, selectors.EVENT_READ, lambda _m: self.reap())
         try:
@@ -612,12 +614,13 @@ class Shim:
     def m_attach(self, conn, call_id, params):
         proc = self.process(params)
         conn.send({"id": call_id, "stream": {"attached": True}})
-        if proc.done:
-            return {"exit_status": proc.exit_status, "exited_at": proc.exited_at, "pid": proc.pid}
         for stream, data in proc.buffer:
             conn.send({"id": call_id, "stream": {"stream": stream, "data": b64encode(data)}})
+        if proc.buffer or proc is not self.init:
+            proc.buffered = EXEC_BUFFER  # the backlog goes to the first attacher only
         proc.buffer.clear()
-        proc.buffered = EXEC_BUFFER if proc is not self.init else 0  # the backlog went to the first attacher
+        if proc.done:
+            return {"exit_status": proc.exit_status, "exited_at": proc.exited_at, "pid": proc.pid}
         proc.attachers.append((conn, call_id, bool(params.get("close_stdin"))))
         return None
 
@@ -729,6 +732,10 @@ class Shim:
                 os.unlink(self.path(name))
             except FileNotFoundError:
                 pass
+
+
+def _ignore(_signum, _frame) -> None:
+    pass
 
 
 _SIGNALS = {name: int(getattr(signal, name)) for name in dir(signal)
