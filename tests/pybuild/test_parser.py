@@ -250,6 +250,9 @@ def test_run_mounts():
     assert (ssh.type, ssh.id, ssh.target) == ("ssh", "default", "/run/buildkit/ssh_agent.0")
     assert (ctx.type, ctx.target, ctx.readonly) == ("bind", "/ctx", True)
     assert (owned.mode, owned.uid, owned.gid) == (0o700, 1000, 1000)
+    # keys in any order: sharing before type is fine
+    r = only("RUN --mount=sharing=private,target=/c,type=cache true\n")
+    assert (r.mounts[0].type, r.mounts[0].sharing) == ("cache", "private")
     assert r.cmd == ("true",)
 
 
@@ -257,7 +260,8 @@ def test_run_mounts():
     ("type=foo,target=/x", 'unsupported mount type "foo"'),
     ("type=cahce,target=/x", 'unsupported mount type "cahce" (did you mean cache?)'),
     ("type=bind,target=/x,sharing=locked", "invalid cache sharing set for bind mount"),
-    ("type=cache,target=/x,sharing=weird", "unrecognized sharing parameter in mount: weird"),
+    ("type=cache,target=/x,sharing=weird", 'unsupported sharing value "weird"'),
+    ("type=secret,id=s,sharing=locked", "secret mount should not define sharing"),
     ("type=bind,target=/x,mode=0644", 'mode not allowed for "bind" type mounts'),
     ("type=cache,target=/x,mode=99", "invalid value 99 for mode"),
     ("type=bind,target=/x,required", "unexpected key 'required' for mount type 'bind'"),

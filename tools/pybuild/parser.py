@@ -622,10 +622,8 @@ def parse_mount(value: str, expand: Callable[[str], str] | None = None) -> ast.M
         elif key == "id":
             m["id"] = val
         elif key == "sharing":
-            if m["type"] != "cache":
-                raise _ParseError(f"invalid cache sharing set for {m['type']} mount")
             if val.lower() not in ("shared", "private", "locked"):
-                raise _ParseError(f"unrecognized sharing parameter in mount: {val}")
+                raise _ParseError(f"unsupported sharing value {json.dumps(val)}")
             m["sharing"] = val.lower()
         elif key in ("mode", "uid", "gid"):
             try:
@@ -642,6 +640,10 @@ def parse_mount(value: str, expand: Callable[[str], str] | None = None) -> ast.M
                     "mode", "uid", "gid", "src", "dst", "destination", "ro", "rw", "readwrite", "env"]
             raise _ParseError(_with_hint(f"unexpected key '{key}' in '{f}'", key, keys))
     typ = m["type"]
+    if "sharing" in m and typ != "cache":
+        if typ == "secret":
+            raise _ParseError("secret mount should not define sharing")
+        raise _ParseError(f"invalid cache sharing set for {typ} mount")
     if typ not in ("secret", "ssh", "cache"):
         for k in ("mode", "uid", "gid"):
             if k in m:
