@@ -507,3 +507,10 @@ def test_relative_mount_targets_are_under_the_workdir():
     run = steps(mk("FROM a\nWORKDIR /src\nRUN --mount=type=cache,target=.cache --mount=type=bind,target=/abs ls\n"))[-1]
     assert [m.target for m in run.expanded.mounts] == ["/src/.cache", "/abs"]
     assert run.expanded.mounts[0].id == ".cache"  # the cache id stays as written
+
+
+def test_undefined_variables_warn_as_buildkit_lint():
+    p = mk("FROM a\nARG DECLARED\nENV FOO=1\nWORKDIR /$FOOO/${DECLARED}/${WITH_DEFAULT:-x}\nUSER $NOPE\n")
+    assert p.warnings == ("UndefinedVar: Usage of undefined variable '$FOOO' (did you mean $FOO?) (line 4)",
+                          "UndefinedVar: Usage of undefined variable '$NOPE' (line 5)")
+    assert mk("FROM a\nRUN echo $NOT_EXPANDED_BY_THE_BUILDER\n").warnings == ()

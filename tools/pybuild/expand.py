@@ -31,6 +31,7 @@ class ExpandResult:
     words: list[str]
     matched: set[str] = field(default_factory=set)
     unmatched: set[str] = field(default_factory=set)
+    undefined: set[str] = field(default_factory=set)  # unset and used plainly ($V, ${V}): no default given
 
 
 class _Words:
@@ -89,6 +90,7 @@ class _ShellWord:
         self.raw_escapes = lex.raw_escapes
         self.matched: set[str] = set()
         self.unmatched: set[str] = set()
+        self.undefined: set[str] = set()
 
     def peek(self) -> str:
         return self.src[self.pos] if self.pos < len(self.src) else _EOF
@@ -212,6 +214,8 @@ class _ShellWord:
             if name == "":
                 return "$"
             value, found = self.get_env(name)
+            if not found:
+                self.undefined.add(name)
             if not found and self.lex.skip_unset_env:
                 return "$" + name
             return value
@@ -229,6 +233,8 @@ class _ShellWord:
         null_is_unset = False
         if ch == "}":
             value, found = self.get_env(name)
+            if not found:
+                self.undefined.add(name)
             if not found and self.lex.skip_unset_env:
                 return "${%s}" % name
             return value
@@ -378,7 +384,7 @@ class ShellLex:
             result, words = sw.process_stop_on(_EOF, self.raw_escapes)
         except _Err as e:
             raise ExpandError(f"failed to process {_go_quote(word)}: {e}") from None
-        return ExpandResult(result, words, sw.matched, sw.unmatched)
+        return ExpandResult(result, words, sw.matched, sw.unmatched, sw.undefined)
 
     def process_word(self, word: str, env: Mapping[str, str]) -> str:
         return self.process(word, env).result

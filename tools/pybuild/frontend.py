@@ -331,6 +331,7 @@ def _bk_platform(p: _platform.Platform) -> _platform.Platform:
 
 
 _VERTEX_KEYWORDS = frozenset({"RUN", "COPY", "ADD", "WORKDIR"})
+_SPECIAL_VARS = frozenset("@*#?-$!0")
 
 
 # --- the planner ----------------------------------------------------------------------------------
@@ -420,12 +421,31 @@ class _Planner:
         except ExpandError as e:
             raise self.err(line, str(e)) from None
 
-    def _expand_matches(self, line: int, word: str, env: Mapping[str, str]) -> tuple[str, set[str]]:
+    def _expand_matches(self, line: int, word: str, env: Mapping[str, str],
+                        declared: set[str] | None = None) -> tuple[str, set[str]]:
+        """Expand; with `declared` (the stage's ARG names), report undefined variables as BuildKit's lint."""
         try:
             r = self.lex.process(word, env)
         except ExpandError as e:
             raise self.err(line, str(e)) from None
+        if declared is not None:
+            for name in sorted(r.undefined - declared):
+                self._undefined_var(name, line, env)
         return r.result, r.matched
+
+    def _undefined_var(self, name: str, line: int, env: Mapping[str, str]) -> None:
+        """BuildKit's UndefinedVar check (a warning): a plain $NAME that is neither set nor an ARG."""
+        if name in _SPECIAL_VARS or name.isdigit():
+            return
+        key = ("undefined", name, line)
+        if key in self._hinted:
+            return
+        self._hinted.add(key)
+        hint = suggest(name, [*self.global_args, *env])
+        msg = f"UndefinedVar: Usage of undefined variable '${name}'"
+        if hint:
+            msg += f" (did you mean ${hint}?)"
+        self.warnings.append(f"{msg} (line {line})")
 
     # stage resolution ---------------------------------------------------------------------------
     def find_stage(self, name: str, before: int | None = None) -> int | None:
@@ -694,7 +714,7 @@ class _Planner:
         text = self._display_text(ins, env) if kw in _VERTEX_KEYWORDS else ins.original
 
         def ex(word: str) -> str:
-            r, m = self._expand_matches(line, word, env)
+            r, m = self._expand_matches(line, word, env, arg_names)
             used.update(m & arg_names)
             return r
 
