@@ -514,3 +514,9 @@ def test_undefined_variables_warn_as_buildkit_lint():
     assert p.warnings == ("UndefinedVar: Usage of undefined variable '$FOOO' (did you mean $FOO?) (line 4)",
                           "UndefinedVar: Usage of undefined variable '$NOPE' (line 5)")
     assert mk("FROM a\nRUN echo $NOT_EXPANDED_BY_THE_BUILDER\n").warnings == ()
+
+
+def test_parser_warnings_reach_the_plan():
+    p = mk("FROM a\nRUN a \\\n\n  b\n")
+    assert p.warnings[0].startswith("[WARNING]: Empty continuation line found in:")
+    assert p.dockerfile.warnings == p.warnings

@@ -233,3 +233,4 @@ class Dockerfile:
     global_args: tuple[Arg, ...]
     stages: tuple[Stage, ...]
     escape: str = "\\"
+    warnings: tuple[str, ...] = ()  # parser warnings (empty continuation lines)

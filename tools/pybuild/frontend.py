@@ -368,7 +368,7 @@ class _Planner:
         self.build_args = dict(build_args)
         self.contexts = set(build_contexts)
         self.resolve_config = resolve_config
-        self.warnings: list[str] = []
+        self.warnings: list[str] = list(df.warnings)
         self.consumed: set[str] = set()
         try:
             self.target_platform = _bk_platform(_platform.parse(platform) if platform else _platform.default())

@@ -961,6 +961,7 @@ def parse(source: str | bytes, path: str | os.PathLike[str] = "Dockerfile") -> a
         global_args=tuple(global_args),
         stages=tuple(ast.Stage(**{**s, "instructions": tuple(s["instructions"])}) for s in stages),
         escape=lexed.escape,
+        warnings=tuple(lexed.warnings),
     )
 
 
