@@ -101,6 +101,7 @@ class _Node:
     args: list[str]
     json: bool = False
     child: "_Node | None" = None  # ONBUILD's trigger
+    no_delim: bool = False  # legacy `ENV key value` / `LABEL key value` form
     heredocs: list[ast.Heredoc] = field(default_factory=list)
     start: int = 0
     end: int = 0
@@ -354,7 +355,7 @@ def _new_node(line: str, d: _Directives) -> _Node:
     elif cmd in ("env", "label"):
         kv = _parse_name_val(rest, cmd.upper(), d.escape)
         node.args = [x for k, v, _ in kv for x in (k, v)]
-        node.json = bool(kv and kv[0][2])  # reuse as the legacy no-delimiter marker
+        node.no_delim = bool(kv and kv[0][2])
     elif cmd == "arg":
         node.args = _parse_words(rest, d.escape)
     elif cmd == "healthcheck":
@@ -750,7 +751,7 @@ def _interval(flags: dict[str, Any], name: str) -> str | None:
 
 def _common(node: _Node, keyword: str, flags: dict[str, Any]) -> dict[str, Any]:
     return dict(line=node.start, end_line=node.end, keyword=keyword, original=node.original.strip(),
-                args=tuple(node.args), json=node.json if keyword not in ("ENV", "LABEL") else False,
+                args=tuple(node.args), json=node.json,
                 rest=node.rest, flags=flags, heredocs=tuple(node.heredocs))
 
 
@@ -832,7 +833,7 @@ def _instruction(node: _Node) -> ast.Instruction:
         for k, v in zip(a[0::2], a[1::2]):
             if not k:
                 raise _ParseError(f"{kw} names can not be blank")
-            pairs.append(ast.KeyValue(k, v, no_delim=node.json))
+            pairs.append(ast.KeyValue(k, v, no_delim=node.no_delim))
         cls = ast.Env if kw == "ENV" else ast.Label
         return cls(**c, pairs=tuple(pairs))
     if kw == "ARG":
