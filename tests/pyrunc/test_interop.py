@@ -118,6 +118,7 @@ SCENARIOS = {
     "bind-rw": (["sh", "-c", "echo written > /data/out; cat /data/out"], "BIND_RW"),
     "bind-file": (["cat", "/etc/motd-bound"], "BIND_FILE"),
     "rbind-proc-options": (["sh", "-c", "grep ' /data ' /proc/mounts | cut -d' ' -f4 | tr , '\\n' | grep -E '^(ro|rw|nosuid|nodev|noexec)$'"], "BIND_OPTS"),
+    "bind-propagation": (["sh", "-c", "grep ' /data ' /proc/self/mountinfo | grep -o -E 'shared:|master:' | sort -u; grep ' /data2 ' /proc/self/mountinfo | grep -c -E 'shared:|master:'"], "BIND_PROP"),
     "mqueue": (["sh", "-c", "grep mqueue /proc/mounts | cut -d' ' -f1-3"], None),
     "devpts": (["sh", "-c", "grep devpts /proc/mounts | cut -d' ' -f1-4"], None),
     "shm": (["sh", "-c", "grep /dev/shm /proc/mounts | cut -d' ' -f1-4"], None),
@@ -153,6 +154,10 @@ def _bind(env, bundle, kind):
         m = {"destination": "/data", "type": "bind", "source": str(data), "options": ["bind", "rw"]}
     elif kind == "BIND_OPTS":
         m = {"destination": "/data", "type": "none", "source": str(data), "options": ["rbind", "nosuid", "nodev", "noexec", "ro"]}
+    elif kind == "BIND_PROP":
+        m = {"destination": "/data", "type": "bind", "source": str(data), "options": ["rbind", "rshared"]}
+        bundle.edit(lambda d: d["mounts"].append(
+            {"destination": "/data2", "type": "bind", "source": str(data), "options": ["rbind", "rprivate"]}))
     else:
         m = {"destination": "/etc/motd-bound", "type": "bind", "source": str(data / "file"), "options": ["bind", "ro"]}
     bundle.edit(lambda d: d["mounts"].append(m))

@@ -55,7 +55,7 @@ def _create(args, detach: bool):
     spec = specconv.load_bundle(bundle)
     opts = container.CreateOptions(
         root=args.root, id=args.id, bundle=bundle, console_socket=args.console_socket, pid_file=args.pid_file,
-        no_pivot=args.no_pivot, preserve_fds=args.preserve_fds, detach=detach,
+        no_pivot=args.no_pivot, preserve_fds=args.preserve_fds, detach=detach, new_keyring=not args.no_new_keyring,
     )
     return spec, opts
 

@@ -13,8 +13,8 @@ from .specconv import Spec
 from .state import FIFO, ContainerState, check_id, proc_start_time, rfc3339nano
 
 
-class CreateOptions(namedtuple("CreateOptions", "root id bundle console_socket pid_file no_pivot preserve_fds detach",
-                               defaults=(None, None, False, 0, True))):
+class CreateOptions(namedtuple("CreateOptions", "root id bundle console_socket pid_file no_pivot preserve_fds detach "
+                               "new_keyring", defaults=(None, None, False, 0, True, True))):
     """create/run flags (detach: create and run -d; a foreground run keeps a terminal's master itself)."""
 
     __slots__ = ()
@@ -26,6 +26,7 @@ class CreateOptions(namedtuple("CreateOptions", "root id bundle console_socket p
     no_pivot: bool
     preserve_fds: int
     detach: bool
+    new_keyring: bool  # a session keyring named _ses.<id> (off with --no-new-keyring)
 
 
 def _validate_extras(spec: Spec) -> None:
@@ -108,7 +109,7 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
         child = os.fork()
         if child == 0:
             parent_sock.close()
-            init.bootstrap(spec, child_sock, cdir, opts.no_pivot, fifo_fd)
+            init.bootstrap(spec, child_sock, cdir, opts, fifo_fd)
             os._exit(1)  # not reached
         child_sock.close()
         os.close(fifo_fd)
@@ -385,6 +386,12 @@ def destroy(st: ContainerState) -> None:
             except PyruncError:
                 if time.monotonic() > deadline:
                     raise
+                # processes left without a pid namespace to take them down with the init: kill them (runc too)
+                for pid in mgr.pids():
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                 time.sleep(0.01)
     _remove_dir(st.dir)
     hooks_cfg = (st.config.get("hooks") or {}).get("poststop")

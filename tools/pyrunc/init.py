@@ -64,7 +64,7 @@ def _message(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def bootstrap(spec: Spec, sock, state_dir: str, no_pivot: bool, fifo_fd: int) -> None:
+def bootstrap(spec: Spec, sock, state_dir: str, opts, fifo_fd: int) -> None:
     try:
         sync.recv(sock, "go")
         kinds = {ns.type for ns in spec.linux.namespaces}
@@ -87,16 +87,16 @@ def bootstrap(spec: Spec, sock, state_dir: str, no_pivot: bool, fifo_fd: int) ->
             namespaces.write_time_offsets(spec.linux.time_offsets)
         pid = os.fork()
         if pid == 0:
-            container_init(spec, sock, state_dir, no_pivot, userns is not None, fifo_fd)
+            container_init(spec, sock, state_dir, opts, userns is not None, fifo_fd)
         sync.send(sock, "pid", pid=pid)
         os._exit(0)
     except BaseException as e:  # noqa: BLE001 - everything must reach the parent as one line
         _fail(sock, _message(e))
 
 
-def container_init(spec: Spec, sock, state_dir: str, no_pivot: bool, in_userns: bool, fifo_fd: int) -> None:
+def container_init(spec: Spec, sock, state_dir: str, opts, in_userns: bool, fifo_fd: int) -> None:
     try:
-        _init(spec, sock, state_dir, no_pivot, in_userns, fifo_fd)
+        _init(spec, sock, state_dir, opts, in_userns, fifo_fd)
     except BaseException as e:  # noqa: BLE001
         _fail(sock, _message(e))
 
@@ -114,10 +114,12 @@ class _Gate:
             self.open = True
 
 
-def _init(spec: Spec, sock, state_dir: str, no_pivot: bool, in_userns: bool, fifo_fd: int) -> None:
+def _init(spec: Spec, sock, state_dir: str, opts, in_userns: bool, fifo_fd: int) -> None:
     from . import process, rootfs
 
     gate = _Gate(sock)
+    if opts.new_keyring:
+        sc.join_session_keyring("_ses." + opts.id)
 
     proc = spec.process
     bundle = os.getcwd()  # create chdir'd to the bundle
@@ -134,7 +136,7 @@ def _init(spec: Spec, sock, state_dir: str, no_pivot: bool, in_userns: bool, fif
 
         hooks.run("createContainer", spec.hooks["createContainer"], _state(spec, state_dir, bundle, "creating"))
     if spec.linux.namespace("mount") is not None:
-        rootfs.finalize(spec, no_pivot)
+        rootfs.finalize(spec, opts.no_pivot)
     else:
         os.chroot(spec.rootfs)
         os.chdir("/")

@@ -125,3 +125,12 @@ def setsid_ctty(fd: int) -> None:
 
     os.setsid()
     fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
+
+
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine, 250)
+KEYCTL_JOIN_SESSION_KEYRING = 1
+
+
+def join_session_keyring(name: str) -> None:
+    """A fresh session keyring for the container, as runc does; best effort (keyrings may be unavailable)."""
+    libc().syscall(SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, _b(name))
