@@ -357,3 +357,18 @@ def test_distribution_accepts_our_tokens(tmp_path: Path, htpasswd: Path, kind: s
         finally:
             _stop(proc)
         assert "invalid token" not in log.read_text().lower()
+
+
+def test_serve_refuses_to_start_on_bad_auth_files(tmp_path: Path):
+    from tests.pyregistry.test_auth_helpers import pyregistry, write_config
+
+    config = write_config(tmp_path, free_port(), htpasswd_auth(tmp_path / "no-such-htpasswd"))
+    res = pyregistry("serve", "--config", str(config), timeout=30)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"pyregistry: auth.htpasswd.path: cannot read {tmp_path / 'no-such-htpasswd'}: No such file or directory")
+    key = tmp_path / "key.pem"
+    key.write_text("garbage")
+    config = write_config(tmp_path, free_port(), token_auth(tmp_path / "h", key, None, "/auth/token"))
+    res = pyregistry("serve", "--config", str(config), timeout=30)
+    assert res.returncode == 1 and "auth.token.signingkey" in res.stderr and "Traceback" not in res.stderr

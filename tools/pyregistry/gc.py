@@ -184,7 +184,11 @@ async def collect(driver: StorageDriver, dry_run: bool = False, delete_untagged:
 
 
 def _age(info, now: float) -> float:
-    """Seconds since the blob's content was written; a driver without files gives no age (treated as old)."""
+    """Seconds since the blob's content was written: the driver's `modified` time if its BlobInfo has one,
+    else the mtime of its file; a driver with neither gives no age (treated as old, as Distribution)."""
+    modified = getattr(info, "modified", None)
+    if isinstance(modified, (int, float)):
+        return now - modified
     path = getattr(info, "path", None)
     if not path:
         return float("inf")
