@@ -28,7 +28,8 @@ from tests.support import free_port, require
 
 ACL = ("      - {account: alice, name: 'alice/*', actions: ['*']}\n"
        "      - {account: '*', name: 'shared/*', actions: [pull]}\n"
-       "      - {account: admin, name: '*', actions: ['*']}\n")
+       "      - {account: admin, name: '*', actions: ['*']}\n"
+       "      - {account: bob, name: 'bob/*', actions: [pull, delete]}\n")
 
 
 def _config(text: str) -> config.Config:
@@ -216,6 +217,11 @@ def test_token_flow(htpasswd: Path, keypair: tuple[Path, Path]):
         assert requests.get(url + "/v2/shared/base/pull", headers=tok).status_code == 200
         assert requests.put(url + "/v2/shared/base/push", headers=tok).status_code == 401
         assert _claims(_token(url, "repository:alice/app:push", creds=("bob", "builder")))["access"] == []
+        # `*` asked for: the concrete actions the ACL allows
+        assert _claims(_token(url, "repository:bob/x:*", creds=("bob", "builder")))["access"] == [
+            {"type": "repository", "name": "bob/x", "actions": ["pull", "delete"]}]
+        assert _claims(_token(url, "repository:alice/x:*"))["access"] == [
+            {"type": "repository", "name": "alice/x", "actions": ["*"]}]
         # catalog needs registry:catalog:*, which only an account with name '*' and action '*' gets
         assert requests.get(url + "/v2/_catalog", headers=tok).status_code == 401
         htpasswd_file(htpasswd, {"admin": "root"})

@@ -297,7 +297,11 @@ class TokenAuthorizer(Authorizer):
             if not self.conf.acl or any(e.account in (account, "*") and e.name == "*" and "*" in e.actions
                                         for e in self.conf.acl):
                 allowed.add("*")
-        acts = want.actions if "*" in allowed else tuple(a for a in want.actions if a in allowed)
+        if "*" in allowed:
+            acts = want.actions
+        else:  # a request for `*` (skopeo asks so to delete) gets whatever concrete actions are allowed
+            asked = [a for w in want.actions for a in (("pull", "push", "delete") if w == "*" else (w,))]
+            acts = _sorted_actions(a for a in asked if a in allowed)
         return tokens.Access(want.type, want.name, acts) if acts else None
 
     async def token_endpoint(self, request: web.Request) -> web.Response:
