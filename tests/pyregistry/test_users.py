@@ -36,6 +36,17 @@ def test_add_replace_and_keep_the_rest(tmp_path: Path):
     assert not list(tmp_path.glob("sub/.tmp-*"))  # the rewrite left no temp file
 
 
+def test_concurrent_adds_keep_every_user(tmp_path: Path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "htpasswd"
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: users.add(path, f"user{i}", f"pw{i}", cost=4), range(16)))
+    names = sorted(line.split(":")[0] for line in path.read_text().splitlines())
+    assert names == sorted(f"user{i}" for i in range(16))
+    assert _verify_with_apache(path, "user7", "pw7")
+
+
 def test_default_cost_and_bad_input(tmp_path: Path):
     path = tmp_path / "htpasswd"
     users.add(path, "carol", "s3cret")

@@ -5,12 +5,14 @@ not `htpasswd -B`'s default of 5: the server remembers a password once it verifi
 once per user and process, and 10 is the floor current guidance accepts. Hashes are written in `$2y$`
 form like `htpasswd -B`; Distribution and Apache both read `$2a$`/`$2b$`/`$2y$`.
 
-The file is rewritten atomically (temp file + rename, mode 0600 for a new file, the old mode otherwise):
-an existing user's line is replaced in place, comments and other users are kept.
+The file is rewritten atomically (temp file + rename, mode 0600 for a new file, the old mode otherwise)
+under a lock on its directory: an existing user's line is replaced in place, comments and other users are
+kept, and concurrent adds do not lose each other's users.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 import bcrypt
@@ -44,6 +46,22 @@ def add(htpasswd_path: str | os.PathLike, name: str, password: str, cost: int = 
         raise UserError("password is empty")
     line = f"{name}:{hash_password(password, cost)}"
     path = os.fspath(htpasswd_path)
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        dir_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise UserError(f"cannot open the directory of htpasswd file {path}: {e.strerror}") from None
+    try:
+        # Concurrent `user add`s take turns (a lock on the directory, so no lock file is left behind):
+        # each reads the file the previous one renamed into place.
+        fcntl.flock(dir_fd, fcntl.LOCK_EX)
+        _rewrite(path, name, line)
+    finally:
+        os.close(dir_fd)
+
+
+def _rewrite(path: str, name: str, line: str) -> None:
     try:
         with open(path, encoding="utf-8") as f:
             old = f.read().splitlines()
@@ -63,9 +81,7 @@ def add(htpasswd_path: str | os.PathLike, name: str, password: str, cost: int = 
             out.append(existing)
     if not replaced:
         out.append(line)
-    parent = os.path.dirname(os.path.abspath(path))
     try:
-        os.makedirs(parent, exist_ok=True)
         atomic_write(path, ("\n".join(out) + "\n").encode(), mode=mode)
     except OSError as e:
         raise UserError(f"cannot write htpasswd file {path}: {e.strerror}") from None
