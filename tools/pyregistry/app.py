@@ -106,6 +106,7 @@ def build_app(config: Config, driver: StorageDriver | None = None, authorizer=No
         if task is not None:
             task.cancel()
         await reg.driver.close()
+        reg.sendfile_pool.shutdown(wait=False, cancel_futures=True)
 
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
@@ -53,6 +54,9 @@ class Registry:
     driver: StorageDriver
     authorizer: Any = None          # pyregistry.auth.Authorizer or None
     manifests: ManifestCache = field(default_factory=ManifestCache)
+    # Blob downloads block a thread each for their duration: their own pool keeps them off the default one.
+    sendfile_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(64, thread_name_prefix="sendfile"))
 
 
 REGISTRY = web.AppKey("registry", Registry)

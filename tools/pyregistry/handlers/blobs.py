@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import select
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
@@ -35,8 +39,52 @@ async def get(request: web.Request, route: Route) -> web.StreamResponse:
         if rng and not _range_ok(rng, info.size):
             raise errors.range_invalid(detail={"range": rng, "size": info.size},
                                        headers={"Content-Range": f"bytes */{info.size}"})
-        return web.FileResponse(info.path, chunk_size=1 << 20, headers=headers)
+        return SendfileResponse(info.path, reg.sendfile_pool, chunk_size=1 << 20, headers=headers)
     return await _stream(request, reg, digest, info.size, headers)
+
+
+class SendfileResponse(web.FileResponse):
+    """FileResponse with real zero-copy: uvloop has no loop.sendfile(), so aiohttp would fall back to reading
+    the file into Python and writing it. Here os.sendfile() runs in a worker thread straight from the page
+    cache to the socket once the headers have left the transport (TLS still takes aiohttp's path)."""
+
+    SEND_TIMEOUT = 60.0  # seconds a client may leave the socket unwritable
+
+    def __init__(self, path: str, pool: ThreadPoolExecutor, **kwargs) -> None:
+        super().__init__(path, **kwargs)
+        self._pool = pool
+
+    async def _sendfile(self, request, fobj, offset: int, count: int):
+        writer = await web.StreamResponse.prepare(self, request)
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("Connection lost")
+        sock = transport.get_extra_info("socket")
+        if (sock is None or transport.get_extra_info("sslcontext") is not None or self.compression
+                or transport.get_write_buffer_size() != 0 or count == 0):
+            return await self._sendfile_fallback(writer, fobj, offset, count)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, _sendfile_blocking, sock.fileno(), fobj.fileno(), offset, count,
+                                   self.SEND_TIMEOUT)
+        await web.StreamResponse.write_eof(self)
+        return writer
+
+
+def _sendfile_blocking(out_fd: int, in_fd: int, offset: int, count: int, timeout: float) -> None:
+    """os.sendfile on a non-blocking socket, waiting with poll() whenever the socket buffer is full."""
+    poller = select.poll()
+    poller.register(out_fd, select.POLLOUT)
+    while count > 0:
+        try:
+            sent = os.sendfile(out_fd, in_fd, offset, count)
+        except BlockingIOError:
+            if not poller.poll(timeout * 1000):
+                raise ConnectionResetError("client stopped reading") from None
+            continue
+        if sent == 0:
+            raise ConnectionResetError("file ended early")
+        offset += sent
+        count -= sent
 
 
 def _range_ok(value: str, size: int) -> bool:
