@@ -263,7 +263,8 @@ def test_exec_output_exit_code_tty_and_kill(env):
     bundle, info = env.start("e1", ["sleep", "100"])
     c = ShimConn(bundle)
     c.call("start")
-    process = {"args": ["sh", "-c", "echo out; echo err >&2; exit 5"], "cwd": "/", "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+    process = {"args": ["sh", "-c", "echo out; echo err >&2; exit 5"], "cwd": "/",
+               "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
                "user": {"uid": 0, "gid": 0}}
     c.call("exec", {"exec_id": "x1", "process": process})
     with pytest.raises(ShimCallError) as err:

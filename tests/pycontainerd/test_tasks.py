@@ -128,8 +128,8 @@ class Events:
 
         def consume():
             try:
-                for e in self.client.stream("Events", "Subscribe", {"filters": [f'namespace=={namespace},topic~="^/tasks/"'],
-                                                                    "ready": True}):
+                wanted = [f'namespace=={namespace},topic~="^/tasks/"']
+                for e in self.client.stream("Events", "Subscribe", {"filters": wanted, "ready": True}):
                     if e.get("ready"):
                         ready.set()
                         continue

@@ -547,7 +547,8 @@ class Shim:
     def m_start(self, conn, call_id, params):
         proc = self.process(params)
         if proc.status != "created" or proc.exit_status is not None:
-            raise ShimError(FAILED_PRECONDITION, f"process {proc.id or self.id!r}: cannot start a {proc.status} process")
+            raise ShimError(FAILED_PRECONDITION,
+                            f"process {proc.id or self.id!r}: cannot start a {proc.status} process")
         if proc is self.init:
             self.run_runtime("start", self.id)
             proc.status = "running" if proc.exit_status is None else proc.status
