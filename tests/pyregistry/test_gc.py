@@ -118,6 +118,13 @@ def test_gc_shared_layers_dry_run_then_sweep(server: Server, tmp_path: Path):
         r = requests.get(f"{server.url}/v2/gc/a/blobs/{d}")
         assert r.status_code == 200 and f"sha256:{hashlib.sha256(r.content).hexdigest()}" == d
     assert not c.blob_exists("gc/b", pb["layers"][1])
+    # and a real client pulls the survivor whole (skopeo verifies every digest)
+    out = tmp_path / "pulled"
+    proc = subprocess.run([require("skopeo"), "--insecure-policy", "copy", "--preserve-digests",
+                           "--src-tls-verify=false", f"docker://{server.host}/gc/a:v1", f"oci:{out}:a"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "index.json").read_text())["manifests"][0]["digest"] == a
     # the layer shared with a is still served from gc/b's link as well
     assert c.blob_exists("gc/b", pb["layers"][0])
 
