@@ -299,14 +299,15 @@ class TaskManager:
         task.exit = result
         task.exited.set()
         marker = task.bundle / "exit-published"
-        if not marker.exists():
-            try:
-                marker.write_text("1")
-            except OSError:
-                pass
-            self.daemon.publish(task.namespace, "/tasks/exit", {
-                "container_id": task.id, "id": task.id, "pid": result.get("pid", task.pid),
-                "exit_status": result.get("exit_status"), "exited_at": result.get("exited_at")})
+        if marker.exists():
+            return  # seen by an earlier daemon: published, and its hooks ran
+        try:
+            marker.write_text("1")
+        except OSError:
+            pass
+        self.daemon.publish(task.namespace, "/tasks/exit", {
+            "container_id": task.id, "id": task.id, "pid": result.get("pid", task.pid),
+            "exit_status": result.get("exit_status"), "exited_at": result.get("exited_at")})
         for hook in list(self.exit_hooks):
             try:
                 hook(task.namespace, task.id, result)
@@ -343,7 +344,7 @@ class TaskManager:
                 task.watcher = asyncio.ensure_future(self._watch(task))
                 log.info("task %s/%s: reconnected to its shim (%s)", namespace, cid, state.get("status"))
 
-    def _cleanup_dead(self, namespace: str, cid: str) -> None:
+    def _cleanup_dead(self, namespace: str, cid: str, runtime_delete: bool = True) -> None:
         """Remove what a task left when its shim is not there: runtime state, mounts, the bundle."""
         bundle = self.bundle(namespace, cid)
         try:
@@ -352,8 +353,9 @@ class TaskManager:
                 os.kill(pid, 9)
         except (OSError, ValueError):
             pass
-        subprocess.run([self.daemon.runtime, "--root", str(self.runtime_root(namespace)), "delete", "--force", cid],
-                       capture_output=True, stdin=subprocess.DEVNULL)
+        if runtime_delete:
+            subprocess.run([self.daemon.runtime, "--root", str(self.runtime_root(namespace)), "delete", "--force",
+                            cid], capture_output=True, stdin=subprocess.DEVNULL)
         unmount_all(bundle / "rootfs")
         shutil.rmtree(bundle, ignore_errors=True)
 
@@ -378,9 +380,11 @@ class TaskManager:
                     await asyncio.wait_for(task.exited.wait(), 10)
                 except asyncio.TimeoutError:
                     pass
+            shim_deleted = True
             try:
                 result = await task.client.call("delete", {"force": force})
             except errdefs.Unavailable:
+                shim_deleted = False  # the shim is gone: the runtime's state is ours to remove
                 result = self._read_exit(task.bundle) or {"exit_status": 255, "exited_at": _now(), "pid": task.pid}
             if task.watcher is not None and not task.watcher.done():
                 try:
@@ -389,13 +393,13 @@ class TaskManager:
                     task.watcher.cancel()
             await task.client.close()
             self.tasks.pop((namespace, cid), None)
-            await asyncio.to_thread(self._finish_delete, namespace, cid)
+            await asyncio.to_thread(self._finish_delete, namespace, cid, not shim_deleted)
         self.daemon.publish(namespace, "/tasks/delete", {"container_id": cid, "id": cid, "pid": result.get("pid"),
                                                          "exit_status": result.get("exit_status"),
                                                          "exited_at": result.get("exited_at")})
         return result
 
-    def _finish_delete(self, namespace: str, cid: str) -> None:
+    def _finish_delete(self, namespace: str, cid: str, runtime_delete: bool) -> None:
         bundle = self.bundle(namespace, cid)
         deadline = time.monotonic() + 3
         try:
@@ -403,8 +407,8 @@ class TaskManager:
         except (OSError, ValueError):
             pid = 0
         while pid and _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        self._cleanup_dead(namespace, cid)
+            time.sleep(0.01)
+        self._cleanup_dead(namespace, cid, runtime_delete)
 
     async def state(self, namespace: str, cid: str, exec_id: str = "") -> dict:
         task = self.get(namespace, cid)
