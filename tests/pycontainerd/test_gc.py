@@ -91,13 +91,13 @@ def test_leases_protect_work_in_progress(daemon):
 
 def test_expired_lease_releases(daemon):
     c = daemon.client
-    c.call("Leases", "Create", {"id": "short", "expire_seconds": 1})
+    c.call("Leases", "Create", {"id": "short", "expire_seconds": 2})
     digest = write(c, b"short-lived", lease="short")["digest"]
     c.call("System", "GC")
     assert digest[7:] in blobs(daemon.root)
     import time
 
-    time.sleep(2.1)
+    time.sleep(2.2)
     c.call("System", "GC")
     assert digest[7:] not in blobs(daemon.root)
     assert c.call("Leases", "List")["leases"] == []

@@ -25,13 +25,14 @@ from pyoci.registry.copy import client_for
 
 from . import errdefs
 from .metadata import NamespacedTables, now
-from .snapshots import chain_ids
+from .snapshots import chain_ids, remove_tree
 
 log = logging.getLogger("pycontainerd.images")
 
 Progress = Callable[[dict], None]
 IMAGE_NAME_ANNOTATION = "io.containerd.image.name"
 DOWNLOAD_WORKERS = 3
+UNPACK_WORKERS = 2
 _DOC_TYPES = mt.MANIFEST_TYPES + mt.INDEX_TYPES
 
 
@@ -296,8 +297,10 @@ class ImageStore:
                 for layer in manifest.get("layers") or []:
                     if not layer.get("urls"):
                         fetch(layer)
+            unpack_pool = ThreadPoolExecutor(UNPACK_WORKERS, thread_name_prefix="unpack")
+            staged: dict[str, Future] = {}
             try:
-                for mdesc, manifest in manifests:
+                for _mdesc, manifest in manifests:
                     futures[manifest["config"]["digest"]].result()
                     if not unpack or all_platforms:
                         continue
@@ -307,19 +310,48 @@ class ImageStore:
                     if len(diff_ids) != len(layers):
                         raise errdefs.InvalidArgument(f"{name}: {len(layers)} layers but {len(diff_ids)} diff_ids")
                     chain = chain_ids(diff_ids)
+                    snaps = self.daemon.snapshots
+                    if snaps.parallel_unpack:
+                        # each layer is applied as soon as it is downloaded, several at once
+                        for i, layer in enumerate(layers):
+                            if chain[i] not in staged and not snaps.stored(chain[i]):
+                                self.daemon.leases.add_resource(namespace, lease, f"snapshots/{snaps.name}",
+                                                                chain[i])
+                                staged[chain[i]] = unpack_pool.submit(self._stage, futures[layer["digest"]],
+                                                                      layer, diff_ids[i], emit, check)
                     for i, layer in enumerate(layers):
                         futures[layer["digest"]].result()
                         check()
-                        self._unpack_one(namespace, chain, diff_ids, i, layer, emit, lease)
+                        if chain[i] in staged:
+                            staging = staged.pop(chain[i]).result()
+                            snaps.commit_staged(namespace, chain[i], chain[i - 1] if i else "", staging)
+                            emit({"ref": f"layer-{layer['digest']}", "status": "unpacked",
+                                  "offset": layer.get("size", 0), "total": layer.get("size", 0)})
+                        else:
+                            self._unpack_one(namespace, chain, diff_ids, i, layer, emit, lease)
                 for f in futures.values():
                     f.result()
             except BaseException:
                 if cancelled is not None:
                     cancelled.set()  # the pool's downloads stop at their next chunk
+                for f in staged.values():
+                    f.cancel()
                 raise
+            finally:
+                unpack_pool.shutdown(wait=True)
+                for f in staged.values():  # staged but never committed (an error): not a snapshot
+                    if f.done() and not f.cancelled() and f.exception() is None:
+                        remove_tree(f.result())
             image = self.put(namespace, name, top)
         emit({"ref": name, "status": "done", "offset": 0, "total": 0, "digest": digest})
         return image
+
+    def _stage(self, download: Future, layer: dict, diff_id: str, emit: Progress,
+               check: Callable[[], None]) -> Path:
+        download.result()
+        check()
+        emit({"ref": f"layer-{layer['digest']}", "status": "unpacking", "offset": 0, "total": layer.get("size", 0)})
+        return self.daemon.snapshots.stage_layer(self.content.blob_path(layer["digest"]), diff_id)
 
     def _fetch_manifests(self, namespace: str, client, repo: str, top: dict, data: bytes, platform: Any,
                          all_platforms: bool, lease: str, emit: Progress) -> list[tuple[dict, dict]]:

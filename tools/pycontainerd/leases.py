@@ -3,7 +3,7 @@ protecting work in progress such as a pull before its image record exists (conta
 
 from __future__ import annotations
 
-import calendar
+import datetime
 import os
 import secrets
 import time
@@ -25,7 +25,8 @@ class LeaseManager:
         lease_id = lease_id or f"lease-{secrets.token_hex(8)}"
         labels = dict(labels or {})
         if expire_seconds:
-            labels[EXPIRE_LABEL] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expire_seconds))
+            when = datetime.datetime.fromtimestamp(time.time() + expire_seconds, datetime.timezone.utc)
+            labels[EXPIRE_LABEL] = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         return self.tables(namespace).create(lease_id, {"id": lease_id, "created_at": now(), "labels": labels,
                                                         "resources": []})
 
@@ -57,7 +58,11 @@ class LeaseManager:
         if not stamp:
             return False
         try:
-            return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) < time.time()
+            when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        try:
+            return when.timestamp() < time.time()
         except ValueError:
             return False
 

@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 from typing import BinaryIO
 
+from pyoci.layer import apply as _A  # the overlay applier below extends pyoci's
 from pyoci.layer.apply import apply_layer
 
 from . import errdefs
@@ -226,6 +227,53 @@ class Snapshotter:
         row = self.records(namespace).find(chain_id)
         return row is not None and row["kind"] == COMMITTED
 
+    # Overlay layers are independent directories, so they can be applied in parallel and committed
+    # in chain order afterwards; a native snapshot starts as a copy of its parent, so it cannot.
+    parallel_unpack = False
+
+    def stored(self, chain_id: str) -> bool:
+        return self.storage.find(chain_id) is not None
+
+    def stage_layer(self, blob: "str | os.PathLike | BinaryIO", diff_id: str, parent_chain: str = "") -> Path:
+        """Apply a layer into a fresh staging dir (verified against diff_id); commit it with commit_staged."""
+        if parent_chain and not self.parallel_unpack and not self.stored(parent_chain):
+            raise errdefs.FailedPrecondition(f"parent snapshot {parent_chain} is not unpacked")
+        staging = Path(tempfile.mkdtemp(prefix="unpack-", dir=self.tmp))
+        try:
+            self._apply(staging, parent_chain, blob, diff_id)
+        except BaseException:
+            remove_tree(staging)
+            raise
+        return staging
+
+    def commit_staged(self, namespace: str, chain_id: str, parent_chain: str, staging: Path | None,
+                      labels: dict | None = None) -> bool:
+        """Rename a staged layer into place as snapshot `chain_id` (unless another unpack won the race)
+        and record it in `namespace`. Returns True if this staging became the snapshot."""
+        committed = False
+        with self._lock:
+            if staging is not None and not self.stored(chain_id):
+                if parent_chain and not self.stored(parent_chain):
+                    remove_tree(staging)
+                    raise errdefs.FailedPrecondition(f"parent snapshot {parent_chain} is not unpacked")
+                dir_id, path = self._new_dir()
+                path.rmdir()
+                os.rename(staging, path)  # verified: only now does it become a snapshot
+                self.storage.put(chain_id, {"id": dir_id, "kind": COMMITTED, "parent": parent_chain or "",
+                                            "created_at": now()})
+                committed = True
+            elif staging is not None:
+                remove_tree(staging)
+            if not self.stored(chain_id):
+                raise errdefs.NotFound(f"snapshot {chain_id} is not unpacked")
+            table = self.records(namespace)
+            if chain_id not in table:
+                stamp = now()
+                table.put(chain_id, {"name": chain_id, "parent": parent_chain or "", "kind": COMMITTED,
+                                     "sid": chain_id, "labels": labels or {}, "created_at": stamp,
+                                     "updated_at": stamp})
+        return committed
+
     def unpack_layer(self, namespace: str, chain_id: str, parent_chain: str, blob: "str | os.PathLike | BinaryIO",
                      diff_id: str, labels: dict | None = None) -> bool:
         """Ensure the committed snapshot `chain_id` (layer `diff_id` over `parent_chain`) exists in
@@ -234,32 +282,8 @@ class Snapshotter:
         with self._lock:
             lock = self._unpacking.setdefault(chain_id, threading.Lock())
         with lock:
-            unpacked = False
-            if self.storage.find(chain_id) is None:
-                parent_sid = parent_chain or ""
-                if parent_sid and self.storage.find(parent_sid) is None:
-                    raise errdefs.FailedPrecondition(f"parent snapshot {parent_chain} is not unpacked")
-                staging = Path(tempfile.mkdtemp(prefix="unpack-", dir=self.tmp))
-                try:
-                    self._apply(staging, parent_sid, blob, diff_id)
-                    with self._lock:
-                        dir_id, path = self._new_dir()
-                        path.rmdir()
-                        os.rename(staging, path)  # verified: only now does it become a snapshot
-                        self.storage.put(chain_id, {"id": dir_id, "kind": COMMITTED, "parent": parent_sid,
-                                                    "created_at": now()})
-                    unpacked = True
-                except BaseException:
-                    remove_tree(staging)
-                    raise
-            with self._lock:
-                table = self.records(namespace)
-                if chain_id not in table:
-                    stamp = now()
-                    table.put(chain_id, {"name": chain_id, "parent": parent_chain or "", "kind": COMMITTED,
-                                         "sid": chain_id, "labels": labels or {}, "created_at": stamp,
-                                         "updated_at": stamp})
-            return unpacked
+            staging = None if self.stored(chain_id) else self.stage_layer(blob, diff_id, parent_chain)
+            return self.commit_staged(namespace, chain_id, parent_chain, staging, labels)
 
     def _apply(self, staging: Path, parent_sid: str, blob, diff_id: str) -> None:
         (staging / "fs").mkdir(mode=0o755)
@@ -296,6 +320,7 @@ class Snapshotter:
 
 class OverlaySnapshotter(Snapshotter):
     name = "overlayfs"
+    parallel_unpack = True
 
     def _populate(self, path: Path, parent_sid: str, kind: str) -> None:
         (path / "fs").mkdir(mode=0o755)
@@ -329,45 +354,69 @@ class OverlaySnapshotter(Snapshotter):
 
 def apply_overlay_layer(blob, fs: Path, diff_id: str) -> None:
     """Apply a layer into an empty dir as an overlay upper layer: OCI whiteouts become overlay
-    whiteouts (0/0 char devices) and opaque markers the trusted.overlay.opaque xattr."""
-    from pyoci.layer import apply as _apply_mod
+    whiteouts (0/0 char devices) and opaque markers the trusted.overlay.opaque xattr.
 
-    base = _apply_mod._Applier
+    pyoci's applier does the work (paths confined to `fs`, owners, xattrs, hard links); only its
+    whiteout step differs, since here there is no lower layer to delete from."""
+    from pyoci.digest import Digest
+    from pyoci.errors import DigestMismatch, UnsafeArchive
+    from pyoci.layer import apply as A
+    from pyoci.layer import tarformat as tf
+    from pyoci.layer.compression import open_reader
 
-    class _OverlayApplier(base):  # type: ignore[misc, valid-type]
-        def whiteout(self, entry, parent_comps, name):  # noqa: D401 - same contract as pyoci's
-            parent = self.resolve_dir(parent_comps, entry, create=True)
-            if parent is None:
-                return
-            dfd, real = parent
-            if name == _apply_mod.OPAQUE:
-                os.setxattr(f"/proc/self/fd/{dfd}", "trusted.overlay.opaque", b"y")
-                return
-            if name.startswith(b".wh..wh."):
-                return
-            victim = name[len(_apply_mod.WHITEOUT_PREFIX):]
-            if victim in (b"", b".", b".."):
-                raise _apply_mod.UnsafeArchive(f"layer entry {entry.display!r}: whiteout of an invalid name")
-            if real + (victim,) in self.layer_paths:
-                return
-            try:
-                os.mknod(victim, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=dfd)
-            except FileExistsError:
-                pass
-
-    original = _apply_mod._Applier
-    _apply_mod_lock.acquire()
+    want = Digest.parse(diff_id)
+    root_fd = os.open(fs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    src = open(blob, "rb") if isinstance(blob, (str, os.PathLike)) else blob
     try:
-        _apply_mod._Applier = _OverlayApplier
+        reader = open_reader(src, None, algorithm=want.algorithm, threads=1)
+        applier = _OverlayApplier(root_fd, same_owner=True, xattrs=True, workers=2)
         try:
-            apply_layer(blob, fs, expected_diff_id=diff_id, threads=1)
+            tar = tf.TarReader(reader.read)
+            for entry in tar:
+                try:
+                    applier.apply(entry, tar.data(entry))
+                except OSError as e:
+                    raise A.InvalidLayer(f"layer entry {entry.display!r}: {e.strerror or e}") from None
+                except ValueError as e:
+                    raise UnsafeArchive(f"layer entry {entry.display!r}: {e}") from None
+            applier.finish_dir_times()
+            got = reader.finish()
         finally:
-            _apply_mod._Applier = original
+            reader.close()
+            applier.close()
     finally:
-        _apply_mod_lock.release()
+        os.close(root_fd)
+        if src is not blob:
+            src.close()
+    if got.diff_id != want:
+        raise DigestMismatch(f"layer diff_id mismatch: expected {want}, got {got.diff_id}")
 
 
-_apply_mod_lock = threading.Lock()
+class _OverlayApplier(_A._Applier):
+    """pyoci's applier with overlay whiteouts: a char device 0/0 per `.wh.NAME`, an xattr per opaque dir."""
+
+    def whiteout(self, entry, parent_comps, name):
+        if name.startswith(b".wh..wh.") and name != _A.OPAQUE:
+            return  # other aufs metadata (.wh..wh.plnk): nothing to apply
+        if hasattr(self, "drain"):
+            self.drain()  # pending small-file writes may create the parent
+        parent = self.resolve_dir(parent_comps, entry, create=True)
+        if parent is None:
+            return
+        dfd, real = parent
+        if name == _A.OPAQUE:
+            os.setxattr(f"/proc/self/fd/{dfd}", "trusted.overlay.opaque", b"y")
+            return
+        victim = name[len(_A.WHITEOUT_PREFIX):]
+        if victim in (b"", b".", b"..") or b"/" in victim:
+            raise _A.UnsafeArchive(f"layer entry {entry.display!r}: whiteout of an invalid name")
+        if real + (victim,) in self.layer_paths:
+            return  # whiteouts hide lower layers only, never entries of their own layer
+        try:
+            os.mknod(victim, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=dfd)
+        except FileExistsError:
+            pass
+        self.invalidate()
 
 
 def copy_tree(src: Path, dst: Path) -> None:
