@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import hmac
 import logging
 import os
@@ -139,7 +138,7 @@ class Htpasswd:
         entry = self._entries.get(user)
         pw = password.encode("utf-8")[:BCRYPT_MAX]
         if entry is not None:
-            mac = hmac.new(self._key, entry + b"\0" + pw, hashlib.sha256).digest()
+            mac = hmac.digest(self._key, entry + b"\0" + pw, "sha256")
             known = self._verified.get(user)
             if known is not None and hmac.compare_digest(known, mac):
                 return True
