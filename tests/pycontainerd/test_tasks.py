@@ -39,8 +39,14 @@ def archive(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def shared_daemon(tmp_path_factory):
-    with running_daemon(tmp_path_factory.mktemp("tasksd")) as d:
-        yield d
+    namespaces: list[str] = []
+    try:
+        with running_daemon(tmp_path_factory.mktemp("tasksd")) as d:
+            d.test_namespaces = namespaces
+            yield d
+    finally:
+        for name in namespaces:  # after the fixture killed whatever a failed test left running
+            remove_cgroups(name)
 
 
 class NS:
@@ -90,6 +96,15 @@ def cgroups_of(namespace: str) -> list[Path]:
     return [d for d in Path("/sys/fs/cgroup").glob(f"*/{namespace}") if d.is_dir()]
 
 
+def remove_cgroups(namespace: str) -> None:
+    for d in cgroups_of(namespace):
+        for child in [c for c in d.iterdir() if c.is_dir()] + [d]:
+            try:
+                child.rmdir()
+            except OSError:
+                pass
+
+
 def assert_no_leftovers(daemon, namespace: str) -> None:
     tasks_dir = Path(daemon.state) / "tasks" / namespace
     assert not tasks_dir.exists() or not any(tasks_dir.iterdir()), list(tasks_dir.iterdir())
@@ -114,10 +129,14 @@ def _cmdline_has(pid: str, text: str) -> bool:
 @pytest.fixture
 def ns(shared_daemon, archive):
     n = NS(shared_daemon, archive)
+    shared_daemon.test_namespaces.append(n.name)
     try:
         yield n
     finally:
-        n.cleanup()
+        try:
+            n.cleanup()
+        finally:
+            remove_cgroups(n.name)
 
 
 class Events:
@@ -330,9 +349,10 @@ def test_twenty_containers_concurrently(ns):
 
 
 def test_daemon_sigkill_containers_keep_running(tmp_path, archive):
+    namespace = "t" + uuid.uuid4().hex[:10]
     with running_daemon(tmp_path) as d:
-        n = NS(d, archive)
         try:
+            n = NS(d, archive, namespace)
             pid = n.run("live", ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"])
             n.run("quits", ["sh", "-c", "sleep 1; exit 5"])
             time.sleep(0.5)
@@ -364,14 +384,28 @@ def test_daemon_sigkill_containers_keep_running(tmp_path, archive):
             n.cleanup()
         finally:
             kill_leftovers([str(d.state)])
-            for cg in cgroups_of(n.name):
-                for child in cg.iterdir():
-                    if child.is_dir():
-                        try:
-                            child.rmdir()
-                        except OSError:
-                            pass
-                try:
-                    cg.rmdir()
-                except OSError:
-                    pass
+            time.sleep(0.1)
+            remove_cgroups(namespace)
+
+
+def test_shim_killed_and_errors(ns):
+    with pytest.raises(errdefs.NotFound):
+        ns.c.call("Tasks", "Create", {"container_id": "ghost"})
+    with pytest.raises(errdefs.NotFound):
+        ns.c.call("Tasks", "Wait", {"container_id": "ghost"})
+    with pytest.raises(errdefs.InvalidArgument):
+        ns.c.call("Tasks", "Start", {})
+    ns.container("bad", ["/no/such/binary"])
+    with pytest.raises(errdefs.Error, match="no/such/binary"):
+        ns.c.call("Tasks", "Create", {"container_id": "bad"})
+    assert not (Path(ns.daemon.state) / "tasks" / ns.name / "bad").exists()  # nothing left of it
+    pid = ns.run("victim", ["sleep", "100"])
+    bundle = Path(ns.daemon.state) / "tasks" / ns.name / "victim"
+    os.kill(int((bundle / "shim.pid").read_text()), 9)
+    assert ns.wait("victim") == 255  # its shim is gone: the exit cannot be known
+    ns.c.call("Tasks", "Delete", {"container_id": "victim", "force": True})
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}"), "the orphaned container survived its delete"
+    assert not bundle.exists()
