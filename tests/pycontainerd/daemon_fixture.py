@@ -217,7 +217,7 @@ def daemon(tmp_path: Path) -> Iterator[DaemonHandle]:
 # -- images and a registry for tests ---------------------------------------------------------------
 
 def build_image(layout_dir: Path, tag: str, layer_dirs: list[Path], config: dict | None = None,
-                whiteouts: bool = True) -> dict:
+                whiteouts: bool = True, architecture: str | None = None) -> dict:
     """A multi-layer image in an OCI layout: one gzip layer per directory, in order. A directory may
     hold overlay-style whiteouts (0:0 char devices, trusted.overlay.opaque=y dirs) that become OCI
     whiteouts. Returns the tagged manifest descriptor."""
@@ -241,7 +241,7 @@ def build_image(layout_dir: Path, tag: str, layer_dirs: list[Path], config: dict
         layers.append(info.descriptor())
         diff_ids.append(str(info.diff_id))
     plat = platforms.default()
-    cfg = {"created": "1970-01-01T00:00:00Z", "architecture": plat.architecture, "os": plat.os,
+    cfg = {"created": "1970-01-01T00:00:00Z", "architecture": architecture or plat.architecture, "os": plat.os,
            "config": config if config is not None else {"Cmd": ["/bin/sh"],
                                                         "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
            "rootfs": {"type": "layers", "diff_ids": diff_ids},
@@ -249,6 +249,22 @@ def build_image(layout_dir: Path, tag: str, layer_dirs: list[Path], config: dict
     config_desc = layout.put_json(go_json(cfg), mt.OCI_CONFIG)
     manifest = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": config_desc, "layers": layers}
     return layout.tag(tag, layout.put_json(go_json(manifest), mt.OCI_MANIFEST))
+
+
+def build_index(layout_dir: Path, tag: str, manifests: dict[str, dict]) -> dict:
+    """An image index tagged `tag` over manifests already in the layout: {"linux/amd64": descriptor}."""
+    from pyoci import mediatypes as mt
+    from pyoci.layout import Layout
+    from pyoci.manifest import go_json
+
+    layout = Layout.open(layout_dir)
+    entries = []
+    for plat, desc in manifests.items():
+        os_, arch = plat.split("/")[:2]
+        entries.append({"mediaType": desc["mediaType"], "digest": desc["digest"], "size": desc["size"],
+                        "platform": {"architecture": arch, "os": os_}})
+    index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}
+    return layout.tag(tag, layout.put_json(go_json(index), mt.OCI_INDEX))
 
 
 def whiteout(path: Path) -> None:

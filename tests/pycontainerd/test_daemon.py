@@ -158,6 +158,7 @@ def test_sigkill_mid_pull_then_pull_succeeds(daemon, registry, big_image, tmp_pa
     c = daemon.client
     with pytest.raises(errdefs.NotFound):
         c.call("Images", "Get", {"name": ref})  # no record of a half-done pull
+    assert c.call("Leases", "List")["leases"] == [], "the killed pull's lease is gone with it"
     frames = list(c.stream("Images", "Pull", {"ref": ref}))
     assert frames[-1]["status"] == "done"
     assert _verify_store(daemon.root) == 4

@@ -13,7 +13,8 @@ import pytest
 
 from pycontainerd import errdefs
 from pycontainerd.snapshots import chain_ids
-from tests.pycontainerd.daemon_fixture import build_image, daemon, opaque, registry, whiteout  # noqa: F401
+from tests.pycontainerd.daemon_fixture import (build_image, build_index, daemon, opaque, registry,  # noqa: F401
+                                               whiteout)
 from tests.support import make_busybox_rootfs, require
 
 
@@ -180,3 +181,37 @@ def test_export_streams_bytes(daemon, registry, image_layout, tmp_path):
     info = json.loads(subprocess.run([require("skopeo"), "inspect", f"oci-archive:{out}"], capture_output=True,
                                      text=True, check=True).stdout)
     assert len(info["Layers"]) == 2
+
+
+def test_platform_selection_from_an_index(daemon, registry, tmp_path):
+    from pyoci import platform as platforms
+
+    here = platforms.default().architecture
+    other = "arm64" if here != "arm64" else "amd64"
+    layout = tmp_path / "multi"
+    a = tmp_path / "a"
+    (a / "etc").mkdir(parents=True)
+    (a / "etc" / "arch").write_text(here)
+    b = tmp_path / "b"
+    (b / "etc").mkdir(parents=True)
+    (b / "etc" / "arch").write_text(other)
+    ma = build_image(layout, "here", [a])
+    mb = build_image(layout, "other", [b], architecture=other)
+    index = build_index(layout, "multi", {f"linux/{here}": ma, f"linux/{other}": mb})
+    registry.push(layout, "multi", "multi/img")
+    ref = registry.ref("multi/img", "multi")
+    c = daemon.client
+    image = [f for f in c.stream("Images", "Pull", {"ref": ref})] and c.call("Images", "Get", {"name": ref})["image"]
+    assert image["target"]["digest"] == index["digest"]
+    cfg = c.call("Images", "Config", {"name": ref})
+    assert cfg["manifest_descriptor"]["digest"] == ma["digest"]
+    assert cfg["config"]["architecture"] == here
+    # the other platform's layer was neither downloaded nor unpacked
+    with pytest.raises(errdefs.NotFound):
+        c.call("Content", "Info", {"digest": mb["digest"]})
+    assert len(c.call("Snapshots", "List")["info"]) == 1
+    # asking for the other platform pulls (and unpacks) that one
+    list(c.stream("Images", "Pull", {"ref": ref, "platform": f"linux/{other}"}))
+    assert c.call("Images", "Config", {"name": ref, "platform": f"linux/{other}"})["config"]["architecture"] == other
+    with pytest.raises(errdefs.NotFound):
+        list(c.stream("Images", "Pull", {"ref": ref, "platform": "windows/s390x"}))

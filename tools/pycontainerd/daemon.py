@@ -187,6 +187,9 @@ class Daemon:
         loop.set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="pycontainerd"))
         self._take_lock()
         self._check_socket_free()
+        dropped = self.leases.drop_temporary()
+        if dropped:
+            log.info("dropped %d leases of calls interrupted by the previous daemon's end", dropped)
         self.load_services()
         await self._hooks("start")
         stop = asyncio.Event()

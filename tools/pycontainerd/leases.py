@@ -14,6 +14,7 @@ from . import errdefs
 from .metadata import NamespacedTables, now
 
 EXPIRE_LABEL = "containerd.io/gc.expire"
+TEMPORARY_LABEL = "pycontainerd/temporary"  # a lease held by one call: meaningless once the daemon restarts
 
 
 class LeaseManager:
@@ -80,7 +81,7 @@ class LeaseManager:
     @contextmanager
     def temporary(self, namespace: str, expire_seconds: float = 24 * 3600) -> Iterator[str]:
         """A lease for one operation, removed at its end (a crash leaves it to expire)."""
-        row = self.create(namespace, expire_seconds=expire_seconds)
+        row = self.create(namespace, labels={TEMPORARY_LABEL: "true"}, expire_seconds=expire_seconds)
         try:
             yield row["id"]
         finally:
@@ -88,3 +89,13 @@ class LeaseManager:
                 self.delete(namespace, row["id"])
             except errdefs.NotFound:
                 pass
+
+    def drop_temporary(self) -> int:
+        """At daemon start: the calls that held temporary leases died with the previous daemon."""
+        n = 0
+        for _ns, table in self.tables.all():
+            for row in table.list():
+                if (row.get("labels") or {}).get(TEMPORARY_LABEL):
+                    table.discard(row["id"])
+                    n += 1
+        return n

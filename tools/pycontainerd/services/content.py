@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 
 from pyoci.digest import Digest, VerifyingWriter
 
@@ -62,30 +61,39 @@ class ContentService:
             self.daemon.leases.add_resource(ctx.namespace, lease, "content", expected)
         staging = store.path / "blobs" / "sha256"
         loop = asyncio.get_running_loop()
-        with self.daemon.gc.lock.shared():
-            writer = VerifyingWriter(staging / "ingest", Digest.parse(expected) if expected else None,
-                                     int(total) if total else None)
-            try:
-                while True:
-                    frame = await ctx.recv()
-                    if frame is None:
-                        break
-                    data = protocol.b64decode(frame.get("data", ""))
-                    if data:
-                        await loop.run_in_executor(None, writer.write, data)
-                got = writer.verify()
-                writer.dest = os.fspath(store.blob_path(got))
-                if lease and not expected:
-                    self.daemon.leases.add_resource(ctx.namespace, lease, "content", str(got))
-                if store.has_blob(got):
+        writer = VerifyingWriter(staging / "ingest", Digest.parse(expected) if expected else None,
+                                 int(total) if total else None)
+        try:
+            while True:
+                frame = await ctx.recv()
+                if frame is None:
+                    break
+                data = protocol.b64decode(frame.get("data", ""))
+                if data:
+                    await loop.run_in_executor(None, writer.write, data)
+            got = writer.verify()
+        except BaseException:
+            writer.abort()
+            raise
+
+        def commit() -> dict:
+            # under the gc lock (in a worker thread, never blocking the loop): a collection sees
+            # the blob either not yet written or written and recorded
+            with self.daemon.gc.lock.shared():
+                try:
+                    writer.dest = os.fspath(store.blob_path(got))
+                    if lease and not expected:
+                        self.daemon.leases.add_resource(ctx.namespace, lease, "content", str(got))
+                    if store.has_blob(got):
+                        writer.abort()
+                    else:
+                        writer.commit(0o644)
+                except BaseException:
                     writer.abort()
-                else:
-                    writer.commit(0o644)
-                size = writer.size
-            except BaseException:
-                writer.abort()
-                raise
-            info = store.record(ctx.namespace, str(got), size, params.get("labels"))
+                    raise
+                return store.record(ctx.namespace, str(got), writer.size, params.get("labels"))
+
+        info = await loop.run_in_executor(None, commit)
         return {"digest": info["digest"], "size": info["size"]}
 
     def ListStatuses(self, ctx, params):
