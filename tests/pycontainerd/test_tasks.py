@@ -22,7 +22,7 @@ from pycontainerd.protocol import b64decode, b64encode
 from pyoci.archive_oci import write_oci_archive
 from pyoci.layout import Layout
 from tests.pycontainerd.daemon_fixture import build_image, kill_leftovers, running_daemon
-from tests.support import make_busybox_rootfs
+from tests.support import make_busybox_rootfs, require
 
 IMAGE = "docker.io/library/busybox:latest"
 
@@ -409,3 +409,14 @@ def test_shim_killed_and_errors(ns):
         time.sleep(0.05)
     assert not os.path.exists(f"/proc/{pid}"), "the orphaned container survived its delete"
     assert not bundle.exists()
+
+
+def test_init_runs_tini_as_pid_one(ns):
+    require("tini-static")  # Debian's tini package: a static tini can be bound into any image
+    ns.run("init1", ["sh", "-c", "cat /proc/1/comm; exit 3"], init=True)
+    assert ns.wait("init1") == 3  # tini passes its child's exit code on
+    assert [e["log"] for e in ns.logs("init1")] == ["docker-init\n"]
+    ns.run("init2", ["sleep", "100"], init=True)
+    time.sleep(0.3)
+    ns.c.call("Tasks", "Kill", {"container_id": "init2", "signal": "SIGTERM"})
+    assert ns.wait("init2") == 143  # forwarded to sleep, which (not pid 1) dies of it

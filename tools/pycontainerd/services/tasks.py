@@ -25,7 +25,8 @@ Methods (params → result); `container_id` names the container, `exec_id` ("" o
               client frames {data: base64} (stdin), {resize: {width, height}}, close_send (closes the
               process's stdin when close_stdin); ends with {exit_status, exited_at} when the process has
               exited and its output is drained.
-  Logs (stream) {container_id, follow, tail, since, until, timestamps} → frames {stream, log, time}
+  Logs (stream) {container_id, follow, tail, since, until} → frames {stream, log, time}
+              (since/until: RFC3339, Unix seconds, or a duration before now such as "10m", as docker)
               (the json-file log at <root>/containers/<ns>/<id>/<id>-json.log; works after exit)
 Exit codes are docker's: 128+N when killed by signal N. Events: /tasks/{create,start,exit,delete,
 exec-added,exec-started,paused,resumed}.
@@ -34,6 +35,7 @@ exec-added,exec-started,paused,resumed}.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import time
 from pathlib import Path
@@ -62,10 +64,25 @@ def _since(value) -> float | None:
         return float(text)
     except ValueError:
         pass
+    duration = _go_duration(text)
+    if duration is not None:
+        return time.time() - duration  # docker's relative form: --since 10m
     try:
         return parse_time(text)
     except ValueError:
         raise errdefs.InvalidArgument(f"invalid time {value!r}: want RFC3339 or Unix seconds") from None
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _go_duration(text: str) -> float | None:
+    """Go's time.ParseDuration ("1h30m", "42m", "1.5s") in seconds, or None."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
 class TasksService:
