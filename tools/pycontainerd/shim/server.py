@@ -19,7 +19,6 @@ may send `{"id", "stream": {"data"}}` (stdin of an attach), `{"id", "close_send"
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import selectors
@@ -329,8 +328,8 @@ class Shim:
             data = os.read(fd, 1 << 16)
         except BlockingIOError:
             return
-        except OSError as exc:
-            data = b"" if exc.errno in (errno.EIO, errno.EBADF) else b""
+        except OSError:
+            data = b""  # EIO: the pty's last slave closed; treated as the end of output like EOF
         if not data:
             self.close_output(proc, fd)
             self.maybe_done(proc)
