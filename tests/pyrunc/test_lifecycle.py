@@ -102,7 +102,7 @@ def test_list_formats(env):
         # column alignment as Go's tabwriter: CREATED starts where the header says
         assert table[1][header.index("CREATED"):].startswith(js[0]["created"])
         rt("delete", "-f", cid)
-    assert outs["pyrunc"] == outs["runc"]
+    assert outs["pyrunc"] == outs["runc"], outs
 
 
 @pytest.mark.parametrize("sig", ["KILL", "SIGKILL", "9"])
@@ -310,3 +310,21 @@ def test_hook_failure_and_timeout(env, tmp_path):
             r = rt("run", "-b", str(bundle.path), cid)
             assert r.rc == 1 and r.err.count("\n") == 1, (rt.name, r.err)
             assert not (rt.root / cid).exists()
+
+
+def test_relative_paths(env):
+    """--root, --pid-file and --log relative to the caller's directory, although create chdirs into the bundle."""
+    bundle = env.bundle("sleep", "30")
+    for rt in (env.runc, env.pyrunc):
+        cid = env.new_id()
+        import subprocess
+
+        # not pipes: the detached container keeps its stdio
+        p = subprocess.run([*rt.argv, "--root", rt.name + "-rel", "--log", rt.name + ".log", "run", "-d",
+                            "--pid-file", rt.name + ".pid", "-b", str(bundle.path), cid],
+                           cwd=env.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           stdin=subprocess.DEVNULL, timeout=30)
+        assert p.returncode == 0, (rt.name, (env.tmp / f"{rt.name}.log").read_text())
+        assert (env.tmp / f"{rt.name}.pid").read_text().strip().isdigit()
+        assert (env.tmp / f"{rt.name}-rel" / cid).is_dir()
+        subprocess.run([*rt.argv, "--root", rt.name + "-rel", "delete", "-f", cid], cwd=env.tmp, timeout=30)

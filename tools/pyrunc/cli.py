@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cmd = find_command(argv)
         args = build_parser(cmd if cmd in COMMANDS else None).parse_args(argv)
-        log = Log(args.log, args.log_format, args.debug)
+        log = Log(os.path.abspath(args.log) if args.log else None, args.log_format, args.debug)
+        args.root = os.path.abspath(args.root)  # before anything chdirs into a bundle
         if args.version:
             sys.stdout.write(f"pyrunc version {VERSION}\nspec: 1.0.2-dev\n")
             return 0

@@ -52,9 +52,12 @@ def _create(args, detach: bool):
     from . import container, specconv
 
     bundle = _bundle(args.bundle)
+    # relative paths are the caller's, and loading the bundle chdirs into it
+    pid_file = os.path.abspath(args.pid_file) if args.pid_file else None
+    console_socket = os.path.abspath(args.console_socket) if args.console_socket else None
     spec = specconv.load_bundle(bundle)
     opts = container.CreateOptions(
-        root=args.root, id=args.id, bundle=bundle, console_socket=args.console_socket, pid_file=args.pid_file,
+        root=os.path.abspath(args.root), id=args.id, bundle=bundle, console_socket=console_socket, pid_file=pid_file,
         no_pivot=args.no_pivot, preserve_fds=args.preserve_fds, detach=detach, new_keyring=not args.no_new_keyring,
     )
     return spec, opts
