@@ -420,3 +420,24 @@ def test_init_runs_tini_as_pid_one(ns):
     time.sleep(0.3)
     ns.c.call("Tasks", "Kill", {"container_id": "init2", "signal": "SIGTERM"})
     assert ns.wait("init2") == 143  # forwarded to sleep, which (not pid 1) dies of it
+
+
+def test_resources_readonly_user_and_caps_applied(ns):
+    ns.run("lim", ["sleep", "100"], memory="64m", pids_limit=33, cpus=0.5)
+    cg = Path("/sys/fs/cgroup")
+    assert int((cg / "memory" / ns.name / "lim" / "memory.limit_in_bytes").read_text()) == 64 << 20
+    assert (cg / "pids" / ns.name / "lim" / "pids.max").read_text().strip() == "33"
+    assert int((cg / "cpu" / ns.name / "lim" / "cpu.cfs_quota_us").read_text()) == 50000
+    ns.remove("lim")
+    script = ("touch /x 2>/dev/null && echo rw || echo ro; "
+              "chown 1 /tmp 2>/dev/null && echo chown || echo nochown; "
+              "id -u; hostname; echo $HOSTNAME")
+    ns.run("ro", ["sh", "-c", script], read_only=True, cap_drop=["CHOWN"], hostname="box")
+    assert ns.wait("ro") == 0
+    assert [e["log"] for e in ns.logs("ro")] == ["ro\n", "nochown\n", "0\n", "box\n", "box\n"]
+    ns.run("usr", ["sh", "-c", "id -u; id -g"], user="nobody")  # a name: resolved in the image's /etc/passwd
+    assert ns.wait("usr") == 0
+    assert [e["log"] for e in ns.logs("usr")] == ["65534\n", "65534\n"]
+    ns.run("rw", ["sh", "-c", script])
+    assert ns.wait("rw") == 0
+    assert [e["log"] for e in ns.logs("rw")] == ["rw\n", "chown\n", "0\n", "rw\n", "rw\n"]
