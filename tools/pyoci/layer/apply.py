@@ -264,7 +264,8 @@ class _Applier:
         if existing is None and self.pool is not None and t in (tf.REG, tf.AREG, tf.CONT) \
                 and entry.size <= SMALL_FILE:
             self.layer_paths.add(path)
-            self.pool.submit(path, (entry, dfd, name, list(data)))
+            # a copy, so a queued task never pins one of the reader's (up to 8 MiB) buffers
+            self.pool.submit(path, (entry, dfd, name, [b"".join(data)]))
             return
         if existing is not None:
             if t == tf.DIR and stat.S_ISDIR(existing.st_mode):
