@@ -2,54 +2,32 @@
 
 from __future__ import annotations
 
-import json
 from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from .. import errors
-from . import blobs, manifests
-from .base import REGISTRY, Route, json_response, paginate
+from . import blobs, manifests, referrers, tags, uploads
+from .base import Route
 
 Handler = Callable[[web.Request, Route], Awaitable[web.StreamResponse]]
 
-CATALOG_DEFAULT_N = 100   # Distribution's page size when the client gives none
-
-
-async def base(request: web.Request, route: Route) -> web.StreamResponse:
-    return json_response(b"{}")
-
-
-async def catalog(request: web.Request, route: Route) -> web.StreamResponse:
-    repos = await request.app[REGISTRY].driver.list_repositories()
-    page, headers = paginate(repos, request, CATALOG_DEFAULT_N, "/v2/_catalog")
-    return json_response(json.dumps({"repositories": page}).encode(), headers=headers)
-
-
-async def tags(request: web.Request, route: Route) -> web.StreamResponse:
-    all_tags = await request.app[REGISTRY].driver.list_tags(route.name)
-    if all_tags is None:
-        raise errors.name_unknown(detail={"name": route.name})
-    page, headers = paginate(all_tags, request, None, f"/v2/{route.name}/tags/list")
-    return json_response(json.dumps({"name": route.name, "tags": page}).encode(), headers=headers)
-
-
 # (kind, method) -> handler; HEAD is served by the GET handlers.
 TABLE: dict[tuple[str, str], Handler] = {
-    ("base", "GET"): base,
-    ("catalog", "GET"): catalog,
-    ("tags", "GET"): tags,
+    ("base", "GET"): tags.base,
+    ("catalog", "GET"): tags.catalog,
+    ("tags", "GET"): tags.tags,
     ("manifest", "GET"): manifests.get,
     ("manifest", "PUT"): manifests.put,
     ("manifest", "DELETE"): manifests.delete,
-    ("referrers", "GET"): manifests.referrers,
+    ("referrers", "GET"): referrers.referrers,
     ("blob", "GET"): blobs.get,
     ("blob", "DELETE"): blobs.delete,
-    ("upload", "POST"): blobs.start,
-    ("upload", "PATCH"): blobs.patch,
-    ("upload", "PUT"): blobs.finish,
-    ("upload", "GET"): blobs.status,
-    ("upload", "DELETE"): blobs.cancel,
+    ("upload", "POST"): uploads.start,
+    ("upload", "PATCH"): uploads.patch,
+    ("upload", "PUT"): uploads.finish,
+    ("upload", "GET"): uploads.status,
+    ("upload", "DELETE"): uploads.cancel,
 }
 
 ALLOWED: dict[str, str] = {}

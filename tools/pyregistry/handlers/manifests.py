@@ -1,4 +1,4 @@
-"""Manifests: GET/HEAD/PUT/DELETE by tag or digest, and the referrers API (which reads the same documents)."""
+"""Manifests: GET/HEAD/PUT/DELETE by tag or digest (validation, Accept negotiation, the OCI-Subject header)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pyoci import mediatypes as mt
 from pyoci.errors import InvalidDocument
 
 from .. import errors
-from .base import REGISTRY, Registry, Route, check_digest, is_digest, json_response, read_limited
+from .base import REGISTRY, Registry, Route, check_digest, is_digest, read_limited
 
 KNOWN_TYPES = (mt.OCI_MANIFEST, mt.OCI_INDEX, mt.DOCKER_MANIFEST, mt.DOCKER_MANIFEST_LIST)
 # Layers that live elsewhere (urls) need not be in the registry, as Distribution allows.
@@ -187,42 +187,3 @@ async def delete(request: web.Request, route: Route) -> web.StreamResponse:
     elif not _is_tag(ref) or not await reg.driver.delete_tag(repo, ref):
         raise errors.manifest_unknown(detail={"tag": ref})
     return web.Response(status=202, headers={"Content-Length": "0"})
-
-
-async def referrers(request: web.Request, route: Route) -> web.StreamResponse:
-    reg = request.app[REGISTRY]
-    subject = str(check_digest(route.ref))
-    want = request.query.get("artifactType")
-    out = []
-    if await reg.driver.repository_exists(route.name):
-        for digest in await reg.driver.list_manifests(route.name):
-            item = await load(reg, route.name, digest)
-            if item is None:
-                continue
-            desc = _referrer(item[0], item[1], digest, subject)
-            if desc is not None and (not want or desc.get("artifactType") == want):
-                out.append(desc)
-    body = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": out}).encode()
-    headers = {"OCI-Filters-Applied": "artifactType"} if want else {}
-    return json_response(body, headers=headers, content_type=mt.OCI_INDEX)
-
-
-def _referrer(data: bytes, media_type: str, digest: str, subject: str) -> dict | None:
-    if b'"subject"' not in data:  # cheap pre-filter before parsing
-        return None
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        return None
-    sub = doc.get("subject")
-    if not isinstance(sub, dict) or sub.get("digest") != subject:
-        return None
-    desc: dict = {"mediaType": media_type, "digest": digest, "size": len(data)}
-    artifact_type = doc.get("artifactType")
-    if not artifact_type and isinstance(doc.get("config"), dict):
-        artifact_type = doc["config"].get("mediaType")
-    if artifact_type:
-        desc["artifactType"] = artifact_type
-    if isinstance(doc.get("annotations"), dict) and doc["annotations"]:
-        desc["annotations"] = doc["annotations"]
-    return desc
