@@ -134,6 +134,18 @@ def parse_bytes(value: int | str) -> int:
     return int(amount * units[suffix])
 
 
+def current_caps() -> list[str]:
+    """The capabilities this process holds (containerd's WithAllCurrentCapabilities, which nerdctl's
+    --privileged uses): a host or outer container without some capability cannot grant it."""
+    try:
+        with open("/proc/self/status") as f:
+            line = next(x for x in f if x.startswith("CapEff:"))
+        mask = int(line.split()[1], 16)
+    except (OSError, StopIteration, ValueError):
+        return list(ALL_CAPS)
+    return [c for i, c in enumerate(ALL_CAPS) if mask >> i & 1]
+
+
 def normalize_cap(name: str) -> str:
     text = name.strip().upper()
     if text == "ALL":
@@ -147,11 +159,11 @@ def normalize_cap(name: str) -> str:
 def capabilities(add: list[str], drop: list[str], privileged: bool) -> list[str]:
     """docker's TweakCapabilities: ALL in add starts from every cap, ALL in drop from none."""
     if privileged:
-        return list(ALL_CAPS)
+        return current_caps()
     adds = [normalize_cap(c) for c in add]
     drops = [normalize_cap(c) for c in drop]
     if "ALL" in adds:
-        caps = list(ALL_CAPS)
+        caps = current_caps()
     elif "ALL" in drops:
         caps = []
     else:
