@@ -445,14 +445,14 @@ def test_resources_readonly_user_and_caps_applied(ns):
 
 def test_privileged_container(ns):
     ns.run("priv", ["sh", "-c", "grep CapEff /proc/self/status; mount | grep ' /sys '; ls /dev/null /dev/zero; "
-                    "grep -q /proc/kcore /proc/self/mountinfo && echo kcore-masked || echo kcore-unmasked"],
+                    "grep -q /proc/keys /proc/self/mountinfo && echo keys-masked || echo keys-unmasked"],
            privileged=True)
     assert ns.wait("priv") == 0
     out = "".join(e["log"] for e in ns.logs("priv"))
     mask = int(out.split("CapEff:")[1].split()[0], 16)
     assert mask == sum(1 << ocispec.ALL_CAPS.index(c) for c in ocispec.current_caps())
     assert "(rw," in out.split("/sys type sysfs")[1].splitlines()[0]  # writable sysfs
-    assert "kcore-unmasked" in out  # no masked paths (a masked one is /dev/null mounted over it)
-    ns.run("unpriv", ["sh", "-c", "grep -q /proc/kcore /proc/self/mountinfo && echo kcore-masked"])
+    assert "keys-unmasked" in out  # no masked paths (a masked one is /dev/null mounted over it)
+    ns.run("unpriv", ["sh", "-c", "grep -q /proc/keys /proc/self/mountinfo && echo keys-masked"])
     assert ns.wait("unpriv") == 0
-    assert [e["log"] for e in ns.logs("unpriv")] == ["kcore-masked\n"]
+    assert [e["log"] for e in ns.logs("unpriv")] == ["keys-masked\n"]
