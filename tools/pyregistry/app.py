@@ -171,8 +171,9 @@ async def serve(config: Config, authorizer=None) -> None:
     """Listen until SIGTERM/SIGINT, then stop accepting, finish in-flight requests (briefly) and exit."""
     app = build_app(config, authorizer=authorizer)
     access_log = logging.getLogger("aiohttp.access") if config.log.accesslog else None
+    # read_bufsize: the body buffer holds about one write batch (4 MiB) while the previous one is hashed and written
     runner = web.AppRunner(app, access_log_format=ACCESS_LOG_FORMAT, access_log=access_log,
-                           read_bufsize=1 << 20, shutdown_timeout=5.0, handle_signals=False)
+                           read_bufsize=2 << 20, shutdown_timeout=5.0, handle_signals=False)
     await runner.setup()
     host, port = config.http.host_port
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context(config), backlog=1024, reuse_address=True)
