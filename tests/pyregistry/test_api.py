@@ -425,3 +425,68 @@ def test_blob_get_from_a_driver_without_file_paths(tmp_path: Path):
             assert r.status == 416 and (await r.json())["errors"][0]["code"] == "RANGE_INVALID"
 
     asyncio.run(go())
+
+
+def test_auth_middleware_contract_and_mount_permission(tmp_path: Path):
+    """The one auth middleware: the actions asked per method, catalog as (None, {"*"}), /v2/ as (None, set()),
+    errors carried with their headers; a mount falls back to an upload when `from` may not be pulled."""
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from pyregistry import errors
+    from pyregistry.app import build_app
+    from pyregistry.config import Config
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str | None, frozenset]] = []
+
+        async def authorize(self, request, repo, actions):
+            self.calls.append((repo, frozenset(actions)))
+            if request.headers.get("Authorization") != "Bearer ok":
+                raise errors.unauthorized(headers={"WWW-Authenticate": 'Bearer realm="x",service="y"'})
+            if repo and repo.startswith("secret/") and actions != {"push"}:
+                raise errors.denied()
+            return "alice"
+
+        def routes(self):
+            from aiohttp import web
+
+            async def token(request):
+                return web.json_response({"token": "ok"})
+            return [web.get("/auth/token", token)]
+
+    auth = Recorder()
+    ok = {"Authorization": "Bearer ok"}
+
+    async def go():
+        app = build_app(Config().with_overrides(root=str(tmp_path)), authorizer=auth)
+        async with TestClient(TestServer(app)) as c:
+            r = await c.get("/v2/")
+            assert r.status == 401 and r.headers["WWW-Authenticate"] == 'Bearer realm="x",service="y"'
+            assert (await r.json())["errors"][0]["code"] == "UNAUTHORIZED"
+            assert r.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+            assert auth.calls[-1] == (None, frozenset())
+            assert (await c.get("/auth/token")).status == 200  # the authorizer's own routes are not guarded
+            assert (await c.get("/v2/_catalog", headers=ok)).status == 200
+            assert auth.calls[-1] == (None, frozenset({"*"}))
+            data = b"secret layer"
+            r = await c.post("/v2/secret/src/blobs/uploads/", params={"digest": sha(data)}, data=data, headers=ok)
+            assert r.status == 201 and auth.calls[-1] == ("secret/src", frozenset({"push"}))
+            r = await c.get(f"/v2/secret/src/blobs/{sha(data)}", headers=ok)
+            assert r.status == 403 and (await r.json())["errors"][0]["code"] == "DENIED"
+            assert auth.calls[-1] == ("secret/src", frozenset({"pull"}))
+            await c.head(f"/v2/pub/x/manifests/{sha(data)}", headers=ok)
+            assert auth.calls[-1] == ("pub/x", frozenset({"pull"}))
+            await c.delete(f"/v2/pub/x/manifests/{sha(data)}", headers=ok)
+            assert auth.calls[-1] == ("pub/x", frozenset({"delete"}))
+            await c.patch("/v2/pub/x/blobs/uploads/00000000-0000-0000-0000-000000000000", headers=ok)
+            assert auth.calls[-1] == ("pub/x", frozenset({"push"}))
+            # may not pull secret/src: no mount, an upload session instead
+            r = await c.post("/v2/pub/x/blobs/uploads/", params={"mount": sha(data), "from": "secret/src"}, headers=ok)
+            assert r.status == 202 and "Docker-Upload-UUID" in r.headers
+            assert auth.calls[-1] == ("secret/src", frozenset({"pull"}))
+            assert (await c.head(f"/v2/pub/x/blobs/{sha(data)}", headers=ok)).status == 404
+
+    asyncio.run(go())
