@@ -68,7 +68,8 @@ def cmd_create(args, log) -> int:
 
     spec, opts = _create(args, detach=True)
     _warn_caps(spec, log)
-    container.create(spec, opts)
+    st, _ = container.create(spec, opts)
+    log.debug(f"created container {st.id}: init pid {st.pid}, bundle {st.bundle}")
     return 0
 
 
@@ -87,15 +88,19 @@ def cmd_run(args, log) -> int:
         # Become the init's parent once the bootstrap child exits, so we can wait for it and get its status.
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     st, master = container.create(spec, opts)
+    log.debug(f"created container {st.id}: init pid {st.pid}, bundle {st.bundle}")
     try:
         container.start(st)
     except BaseException:
         if not args.detach:
             container.delete(st, force=True)
         raise
+    log.debug(f"started container {st.id}")
     if args.detach:
         return 0
-    return _wait_foreground(st, master, keep=args.keep)
+    status = _wait_foreground(st, master, keep=args.keep)
+    log.debug(f"container {st.id} exited with status {status}")
+    return status
 
 
 def _wait_foreground(st, master, keep: bool) -> int:

@@ -8,7 +8,7 @@ import time
 from collections import namedtuple
 
 from . import sync
-from .errors import ConfigError, NotFoundError, PyruncError, RuntimeFailure, StateError
+from .errors import ConfigError, PyruncError, RuntimeFailure, StateError
 from .specconv import Spec
 from .state import FIFO, ContainerState, check_id, proc_start_time, rfc3339nano
 
@@ -403,7 +403,5 @@ def destroy(st: ContainerState) -> None:
 
 
 def load(root: str, cid: str) -> ContainerState:
-    try:
-        return ContainerState.load(root, cid)
-    except NotFoundError:
-        raise
+    """The saved state of container `cid` (NotFoundError: "container does not exist")."""
+    return ContainerState.load(root, cid)

@@ -10,7 +10,6 @@ Every failure goes back to the parent as one "error" message so `create` prints 
 from __future__ import annotations
 
 import os
-import sys
 
 from . import namespaces, sync
 from . import syscalls as sc

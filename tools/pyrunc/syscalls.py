@@ -118,15 +118,6 @@ def personality(persona: int) -> None:
     _check(libc().personality(ctypes.c_ulong(persona)), "personality")
 
 
-def setsid_ctty(fd: int) -> None:
-    """Make `fd` (a pty slave) the controlling terminal of this new session."""
-    import fcntl
-    import termios
-
-    os.setsid()
-    fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
-
-
 SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine, 250)
 KEYCTL_JOIN_SESSION_KEYRING = 1
 
