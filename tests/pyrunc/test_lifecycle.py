@@ -328,3 +328,58 @@ def test_relative_paths(env):
         assert (env.tmp / f"{rt.name}.pid").read_text().strip().isdigit()
         assert (env.tmp / f"{rt.name}-rel" / cid).is_dir()
         subprocess.run([*rt.argv, "--root", rt.name + "-rel", "delete", "-f", cid], cwd=env.tmp, timeout=30)
+
+
+def test_exec_in_user_namespace(env):
+    """exec joins the user namespace first (it grants the capabilities to join the rest)."""
+    from tests.pyrunc.test_interop import USERNS
+
+    bundle = env.bundle("sleep", "30")
+    bundle.edit(USERNS)
+    outs = {}
+    for rt in (env.runc, env.pyrunc):
+        cid = env.new_id()
+        r = rt("run", "-d", "-b", str(bundle.path), cid)
+        assert r.rc == 0, (rt.name, r.err)
+        r = rt("exec", "-u", "1000:1000", cid, "sh", "-c", "cat /proc/self/uid_map; id; hostname")
+        outs[rt.name] = (r.rc, r.out)
+        rt("delete", "-f", cid)
+    assert outs["pyrunc"] == outs["runc"]
+    assert outs["pyrunc"][0] == 0
+
+
+def test_exec_tty_foreground(env):
+    """`exec -t` in the foreground relays our tty (a pty here) to the process's pty."""
+    import os
+    import pty
+    import select
+    import subprocess
+
+    bundle = env.bundle("sleep", "30")
+    outs = {}
+    for rt in (env.runc, env.pyrunc):
+        cid = env.new_id()
+        assert rt("run", "-d", "-b", str(bundle.path), cid).rc == 0
+        master, slave = pty.openpty()
+        p = subprocess.Popen([*rt.argv, "--root", str(rt.root), "exec", "-t", cid, "sh", "-c", "tty; test -t 0 && echo tty-in; exit 4"],
+                             stdin=slave, stdout=slave, stderr=slave, close_fds=True, start_new_session=True)
+        os.close(slave)
+        out = b""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.1)
+            if r:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif p.poll() is not None:
+                break
+        rc = p.wait(20)
+        os.close(master)
+        outs[rt.name] = (rc, b"tty-in" in out, b"/dev/pts/" in out)
+        rt("delete", "-f", cid)
+    assert outs["pyrunc"] == outs["runc"] == (4, True, True)
