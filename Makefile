@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages of the real peers the interop tests compare against: command -> package.
 PEERS  := runc:runc skopeo:skopeo umoci:umoci docker-registry:docker-registry jq:jq \
-          oci-image-tool:oci-image-tool htpasswd:apache2-utils curl:curl containerd:containerd
+          oci-image-tool:oci-image-tool htpasswd:apache2-utils curl:curl containerd:containerd ctr:containerd \
+          tini-static:tini wrk:wrk buildah:buildah
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: install peers test demo bench clean
