@@ -179,10 +179,19 @@ def _cgroup_dirs() -> dict[str, str]:
 def mount_cgroup(rootfs: str, m: Mount, dest: str, flags: int, props: list[int]) -> None:
     _mkdir_in(rootfs, dest)
     dirs = _cgroup_dirs()
-    if list(dirs) == [os.path.basename(dest)] or os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        # pure cgroup v2: one bind of our own cgroup, as runc does without a cgroup namespace.
-        src = next(iter(dirs.values()))
-        sc.mount(src, dest, "bind", sc.MS_BIND | sc.MS_REC)
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        # pure cgroup v2, as runc's mountCgroupV2: a cgroup2 mount (our cgroup namespace shows its root), or a
+        # bind of our own cgroup where the kernel refuses the mount (user namespace without a cgroup namespace).
+        try:
+            sc.mount("cgroup2", dest, "cgroup2", flags & ~sc.MS_REMOUNT)
+        except OSError as e:
+            if e.errno not in (1, 16) or not dirs:  # EPERM, EBUSY
+                raise
+            sc.mount(next(iter(dirs.values())), dest, "bind", sc.MS_BIND | sc.MS_REC)
+            if flags & sc.MS_RDONLY:
+                sc.mount(None, dest, None, sc.MS_BIND | sc.MS_REMOUNT | flags | _fs_flags(dest))
+        _propagate(dest, props)
+        return
     else:
         sc.mount("tmpfs", dest, "tmpfs", flags & ~sc.MS_RDONLY, "mode=755")
         for name, src in dirs.items():
