@@ -456,3 +456,17 @@ def test_privileged_container(ns):
     ns.run("unpriv", ["sh", "-c", "grep -q /proc/keys /proc/self/mountinfo && echo keys-masked"])
     assert ns.wait("unpriv") == 0
     assert [e["log"] for e in ns.logs("unpriv")] == ["keys-masked\n"]
+
+
+def test_oom_kill_reported(shared_daemon, ns):
+    events = Events(shared_daemon, ns.name)
+    # dd's 64 MiB buffer cannot fit a 16 MiB limit: the kernel's OOM killer ends it
+    ns.run("oom", ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"], memory="16m")
+    result = ns.c.call("Tasks", "Wait", {"container_id": "oom"}, timeout=60)
+    assert result["exit_status"] == 137 and result["oom_killed"] is True
+    events.wait_for("/tasks/oom", "oom")
+    assert ns.c.call("Tasks", "Get", {"container_id": "oom"})["process"]["oom_killed"] is True
+    ns.run("fine", ["true"], memory="16m")
+    assert ns.c.call("Tasks", "Wait", {"container_id": "fine"}, timeout=60) == {
+        "exit_status": 0, "exited_at": ns.c.call("Tasks", "Get", {"container_id": "fine"})["process"]["exited_at"],
+        "oom_killed": False}

@@ -305,6 +305,8 @@ class TaskManager:
             marker.write_text("1")
         except OSError:
             pass
+        if result.get("oom_killed"):
+            self.daemon.publish(task.namespace, "/tasks/oom", {"container_id": task.id})
         self.daemon.publish(task.namespace, "/tasks/exit", {
             "container_id": task.id, "id": task.id, "pid": result.get("pid", task.pid),
             "exit_status": result.get("exit_status"), "exited_at": result.get("exited_at")})
@@ -419,6 +421,7 @@ class TaskManager:
         return {"id": exec_id or cid, "container_id": cid, "pid": st.get("pid", 0), "status": st.get("status"),
                 "exit_status": st.get("exit_status"), "exited_at": st.get("exited_at") or "",
                 "terminal": st.get("terminal", task.terminal), "stdin": st.get("stdin", task.stdin),
+                "oom_killed": bool(st.get("oom_killed")),
                 "bundle": str(task.bundle), **({"execs": st["execs"]} if "execs" in st else {})}
 
     def exec_process(self, namespace: str, cid: str, params: dict) -> dict:

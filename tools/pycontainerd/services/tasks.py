@@ -14,10 +14,10 @@ Methods (params → result); `container_id` names the container, `exec_id` ("" o
   CloseIO     {container_id, exec_id, stdin: true}  → {}
   Pause, Resume {container_id}                      → {}
   ListPids    {container_id}                        → {processes: [{pid, exec_id}]}
-  Wait        {container_id, exec_id}               → {exit_status, exited_at}   (when it has exited)
+  Wait        {container_id, exec_id}               → {exit_status, exited_at, oom_killed}   (once exited)
   Get         {container_id, exec_id}               → {process: {id, container_id, pid, status, exit_status,
-                                                       exited_at, terminal, stdin}}   status: created|running|
-                                                       paused|stopped
+                                                       exited_at, terminal, stdin, oom_killed}}
+                                                       status: created|running|paused|stopped
   List        {filters}                             → {tasks: [process, …]}
   Metrics     {filters | container_ids}             → {metrics: [{id, data}]}   (runtime events --stats)
   Attach (duplex) {container_id, exec_id, stdin, close_stdin}: first frame {attached: true} (start the
@@ -29,7 +29,7 @@ Methods (params → result); `container_id` names the container, `exec_id` ("" o
               (since/until: RFC3339, Unix seconds, or a duration before now such as "10m", as docker)
               (the json-file log at <root>/containers/<ns>/<id>/<id>-json.log; works after exit)
 Exit codes are docker's: 128+N when killed by signal N. Events: /tasks/{create,start,exit,delete,
-exec-added,exec-started,paused,resumed}.
+exec-added,exec-started,paused,resumed,oom} (/tasks/oom before /tasks/exit when the OOM killer struck).
 """
 
 from __future__ import annotations
@@ -194,7 +194,8 @@ class TasksService:
         task = self.manager.get(ctx.namespace, _cid(params))
         exec_id = params.get("exec_id") or ""
         if not exec_id and task.exit is not None:
-            return {"exit_status": task.exit.get("exit_status"), "exited_at": task.exit.get("exited_at", "")}
+            return {"exit_status": task.exit.get("exit_status"), "exited_at": task.exit.get("exited_at", ""),
+                    "oom_killed": bool(task.exit.get("oom_killed"))}
         # a connection of its own: a long wait must not hold up the task's other calls
         client = await ShimClient(task.bundle).connect()
         try:
@@ -206,7 +207,8 @@ class TasksService:
             result = task.exit or {}
         finally:
             await client.close()
-        return {"exit_status": result.get("exit_status"), "exited_at": result.get("exited_at", "")}
+        return {"exit_status": result.get("exit_status"), "exited_at": result.get("exited_at", ""),
+                "oom_killed": bool(result.get("oom_killed"))}
 
     async def Get(self, ctx, params):
         return {"process": await self.manager.state(ctx.namespace, _cid(params), params.get("exec_id") or "")}

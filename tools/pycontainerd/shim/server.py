@@ -65,10 +65,16 @@ class Process:
         self.buffered = 0
         self.drain_deadline = 0.0
         self.done = False  # exited and its output drained: waiters answered
+        self.oom_killed = False
 
     def info(self) -> dict:
         return {"id": self.id, "pid": self.pid, "status": self.status, "exit_status": self.exit_status,
-                "exited_at": self.exited_at, "terminal": self.terminal, "stdin": self.stdin}
+                "exited_at": self.exited_at, "terminal": self.terminal, "stdin": self.stdin,
+                "oom_killed": self.oom_killed}
+
+    def exit_info(self) -> dict:
+        return {"exit_status": self.exit_status, "exited_at": self.exited_at, "pid": self.pid,
+                "oom_killed": self.oom_killed}
 
 
 class Conn:
@@ -436,9 +442,10 @@ class Shim:
         proc.status = "stopped"
         proc.drain_deadline = time.monotonic() + DRAIN_AFTER_EXIT
         if proc is self.init:
+            proc.oom_killed = self.oom_kills() > 0
             tmp = self.path(".exit-status.tmp")
             with open(tmp, "w") as f:
-                json.dump({"exit_status": code, "exited_at": proc.exited_at, "pid": proc.pid}, f)
+                json.dump(proc.exit_info(), f)
             os.replace(tmp, self.path("exit-status"))
             for other in self.execs.values():  # the pid namespace is gone with its init
                 if other.exit_status is None and other.pid == 0:
@@ -450,13 +457,34 @@ class Shim:
             return
         self.close_stdio(proc)
         proc.done = True
-        result = {"exit_status": proc.exit_status, "exited_at": proc.exited_at, "pid": proc.pid}
+        result = proc.exit_info()
         for conn, call_id in proc.waiters:
             conn.send({"id": call_id, "result": result})
         for conn, call_id, _ in proc.attachers:
             conn.send({"id": call_id, "result": result})
         proc.waiters.clear()
         proc.attachers.clear()
+
+    def oom_kills(self) -> int:
+        """How many processes the kernel's OOM killer took in the container's cgroup (read at its exit,
+        before the runtime's delete removes the cgroup): cgroup v1 memory.oom_control, v2 memory.events."""
+        try:
+            with open(self.path("config.json")) as f:
+                cgroup = (json.load(f).get("linux") or {}).get("cgroupsPath") or ""
+        except (OSError, ValueError):
+            return 0
+        if not cgroup.startswith("/"):
+            return 0  # relative to the runtime's own cgroup: not worth guessing
+        for name in (f"/sys/fs/cgroup/memory{cgroup}/memory.oom_control", f"/sys/fs/cgroup{cgroup}/memory.events"):
+            try:
+                with open(name) as f:
+                    for line in f:
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill":
+                            return int(value)
+            except (OSError, ValueError):
+                continue
+        return 0
 
     # -- connections ---------------------------------------------------------------------------------
     def accept(self, _mask: int) -> None:
@@ -620,14 +648,14 @@ class Shim:
             proc.buffered = EXEC_BUFFER  # the backlog goes to the first attacher only
         proc.buffer.clear()
         if proc.done:
-            return {"exit_status": proc.exit_status, "exited_at": proc.exited_at, "pid": proc.pid}
+            return proc.exit_info()
         proc.attachers.append((conn, call_id, bool(params.get("close_stdin"))))
         return None
 
     def m_wait(self, conn, call_id, params):
         proc = self.process(params)
         if proc.done:
-            return {"exit_status": proc.exit_status, "exited_at": proc.exited_at, "pid": proc.pid}
+            return proc.exit_info()
         if proc.status == "stopped" and proc.pid == 0:  # an exec never started, its container gone
             return {"exit_status": 255, "exited_at": proc.exited_at or rfc3339nano(), "pid": 0}
         proc.waiters.append((conn, call_id))
