@@ -167,11 +167,13 @@ class Solver:
                     res = self._execute(sp, step, chain, v)
                     self.cache.put(key, res)
                     v.done()
-            except StepFailed:
+            except (StepFailed, DockerfileError) as e:
+                if not v.closed:
+                    v.error(e.detail if isinstance(e, DockerfileError) else str(e))
                 raise
-            except BuildError as e:
+            except OCIError as e:  # BuildError and pyoci's: shown at the step's line, as BuildKit
                 v.error(str(e))
-                raise
+                raise DockerfileError(self.dockerfile, step.line, str(e)) from None
             if res.layer is not None:
                 chain = chain + (res.layer,)
             entry = history_entry(step, self.created)
