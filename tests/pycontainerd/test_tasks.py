@@ -470,3 +470,22 @@ def test_oom_kill_reported(shared_daemon, ns):
     assert ns.c.call("Tasks", "Wait", {"container_id": "fine"}, timeout=60) == {
         "exit_status": 0, "exited_at": ns.c.call("Tasks", "Get", {"container_id": "fine"})["process"]["exited_at"],
         "oom_killed": False}
+
+
+def test_stop_as_docker(ns):
+    ns.run("s1", ["sh", "-c", "trap 'echo bye; exit 0' TERM; while true; do sleep 0.05; done"])
+    time.sleep(0.3)
+    assert ns.c.call("Tasks", "Stop", {"container_id": "s1"})["exit_status"] == 0
+    assert [e["log"] for e in ns.logs("s1")] == ["bye\n"]
+    ns.run("s2", ["sleep", "100"])  # pid 1 ignores SIGTERM: SIGKILL after the timeout
+    t0 = time.monotonic()
+    assert ns.c.call("Tasks", "Stop", {"container_id": "s2", "timeout": 1})["exit_status"] == 137
+    assert 0.9 < time.monotonic() - t0 < 8
+    ns.container("s3", ["sh", "-c", "trap 'exit 7' USR1; while true; do sleep 0.05; done"])
+    spec = ns.c.call("Containers", "Get", {"id": "s3"})["container"]["spec"]
+    spec.setdefault("annotations", {})[ocispec.STOP_SIGNAL_ANNOTATION] = "SIGUSR1"  # the image's STOPSIGNAL
+    ns.c.call("Containers", "Update", {"container": {"id": "s3", "spec": spec}, "update_mask": ["spec"]})
+    ns.c.call("Tasks", "Create", {"container_id": "s3"})
+    ns.c.call("Tasks", "Start", {"container_id": "s3"})
+    time.sleep(0.3)
+    assert ns.c.call("Tasks", "Stop", {"container_id": "s3"})["exit_status"] == 7

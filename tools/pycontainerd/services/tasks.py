@@ -8,6 +8,8 @@ Methods (params → result); `container_id` names the container, `exec_id` ("" o
   Delete      {container_id, force}                → {id, pid, exit_status, exited_at}  (the shim exits)
   DeleteProcess {container_id, exec_id}            → {id, pid, exit_status, exited_at}
   Kill        {container_id, exec_id, signal (int or "SIGTERM"/"TERM"), all} → {}
+  Stop        {container_id, signal?, timeout?}      → {exit_status, exited_at, oom_killed}   docker stop:
+              the signal (default: the image's STOPSIGNAL, else SIGTERM), SIGKILL after timeout (10 s)
   Exec        {container_id, exec_id, spec: {args, env, cwd, user: "name"|{uid,gid}, ...}, terminal, stdin}
                                                    → {}   (the container's process, these fields over it)
   ResizePty   {container_id, exec_id, width, height} → {}
@@ -40,7 +42,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import errdefs
+from .. import errdefs, ocispec
 from ..events import matcher
 from ..logs import parse_time, read_logs
 from ..server import Result
@@ -147,6 +149,33 @@ class TasksService:
         await task.client.call("kill", {"exec_id": params.get("exec_id") or "",
                                         "signal": params.get("signal", 15), "all": bool(params.get("all"))})
         return {}
+
+    async def Stop(self, ctx, params):
+        """docker stop in one call (not containerd's API): the signal (default: the image's STOPSIGNAL
+        annotation, else SIGTERM), up to `timeout` seconds (default 10), then SIGKILL to every process."""
+        cid = _cid(params)
+        task = self.manager.get(ctx.namespace, cid)
+        timeout = float(params.get("timeout", 10) if params.get("timeout") is not None else 10)
+        sig = params.get("signal")
+        if not sig:
+            container = await asyncio.to_thread(self.daemon.containers.get, ctx.namespace, cid)
+            annotations = (container.get("spec") or {}).get("annotations") or {}
+            sig = annotations.get(ocispec.STOP_SIGNAL_ANNOTATION) or "SIGTERM"
+        if task.exit is None:
+            try:
+                await task.client.call("kill", {"signal": sig})
+                if timeout > 0:
+                    await asyncio.wait_for(asyncio.shield(task.exited.wait()), timeout)
+            except (asyncio.TimeoutError, errdefs.NotFound):
+                pass
+        if task.exit is None:
+            try:
+                await task.client.call("kill", {"signal": "SIGKILL", "all": True})
+            except errdefs.NotFound:
+                pass  # it exited meanwhile
+            await task.exited.wait()
+        return {"exit_status": task.exit.get("exit_status"), "exited_at": task.exit.get("exited_at", ""),
+                "oom_killed": bool(task.exit.get("oom_killed"))}
 
     async def Exec(self, ctx, params):
         cid = _cid(params)
