@@ -489,3 +489,30 @@ def test_stop_as_docker(ns):
     ns.c.call("Tasks", "Start", {"container_id": "s3"})
     time.sleep(0.3)
     assert ns.c.call("Tasks", "Stop", {"container_id": "s3"})["exit_status"] == 7
+
+
+def test_same_tasks_with_debian_runc(tmp_path, archive):
+    """The shim speaks only the runc CLI contract: Debian's runc runs the same tasks."""
+    namespace = "t" + uuid.uuid4().hex[:10]
+    with running_daemon(tmp_path, runtime=require("runc")) as d:
+        try:
+            n = NS(d, archive, namespace)
+            n.run("r1", ["sh", "-c", "echo hi; exit 6"])
+            assert n.wait("r1") == 6 and [e["log"] for e in n.logs("r1")] == ["hi\n"]
+            n.run("r2", ["sleep", "100"])
+            n.c.call("Tasks", "Exec", {"container_id": "r2", "exec_id": "x", "terminal": True,
+                                       "spec": {"args": ["sh", "-c", "tty; exit 2"]}})
+            out, result = attach(n.c, {"container_id": "r2", "exec_id": "x"},
+                                 after_attached=lambda: n.c.call("Tasks", "Start", {"container_id": "r2",
+                                                                                    "exec_id": "x"}))
+            assert out["stdout"].startswith(b"/dev/pts/") and result["exit_status"] == 2
+            n.c.call("Tasks", "Pause", {"container_id": "r2"})
+            assert n.c.call("Tasks", "Get", {"container_id": "r2"})["process"]["status"] == "paused"
+            n.c.call("Tasks", "Resume", {"container_id": "r2"})
+            assert [p["pid"] for p in n.c.call("Tasks", "ListPids", {"container_id": "r2"})["processes"]]
+            assert n.c.call("Tasks", "Stop", {"container_id": "r2", "timeout": 0.5})["exit_status"] == 137
+            n.cleanup()
+        finally:
+            kill_leftovers([str(d.state)])
+            time.sleep(0.1)
+            remove_cgroups(namespace)
