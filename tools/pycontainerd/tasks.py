@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import AsyncIterator, Callable
 
 from . import errdefs, ocispec, protocol
+from .logs import parse_size, rfc3339nano
 
 log = logging.getLogger("pycontainerd.tasks")
 
@@ -155,7 +156,8 @@ def _mount(mounts: list[dict], target: Path) -> None:
 def _run(argv: list[str]) -> None:
     p = subprocess.run(argv, capture_output=True, text=True)
     if p.returncode != 0:
-        raise errdefs.Internal(f"{' '.join(argv[:3])}: {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
+        last = ((p.stderr or p.stdout).strip().splitlines() or [f"exit status {p.returncode}"])[-1]
+        raise errdefs.Internal(f"{' '.join(argv[:3])}: {last}")
 
 
 def unmount_all(target: Path) -> None:
@@ -259,8 +261,6 @@ class TaskManager:
             log_path = "" if logopts.get("driver") == "none" else str(self.log_path(namespace, cid))
             runtime_root = self.runtime_root(namespace)
             runtime_root.mkdir(parents=True, exist_ok=True, mode=0o711)
-            from .logs import parse_size
-
             shim_cfg = {"id": cid, "namespace": namespace, "runtime": self.daemon.runtime,
                         "runtime_root": str(runtime_root), "log_path": log_path,
                         "log_max_size": parse_size(logopts.get("max_size") or logopts.get("max-size")),
@@ -449,6 +449,4 @@ class TaskManager:
 
 
 def _now() -> str:
-    from .logs import rfc3339nano
-
     return rfc3339nano()
