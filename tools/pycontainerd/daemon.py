@@ -28,7 +28,7 @@ from pathlib import Path
 
 from . import errdefs, protocol
 from .events import EventBus
-from .metadata import NamespacedTables, Table
+from .metadata import Table
 from .server import Server
 
 log = logging.getLogger("pycontainerd")

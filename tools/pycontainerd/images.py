@@ -457,7 +457,7 @@ class ImageStore:
     def import_archive(self, namespace: str, path: str, base_name: str = "", platform: Any = None,
                        unpack: bool = True, progress: Progress | None = None, digests: bool = False) -> list[dict]:
         """Import a docker-archive or an oci-archive (told apart by their files) and name its images."""
-        from pyoci.archive import DockerArchive, OCIArchive, read_docker_archive
+        from pyoci.archive import OCIArchive, read_docker_archive
 
         emit = progress or (lambda _f: None)
         layout = self.content.layout
@@ -517,7 +517,7 @@ class ImageStore:
             if fmt == "docker":
                 view = _View(layout.path, [])
                 write_docker_archive(path, [(view, _target_for(self, namespace, im, platform, all_platforms),
-                                             [_familiar(im["name"])]) for im in images], platform)
+                                             [t for t in [_familiar(im["name"])] if t]) for im in images], platform)
                 return
             if fmt != "oci":
                 raise errdefs.InvalidArgument(f"export format {fmt!r}: want oci or docker")

@@ -9,7 +9,6 @@ Storage: `<root>/<snapshotter>/snapshots/<id>/{fs,work}`, staging under `<root>/
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import os

@@ -115,9 +115,21 @@ class ContainerStore:
                                                               "snapshot_key": row["snapshot_key"]})
         return row
 
+    def has_task(self, namespace: str, cid: str) -> bool:
+        """Whether the Tasks service (if loaded) holds a task for the container."""
+        tasks = getattr(self.daemon, "tasks", None)
+        if tasks is None:
+            return False
+        if hasattr(tasks, "has_task"):
+            return bool(tasks.has_task(namespace, cid))
+        return (namespace, cid) in getattr(tasks, "tasks", {})
+
     def delete(self, namespace: str, cid: str, cleanup_snapshot: bool = False) -> dict:
         with self._lock:
             row = self.get(namespace, cid)
+            if self.has_task(namespace, cid):
+                raise errdefs.FailedPrecondition(f"cannot delete container \"{cid}\": it has a task "
+                                                 f"(delete the task first)")
             if cleanup_snapshot and row.get("snapshot_key"):
                 try:
                     self.daemon.snapshots.remove(namespace, row["snapshot_key"])
