@@ -220,7 +220,7 @@ class _Applier:
                 path.append(part)
         fd, cur = os.dup(self.root), ()
         try:
-            for i, part in enumerate(path):
+            for part in path:
                 nxt = self._open_child(fd, cur, part, entry, create, hops)
                 if nxt is None:
                     return None
