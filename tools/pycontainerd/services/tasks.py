@@ -10,8 +10,10 @@ Methods (params → result); `container_id` names the container, `exec_id` ("" o
   Kill        {container_id, exec_id, signal (int or "SIGTERM"/"TERM"), all} → {}
   Stop        {container_id, signal?, timeout?}      → {exit_status, exited_at, oom_killed}   docker stop:
               the signal (default: the image's STOPSIGNAL, else SIGTERM), SIGKILL after timeout (10 s)
-  Exec        {container_id, exec_id, spec: {args, env, cwd, user: "name"|{uid,gid}, ...}, terminal, stdin}
-                                                   → {}   (the container's process, these fields over it)
+  Exec        {container_id, exec_id, spec: {args, env, cwd, user: "name"|{uid,gid}, ...}, terminal, stdin,
+              env?: ["K=V"], cwd?}  → {}   the process is the container's with spec's fields over it;
+              `env` is merged into the container's env (docker exec -e), spec.env replaces it;
+              a user name is looked up in the container's /etc/passwd. Then Start {exec_id}.
   ResizePty   {container_id, exec_id, width, height} → {}
   CloseIO     {container_id, exec_id, stdin: true}  → {}
   Pause, Resume {container_id}                      → {}
