@@ -168,3 +168,22 @@ def test_sigkill_mid_pull_then_pull_succeeds(daemon, registry, big_image, tmp_pa
     assert os.path.getsize(os.path.join(first, "random.bin")) == 48 << 20
     # nothing half-unpacked left over in the snapshotter's staging area
     assert os.listdir(daemon.root / "snapshots" / "overlayfs" / "tmp") == []
+
+
+def test_sigterm_mid_pull_stops_gracefully(daemon, registry, big_image):
+    registry.push(big_image, "v1", "big/term")
+    ref = registry.ref("big/term", "v1")
+    c = daemon.client
+    try:
+        for frame in c.stream("Images", "Pull", {"ref": ref}):
+            if frame["status"] == "downloading" and frame["offset"] > (1 << 20) and frame["total"] > (40 << 20):
+                daemon.proc.send_signal(signal.SIGTERM)
+                break
+    except (errdefs.Unavailable, errdefs.Canceled):
+        pass
+    assert daemon.proc.wait(15) == 0, daemon.log_text()
+    assert "stopping" in daemon.log_text() and "Traceback" not in daemon.log_text()
+    assert not Path(daemon.address).exists()
+    daemon.start()
+    list(daemon.client.stream("Images", "Pull", {"ref": ref}))
+    assert _verify_store(daemon.root) == 4

@@ -232,10 +232,26 @@ def _level(name: str) -> int:
             "panic": logging.CRITICAL}[name]
 
 
+class _LogfmtFormatter(logging.Formatter):
+    """containerd's log lines: time="RFC3339Nano" level=info msg="..." """
+
+    def format(self, record: logging.LogRecord) -> str:
+        import datetime
+        import json
+
+        when = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+        msg = record.getMessage()
+        if record.exc_info:
+            msg += "\n" + self.formatException(record.exc_info)
+        level = {"WARNING": "warning", "CRITICAL": "fatal"}.get(record.levelname, record.levelname.lower())
+        return f'time="{when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}" level={level} msg={json.dumps(msg)}'
+
+
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
-    logging.basicConfig(level=_level(config.log_level), stream=sys.stderr,
-                        format="time=\"%(asctime)s\" level=%(levelname)s msg=\"%(message)s\"")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogfmtFormatter())
+    logging.basicConfig(level=_level(config.log_level), handlers=[handler])
     try:
         daemon = Daemon(config)
         try:
@@ -248,10 +264,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pycontainerd: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"pycontainerd: {exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"pycontainerd: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: one line for the user, the traceback in the debug log
+        log.debug("fatal error", exc_info=True)
+        print(f"pycontainerd: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

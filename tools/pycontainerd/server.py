@@ -265,6 +265,8 @@ class Server:
         self._connections.add(task)
         try:
             await Connection(self, reader, writer).serve()
+        except asyncio.CancelledError:
+            pass  # the server is closing; asyncio's stream callback must not see a cancelled task
         finally:
             self._connections.discard(task)
 

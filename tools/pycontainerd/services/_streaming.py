@@ -21,6 +21,8 @@ async def run_with_progress(ctx, work: Callable[[Callable[[dict], None]], Any]):
 
     future = loop.run_in_executor(None, work, progress)
     future.add_done_callback(lambda _f: loop.call_soon_threadsafe(queue.put_nowait, _DONE))
+    # retrieved here too: when the caller went away first, nobody else looks at the work's error
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
     try:
         while True:
             item = await queue.get()
