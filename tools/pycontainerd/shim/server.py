@@ -734,18 +734,18 @@ class Shim:
     def serve(self) -> None:
         while True:
             now = time.monotonic()
-            timeout = 0.5
+            timeout: float | None = None  # idle shims sleep: SIGCHLD and sockets wake us through the selector
             pending = [p for p in [self.init, *self.execs.values()] if p.exit_status is not None and not p.done]
             for proc in pending:
                 if now >= proc.drain_deadline:
                     self.maybe_done(proc, force=True)  # strays hold the pipes: stop waiting for EOF
                 else:
-                    timeout = min(timeout, proc.drain_deadline - now)
+                    timeout = min(timeout if timeout is not None else 60.0, proc.drain_deadline - now)
             if self.exiting:
                 if now >= self.exiting or not any(c.outbuf for c in self.conns):
                     break
                 timeout = 0.05
-            for key, mask in self.sel.select(max(timeout, 0.0)):
+            for key, mask in self.sel.select(None if timeout is None else max(timeout, 0.0)):
                 key.data(mask)
             self.reap()  # a SIGCHLD coalesced with the wakeup byte of another must not be missed
         self.close()
