@@ -1,0 +1,253 @@
+"""The daemon as pyctr sees it: container and image lookup by id, prefix or name, docker's state of a
+container (from its record and its task), and where docker's own metadata lives in a record.
+
+Docker-only metadata is kept as nerdctl does, in the container record: labels `nerdctl/name`,
+`nerdctl/hostname`; extension `pyctr/docker` {Created, Path, Args, Config, HostConfig, ImageID} and
+`pyctr/state` {StartedAt, FinishedAt, ExitCode, Error} (kept across the task's deletion).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyoci import reference
+from pyoci.errors import OCIError
+
+from .. import errdefs
+from ..client import Client
+from .humanize import ago, human_duration, parse_time
+
+NAME_LABEL = "nerdctl/name"
+HOSTNAME_LABEL = "nerdctl/hostname"
+DOCKER_EXT = "pyctr/docker"
+STATE_EXT = "pyctr/state"
+
+
+class CLIError(Exception):
+    """A failure shown to the user as one line (or a few) on stderr, with docker's exit status."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def no_such_container(ref: str, daemon: bool = False) -> CLIError:
+    prefix = "Error response from daemon: " if daemon else "Error: "
+    return CLIError(f"{prefix}No such container: {ref}")
+
+
+def daemon_error(exc: Exception) -> CLIError:
+    return CLIError(f"Error response from daemon: {exc}")
+
+
+@dataclass
+class ContainerView:
+    """A container record with its task's state, in docker's terms."""
+
+    record: dict
+    task: dict | None = None
+
+    @property
+    def id(self) -> str:
+        return self.record["id"]
+
+    @property
+    def name(self) -> str:
+        return (self.record.get("labels") or {}).get(NAME_LABEL) or self.id[:12]
+
+    @property
+    def docker(self) -> dict:
+        return (self.record.get("extensions") or {}).get(DOCKER_EXT) or {}
+
+    @property
+    def saved_state(self) -> dict:
+        return (self.record.get("extensions") or {}).get(STATE_EXT) or {}
+
+    @property
+    def status(self) -> str:
+        """docker's State.Status: created, running, paused, exited."""
+        if self.task is not None:
+            st = self.task.get("status")
+            if st in ("running", "paused"):
+                return st
+            if st == "stopped":
+                return "exited"
+            if st == "created":
+                return "created"
+            return "exited" if self.task.get("exit_status") is not None else "created"
+        return "exited" if self.saved_state.get("FinishedAt") else "created"
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("running", "paused")
+
+    @property
+    def pid(self) -> int:
+        return int(self.task.get("pid") or 0) if self.running and self.task else 0
+
+    @property
+    def exit_code(self) -> int:
+        if self.task is not None and self.task.get("status") == "stopped" and self.task.get("exit_status") is not None:
+            return int(self.task["exit_status"])
+        return int(self.saved_state.get("ExitCode") or 0)
+
+    @property
+    def started_at(self) -> float:
+        return parse_time(self.saved_state.get("StartedAt"))
+
+    @property
+    def finished_at(self) -> float:
+        if self.task is not None and self.task.get("status") == "stopped" and self.task.get("exited_at"):
+            return parse_time(self.task["exited_at"])
+        return parse_time(self.saved_state.get("FinishedAt"))
+
+    @property
+    def created(self) -> float:
+        return parse_time(self.docker.get("Created") or self.record.get("created_at"))
+
+    def status_text(self, now: float | None = None) -> str:
+        """docker ps's STATUS: "Up 3 seconds", "Up 2 minutes (Paused)", "Exited (0) 5 seconds ago", "Created"."""
+        now = now or time.time()
+        st = self.status
+        if st in ("running", "paused"):
+            text = "Up " + human_duration(now - (self.started_at or self.created))
+            return text + " (Paused)" if st == "paused" else text
+        if st == "exited":
+            finished = self.finished_at
+            return f"Exited ({self.exit_code}) " + (ago(finished, now) if finished else "")
+        return "Created"
+
+    @property
+    def image_name(self) -> str:
+        """What the user typed for the image (docker's Config.Image), else the familiar name."""
+        return self.docker.get("Config", {}).get("Image") or familiar(self.record.get("image", ""))
+
+    @property
+    def command(self) -> str:
+        args = [self.docker.get("Path", "")] + list(self.docker.get("Args") or [])
+        if not args[0]:
+            args = list((self.record.get("spec") or {}).get("process", {}).get("args") or [])
+        return " ".join(a for a in args if a is not None)
+
+
+def familiar(name: str) -> str:
+    try:
+        return reference.parse_normalized_named(name).familiar
+    except OCIError:
+        return name
+
+
+def normalize(name: str) -> str:
+    """`busybox` → `docker.io/library/busybox:latest`; raises CLIError on a bad reference."""
+    try:
+        return str(reference.parse(name))
+    except OCIError as exc:
+        raise CLIError(f"Error: invalid reference format: {exc}", 1) from None
+
+
+@dataclass
+class Backend:
+    client: Client
+    namespace: str
+    _info: dict | None = field(default=None, repr=False)
+
+    def call(self, service: str, method: str, params: dict | None = None, **kw) -> dict:
+        return self.client.call(service, method, params or {}, **kw)
+
+    def info(self) -> dict:
+        if self._info is None:
+            self._info = self.call("System", "Info")
+        return self._info
+
+    # -- containers ----------------------------------------------------------------------------
+    def tasks(self) -> dict[str, dict]:
+        return {t["container_id"]: t for t in self.call("Tasks", "List").get("tasks", [])}
+
+    def task(self, cid: str) -> dict | None:
+        try:
+            return self.call("Tasks", "Get", {"container_id": cid})["process"]
+        except errdefs.NotFound:
+            return None
+
+    def containers(self) -> list[ContainerView]:
+        tasks = self.tasks()
+        return [ContainerView(r, tasks.get(r["id"])) for r in self.call("Containers", "List").get("containers", [])]
+
+    def find_record(self, ref: str) -> dict | None:
+        """docker's lookup order: full id, exact name, unique id prefix."""
+        if not ref:
+            return None
+        try:
+            return self.call("Containers", "Get", {"id": ref})["container"]
+        except (errdefs.NotFound, errdefs.InvalidArgument):
+            pass
+        records = self.call("Containers", "List").get("containers", [])
+        name = ref[1:] if ref.startswith("/") else ref
+        for r in records:
+            if (r.get("labels") or {}).get(NAME_LABEL) == name:
+                return r
+        hits = [r for r in records if r["id"].startswith(ref)]
+        if len(hits) > 1:
+            raise CLIError(f"Error response from daemon: Multiple IDs found with provided prefix: {ref}")
+        return hits[0] if hits else None
+
+    def container(self, ref: str, daemon_wording: bool = False) -> ContainerView:
+        record = self.find_record(ref)
+        if record is None:
+            raise no_such_container(ref, daemon_wording)
+        return ContainerView(record, self.task(record["id"]))
+
+    def name_owner(self, name: str) -> dict | None:
+        for r in self.call("Containers", "List").get("containers", []):
+            if (r.get("labels") or {}).get(NAME_LABEL) == name:
+                return r
+        return None
+
+    def save_state(self, cid: str, **values: Any) -> None:
+        """Merge docker's State fields into the record (they outlive the task)."""
+        try:
+            record = self.call("Containers", "Get", {"id": cid})["container"]
+        except errdefs.NotFound:
+            return
+        state = dict((record.get("extensions") or {}).get(STATE_EXT) or {})
+        state.update(values)
+        self.call("Containers", "Update", {"container": {"id": cid, "extensions": {STATE_EXT: state}},
+                                           "update_mask": [f"extensions.{STATE_EXT}"]})
+
+    # -- images --------------------------------------------------------------------------------
+    def images(self) -> list[dict]:
+        return self.call("Images", "List").get("images", [])
+
+    def find_image(self, ref: str) -> dict | None:
+        """An image record by name (normalized), by full or short image id (the config digest)."""
+        if not ref:
+            return None
+        try:
+            name = str(reference.parse(ref))
+        except OCIError:
+            name = None
+        if name is not None:
+            try:
+                return self.call("Images", "Get", {"name": name})["image"]
+            except errdefs.NotFound:
+                pass
+        hexpart = ref[len("sha256:"):] if ref.startswith("sha256:") else ref
+        if len(hexpart) >= 4 and all(c in "0123456789abcdef" for c in hexpart):
+            for image in self.images():
+                if self.image_id(image["name"]).split(":", 1)[1].startswith(hexpart):
+                    return image
+        return None
+
+    def image_config(self, name: str) -> dict:
+        return self.call("Images", "Config", {"name": name})
+
+    def image_id(self, name: str) -> str:
+        return self.image_config(name)["manifest"]["config"]["digest"]
+
+
+def eprint(*args: Any) -> None:
+    print(*args, file=sys.stderr, flush=True)

@@ -1,0 +1,407 @@
+"""pyctr: `pyctr [--address SOCK | -H unix://SOCK] [--namespace NS] VERB …`, docker's verbs and flags.
+
+Exit statuses as docker's: 0, 1 for errors, 125 for flag and daemon errors of run/create (126 when
+the command cannot be invoked, 127 when it is not found), the container's status for foreground runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import NoReturn
+
+from pyoci.errors import OCIError
+
+from .. import errdefs, protocol
+from ..client import Client
+from . import containers, cp, execlogs, images, inspect, observe, system
+from .backend import Backend, CLIError
+
+PROG = "pyctr"
+GROUPS = {
+    "container": {"ls": "ps", "list": "ps", "ps": "ps", "remove": "rm", "inspect": "inspect",
+                  "prune": "container-prune"},
+    "image": {"ls": "images", "list": "images", "rm": "rmi", "remove": "rmi", "inspect": "inspect",
+              "prune": "image-prune", "pull": "pull", "push": "push", "tag": "tag", "save": "save", "load": "load",
+              "import": "import"},
+    "system": {"prune": "system-prune", "info": "info", "events": "events"},
+}
+
+
+class FlagError(Exception):
+    def __init__(self, message: str, verb: str) -> None:
+        super().__init__(message)
+        self.verb = verb
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with docker's flag errors: one line, `See 'pyctr VERB --help'.`, status 125."""
+
+    def error(self, message: str) -> NoReturn:
+        verb = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        if message.startswith("unrecognized arguments: "):
+            flag = message.split(": ", 1)[1].split()[0]
+            message = f"unknown flag: {flag}" if flag.startswith("-") else f'"{PROG} {verb}" accepts no argument(s).'
+        elif message.startswith("the following arguments are required"):
+            message = f'"{PROG} {verb}" requires at least 1 argument.'
+        raise FlagError(message, verb)
+
+
+def _add(sub, name: str, help_: str = "", add_help: bool = True) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_, add_help=add_help)
+    if not add_help:
+        p.add_argument("--help", action="help", help="Print usage")
+    return p
+
+
+def _run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--detach", action="store_true")
+    p.add_argument("--rm", action="store_true")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("--env-file", action="append", default=[])
+    p.add_argument("--name", default="")
+    p.add_argument("-w", "--workdir", default="")
+    p.add_argument("-u", "--user", default="")
+    p.add_argument("--entrypoint", default=None)
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("--cpus", type=float, default=0.0)
+    p.add_argument("-m", "--memory", default="")
+    p.add_argument("--pids-limit", type=int, default=0)
+    p.add_argument("--read-only", action="store_true")
+    p.add_argument("--cap-add", action="append", default=[])
+    p.add_argument("--cap-drop", action="append", default=[])
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("--init", action="store_true")
+    p.add_argument("-h", "--hostname", default="")
+    p.add_argument("-l", "--label", action="append", default=[])
+    p.add_argument("--restart", default="no")
+    p.add_argument("--log-opt", action="append", default=[])
+    p.add_argument("--pull", default="missing", choices=["missing", "always", "never"])
+    p.add_argument("image")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+
+
+def build_parser() -> Parser:
+    p = Parser(prog=PROG, description="pyctr: a docker-style client of pycontainerd")
+    p.add_argument("-H", "--host", "--address", dest="address",
+                   default=os.environ.get("PYCTR_ADDRESS") or os.environ.get("CONTAINERD_ADDRESS")
+                   or protocol.DEFAULT_ADDRESS)
+    p.add_argument("-n", "--namespace", default=os.environ.get("CONTAINERD_NAMESPACE") or "default")
+    p.add_argument("-v", "--version", action="store_true")
+    sub = p.add_subparsers(dest="verb", parser_class=Parser)
+
+    for name in ("run", "create"):
+        _run_flags(_add(sub, name, add_help=False))
+    s = _add(sub, "start")
+    s.add_argument("-a", "--attach", action="store_true")
+    s.add_argument("-i", "--interactive", action="store_true")
+    s.add_argument("containers", nargs="+")
+    s = _add(sub, "ps")
+    s.add_argument("-a", "--all", action="store_true")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("--no-trunc", action="store_true")
+    s.add_argument("-n", "--last", type=int, default=None)
+    s.add_argument("-l", "--latest", action="store_true")
+    s.add_argument("-f", "--filter", action="append", default=[])
+    s.add_argument("--format", default="")
+    s.add_argument("-s", "--size", action="store_true")
+    s = _add(sub, "stop")
+    s.add_argument("-t", "--time", default=None)
+    s.add_argument("containers", nargs="+")
+    s = _add(sub, "restart")
+    s.add_argument("-t", "--time", default=None)
+    s.add_argument("containers", nargs="+")
+    s = _add(sub, "kill")
+    s.add_argument("-s", "--signal", default="KILL")
+    s.add_argument("containers", nargs="+")
+    s = _add(sub, "rm")
+    s.add_argument("-f", "--force", action="store_true")
+    s.add_argument("-v", "--volumes", action="store_true")
+    s.add_argument("containers", nargs="+")
+    for name in ("pause", "unpause", "wait"):
+        _add(sub, name).add_argument("containers", nargs="+")
+    s = _add(sub, "exec", add_help=False)
+    s.add_argument("-i", "--interactive", action="store_true")
+    s.add_argument("-t", "--tty", action="store_true")
+    s.add_argument("-d", "--detach", action="store_true")
+    s.add_argument("-e", "--env", action="append", default=[])
+    s.add_argument("-w", "--workdir", default="")
+    s.add_argument("-u", "--user", default="")
+    s.add_argument("container")
+    s.add_argument("command", nargs=argparse.REMAINDER)
+    s = _add(sub, "logs")
+    s.add_argument("-f", "--follow", action="store_true")
+    s.add_argument("-n", "--tail", default="all")
+    s.add_argument("-t", "--timestamps", action="store_true")
+    s.add_argument("--since", default="")
+    s.add_argument("--until", default="")
+    s.add_argument("--details", action="store_true")
+    s.add_argument("container")
+    s = _add(sub, "attach")
+    s.add_argument("--no-stdin", action="store_true")
+    s.add_argument("--sig-proxy", default="true")
+    s.add_argument("container")
+    s = _add(sub, "inspect")
+    s.add_argument("-f", "--format", default="")
+    s.add_argument("--type", default="", choices=["", "container", "image"])
+    s.add_argument("-s", "--size", action="store_true")
+    s.add_argument("names", nargs="+")
+    s = _add(sub, "top")
+    s.add_argument("container")
+    s.add_argument("ps_args", nargs=argparse.REMAINDER)
+    s = _add(sub, "stats")
+    s.add_argument("-a", "--all", action="store_true")
+    s.add_argument("--no-stream", action="store_true")
+    s.add_argument("--no-trunc", action="store_true")
+    s.add_argument("--format", default="")
+    s.add_argument("containers", nargs="*")
+    s = _add(sub, "cp")
+    s.add_argument("-L", "--follow-link", action="store_true")
+    s.add_argument("-a", "--archive", action="store_true")
+    s.add_argument("src")
+    s.add_argument("dest")
+    s = _add(sub, "rename")
+    s.add_argument("container")
+    s.add_argument("new_name")
+    s = _add(sub, "events")
+    s.add_argument("-f", "--filter", action="append", default=[])
+    s.add_argument("--format", default="")
+    s.add_argument("--since", default="")
+    s.add_argument("--until", default="")
+    s = _add(sub, "info")
+    s.add_argument("-f", "--format", default="")
+    s = _add(sub, "version")
+    s.add_argument("-f", "--format", default="")
+    for name in ("container-prune", "image-prune", "system-prune"):
+        s = _add(sub, name)
+        s.add_argument("-f", "--force", action="store_true")
+        s.add_argument("-a", "--all", action="store_true")
+        s.add_argument("--filter", action="append", default=[])
+        s.add_argument("--volumes", action="store_true")
+    s = _add(sub, "pull")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("-a", "--all-tags", action="store_true")
+    s.add_argument("--platform", default="")
+    s.add_argument("name")
+    s = _add(sub, "push")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("name")
+    s = _add(sub, "images")
+    s.add_argument("-a", "--all", action="store_true")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("--no-trunc", action="store_true")
+    s.add_argument("--digests", action="store_true")
+    s.add_argument("--format", default="")
+    s.add_argument("-f", "--filter", action="append", default=[])
+    s.add_argument("reference", nargs="?")
+    s = _add(sub, "tag")
+    s.add_argument("source")
+    s.add_argument("target")
+    s = _add(sub, "rmi")
+    s.add_argument("-f", "--force", action="store_true")
+    s.add_argument("--no-prune", action="store_true")
+    s.add_argument("images", nargs="+")
+    s = _add(sub, "save")
+    s.add_argument("-o", "--output", default=None)
+    s.add_argument("images", nargs="+")
+    s = _add(sub, "load")
+    s.add_argument("-i", "--input", default=None)
+    s.add_argument("-q", "--quiet", action="store_true")
+    s = _add(sub, "import")
+    s.add_argument("-c", "--change", action="append", default=[])
+    s.add_argument("-m", "--message", default="")
+    s.add_argument("file")
+    s.add_argument("reference", nargs="?")
+    return p
+
+
+def _rewrite(argv: list[str]) -> list[str]:
+    """`container ls`, `image rm`, `system prune`… → the flat verbs."""
+    out = list(argv)
+    i = 0
+    while i < len(out):
+        a = out[i]
+        if a in ("-H", "--host", "--address", "-n", "--namespace"):
+            i += 2
+            continue
+        if a.startswith("-"):
+            i += 1
+            continue
+        if a in GROUPS and i + 1 < len(out):
+            verb = GROUPS[a].get(out[i + 1], out[i + 1])
+            extra = ["--type", a] if verb == "inspect" else []
+            out[i:i + 2] = [verb, *extra]
+        break
+    return out
+
+
+def _options(a) -> containers.CreateOptions:
+    return containers.CreateOptions(
+        image=a.image, args=a.command, name=a.name, env=a.env, env_files=a.env_file, workdir=a.workdir,
+        user=a.user, entrypoint=a.entrypoint, interactive=a.interactive, tty=a.tty, cpus=a.cpus, memory=a.memory,
+        pids_limit=a.pids_limit, read_only=a.read_only, cap_add=a.cap_add, cap_drop=a.cap_drop,
+        privileged=a.privileged, init=a.init, hostname=a.hostname, labels=a.label, rm=a.rm, detach=a.detach,
+        restart=a.restart, log_opts=a.log_opt, pull=a.pull)
+
+
+def dispatch(b: Backend, a) -> int:
+    v = a.verb
+    if v == "run":
+        if a.detach and a.rm:
+            pass  # docker 20.10 allows --rm with -d (removed when it exits); we remove on a later prune
+        return containers.run(b, _options(a))
+    if v == "create":
+        print(containers.create(b, _options(a)).id)
+        return 0
+    if v == "start":
+        return containers.start(b, a.containers, a.attach, a.interactive)
+    if v == "ps":
+        containers.ps(b, a)
+        return 0
+    if v == "stop":
+        return containers.stop(b, a.containers, containers.parse_stop_timeout(a.time))
+    if v == "restart":
+        status = containers.stop(b, a.containers, containers.parse_stop_timeout(a.time))
+        if status == 0:
+            import contextlib
+            import io
+            with contextlib.redirect_stdout(io.StringIO()):
+                containers.start(b, a.containers)
+        return status
+    if v == "kill":
+        return containers.kill(b, a.containers, a.signal)
+    if v == "rm":
+        return containers.rm(b, a.containers, a.force)
+    if v in ("pause", "unpause"):
+        return containers.pause(b, a.containers, v == "unpause")
+    if v == "wait":
+        return containers.wait(b, a.containers)
+    if v == "exec":
+        if not a.command:
+            raise FlagError(f'"{PROG} exec" requires at least 2 arguments.', "exec")
+        return execlogs.exec_(b, a.container, a.command, a.interactive, a.tty, a.env, a.workdir, a.user, a.detach)
+    if v == "logs":
+        execlogs.logs(b, a.container, a.follow, a.tail, a.timestamps, a.since, a.until)
+        return 0
+    if v == "attach":
+        return execlogs.attach_(b, a.container, a.no_stdin, a.sig_proxy != "false")
+    if v == "inspect":
+        return inspect.inspect(b, a.names, a.type, a.format, a.size)
+    if v == "top":
+        observe.top(b, a.container, a.ps_args)
+        return 0
+    if v == "stats":
+        observe.stats(b, a.containers, a.all, a.no_stream, a.format, a.no_trunc)
+        return 0
+    if v == "cp":
+        cp.cp(b, a.src, a.dest, a.follow_link)
+        return 0
+    if v == "rename":
+        containers.rename(b, a.container, a.new_name)
+        return 0
+    if v == "events":
+        observe.events(b, a.filter, a.format, a.since, a.until)
+        return 0
+    if v == "info":
+        system.info(b, a.format)
+        return 0
+    if v == "container-prune":
+        system.container_prune(b, a.force)
+        return 0
+    if v == "image-prune":
+        system.image_prune(b, a.force, a.all)
+        return 0
+    if v == "system-prune":
+        system.system_prune(b, a.force, a.all)
+        return 0
+    if v == "pull":
+        images.pull(b, a.name, a.quiet, a.platform)
+        return 0
+    if v == "push":
+        images.push(b, a.name, a.quiet)
+        return 0
+    if v == "images":
+        images.list_images(b, a)
+        return 0
+    if v == "tag":
+        images.tag(b, a.source, a.target)
+        return 0
+    if v == "rmi":
+        return images.rmi(b, a.images, a.force)
+    if v == "save":
+        images.save(b, a.images, a.output)
+        return 0
+    if v == "load":
+        images.load(b, a.input, a.quiet)
+        return 0
+    if v == "import":
+        images.import_rootfs(b, a.file, a.reference, a.message, a.change)
+        return 0
+    raise FlagError(f"{PROG}: '{v}' is not a {PROG} command.", "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = _rewrite(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    try:
+        a = parser.parse_args(argv)
+    except FlagError as exc:
+        print(exc, file=sys.stderr)
+        print(f"See '{PROG}{' ' + exc.verb if exc.verb else ''} --help'.", file=sys.stderr)
+        return 125
+    if a.version and not a.verb:
+        print(f"pyctr version {system.CLIENT_VERSION}")
+        return 0
+    if not a.verb:
+        parser.print_help()
+        return 0
+    if a.verb == "run" and not a.image:
+        return 125
+    client = Client(a.address, namespace=a.namespace)
+    b = Backend(client, a.namespace)
+    status = 1
+    try:
+        if a.verb == "version":
+            try:
+                client.connect()
+            except errdefs.Unavailable as exc:
+                system.version(None, a.format)
+                raise CLIError(str(exc)) from None
+            system.version(b, a.format)
+            return 0
+        status = dispatch(b, a)
+    except CLIError as exc:
+        prefix = "docker: " if False else ""
+        print(prefix + exc.message, file=sys.stderr)
+        status = exc.status
+    except FlagError as exc:
+        print(exc, file=sys.stderr)
+        print(f"See '{PROG} {exc.verb} --help'.", file=sys.stderr)
+        status = 125
+    except errdefs.Unavailable as exc:
+        print(str(exc) if str(exc).startswith("Cannot connect") else f"Error response from daemon: {exc}",
+              file=sys.stderr)
+        status = 125 if a.verb in ("run", "create") else 1
+    except errdefs.Error as exc:
+        print(f"Error response from daemon: {exc}", file=sys.stderr)
+        status = 125 if a.verb in ("run", "create") else 1
+    except OCIError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        status = 125 if a.verb in ("run", "create") else 1
+    except KeyboardInterrupt:
+        status = 130
+    except BrokenPipeError:
+        status = 1
+    finally:
+        try:
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+        client.close()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

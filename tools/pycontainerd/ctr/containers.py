@@ -1,0 +1,528 @@
+"""Container verbs: create, run, start, stop, kill, rm, pause, unpause, wait, rename, ps, prune."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .. import errdefs, ocispec
+from .backend import (DOCKER_EXT, HOSTNAME_LABEL, NAME_LABEL, STATE_EXT, Backend, CLIError, ContainerView,
+                      daemon_error, familiar, no_such_container)
+from .formatting import print_rows
+from .humanize import ago, human_duration, parse_duration, rfc3339nano
+from .images import ensure_image
+from .names import NAME_RE, new_id, random_name
+from .stdio import attach
+
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+              "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES", "Labels": "LABELS",
+              "Size": "SIZE", "Mounts": "MOUNTS", "Networks": "NETWORKS", "State": "STATE",
+              "LocalVolumes": "LOCAL VOLUMES"}
+DEFAULT_STOP_TIMEOUT = 10
+
+
+@dataclass
+class CreateOptions:
+    image: str
+    args: list[str] = field(default_factory=list)
+    name: str = ""
+    env: list[str] = field(default_factory=list)
+    env_files: list[str] = field(default_factory=list)
+    workdir: str = ""
+    user: str = ""
+    entrypoint: str | None = None
+    interactive: bool = False
+    tty: bool = False
+    cpus: float = 0.0
+    memory: str = ""
+    pids_limit: int = 0
+    read_only: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    init: bool = False
+    hostname: str = ""
+    labels: list[str] = field(default_factory=list)
+    rm: bool = False
+    detach: bool = False
+    restart: str = "no"
+    log_opts: list[str] = field(default_factory=list)
+    pull: str = "missing"
+
+
+def read_env_file(path: str) -> list[str]:
+    """docker's --env-file: KEY=VALUE lines, # comments, a bare KEY takes our value."""
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.rstrip("\n")
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                key = line.split("=", 1)[0]
+                if "=" in line:
+                    out.append(line.lstrip())
+                elif key.strip() in os.environ:
+                    out.append(f"{key.strip()}={os.environ[key.strip()]}")
+    except OSError as exc:
+        raise CLIError(f"open {path}: {exc.strerror.lower() if exc.strerror else exc}", 125) from None
+    return out
+
+
+def _labels(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        k, _, v = item.partition("=")
+        out[k] = v
+    return out
+
+
+def create(b: Backend, o: CreateOptions) -> ContainerView:
+    """docker create: the image (pulled if missing), a name, a snapshot, the spec, the record."""
+    if o.name and not NAME_RE.match(o.name):
+        raise CLIError(f"Error response from daemon: Invalid container name ({o.name}), only "
+                       "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", 125)
+    image = ensure_image(b, o.image, o.pull)
+    cfg = b.image_config(image["name"])
+    cid = new_id()
+    name = o.name
+    if name:
+        owner = b.name_owner(name)
+        if owner is not None:
+            raise CLIError(f'Error response from daemon: Conflict. The container name "/{name}" is already in use '
+                           f'by container "{owner["id"]}". You have to remove (or rename) that container to be able '
+                           "to reuse that name.", 125)
+    else:
+        for attempt in range(6):
+            name = random_name(attempt)
+            if b.name_owner(name) is None:
+                break
+    env = []
+    for f in o.env_files:
+        env += read_env_file(f)
+    env += o.env
+    entrypoint = None if o.entrypoint is None else ([o.entrypoint] if o.entrypoint else [""])
+    opts = ocispec.SpecOptions(args=list(o.args) or None, entrypoint=entrypoint, env=env, workdir=o.workdir,
+                               user=o.user, hostname=o.hostname, tty=o.tty, stdin=o.interactive, cpus=o.cpus,
+                               memory=o.memory or 0, pids_limit=o.pids_limit, read_only=o.read_only,
+                               cap_add=list(o.cap_add), cap_drop=list(o.cap_drop), privileged=o.privileged,
+                               init=o.init)
+    try:
+        spec = ocispec.generate(cfg.get("config") or {}, opts, b.namespace, cid)
+    except (errdefs.Error, ValueError) as exc:
+        raise CLIError(f"Error response from daemon: {exc}", 125) from None
+    image_cfg = (cfg.get("config") or {}).get("config") or {}
+    process = spec["process"]
+    args = process["args"]
+    config = {"Hostname": spec.get("hostname", cid[:12]), "Domainname": "", "User": o.user or image_cfg.get("User", ""),
+              "AttachStdin": o.interactive and not o.detach, "AttachStdout": not o.detach,
+              "AttachStderr": not o.detach, "Tty": o.tty, "OpenStdin": o.interactive, "StdinOnce": o.interactive
+              and not o.detach, "Env": process["env"],
+              "Cmd": list(o.args) if o.args else (None if o.entrypoint is not None else image_cfg.get("Cmd")),
+              "Image": o.image, "Volumes": None, "WorkingDir": o.workdir or image_cfg.get("WorkingDir", ""),
+              "Entrypoint": ([o.entrypoint] if o.entrypoint else None) if o.entrypoint is not None
+              else image_cfg.get("Entrypoint"),
+              "OnBuild": None, "Labels": {**(image_cfg.get("Labels") or {}), **_labels(o.labels)}}
+    if image_cfg.get("StopSignal"):
+        config["StopSignal"] = image_cfg["StopSignal"]
+    res = spec["linux"].get("resources") or {}
+    host_config = {
+        "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": _labels(o.log_opts)},
+        "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": o.restart or "no",
+                                                                       "MaximumRetryCount": 0},
+        "AutoRemove": o.rm, "VolumeDriver": "", "VolumesFrom": None, "CapAdd": o.cap_add or None,
+        "CapDrop": o.cap_drop or None, "CgroupnsMode": "private", "Dns": [], "DnsOptions": [], "DnsSearch": [],
+        "ExtraHosts": None, "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None,
+        "OomScoreAdj": 0, "PidMode": "", "Privileged": o.privileged, "PublishAllPorts": False,
+        "ReadonlyRootfs": o.read_only, "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864,
+        "Runtime": "runc", "ConsoleSize": [0, 0], "Isolation": "", "CpuShares": 0,
+        "Memory": (res.get("memory") or {}).get("limit", 0), "NanoCpus": int(round(o.cpus * 1e9)),
+        "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": None,
+        "BlkioDeviceWriteBps": None, "BlkioDeviceReadIOps": None, "BlkioDeviceWriteIOps": None, "CpuPeriod": 0,
+        "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "",
+        "Devices": [], "DeviceCgroupRules": None, "DeviceRequests": None, "KernelMemory": 0, "KernelMemoryTCP": 0,
+        "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None, "OomKillDisable": False,
+        "PidsLimit": o.pids_limit or None, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0,
+        "IOMaximumBandwidth": 0, "MaskedPaths": spec["linux"].get("maskedPaths"),
+        "ReadonlyPaths": spec["linux"].get("readonlyPaths"), "Init": o.init or None}
+    docker = {"Created": rfc3339nano(time.time()), "Path": args[0], "Args": args[1:], "Config": config,
+              "HostConfig": host_config, "ImageID": cfg["manifest"]["config"]["digest"]}
+    labels = {**_labels(o.labels), NAME_LABEL: name, HOSTNAME_LABEL: config["Hostname"]}
+    try:
+        b.call("Snapshots", "Prepare", {"key": cid, "parent": cfg["chain_id"]})
+    except errdefs.Error as exc:
+        raise CLIError(f"Error response from daemon: {exc}", 125) from None
+    try:
+        record = b.call("Containers", "Create", {"container": {
+            "id": cid, "image": image["name"], "spec": spec, "snapshot_key": cid, "labels": labels,
+            "extensions": {DOCKER_EXT: docker}}})["container"]
+    except errdefs.Error as exc:
+        try:
+            b.call("Snapshots", "Remove", {"key": cid})
+        except errdefs.Error:
+            pass
+        raise CLIError(f"Error response from daemon: {exc}", 125) from None
+    return ContainerView(record, None)
+
+
+def start_error(exc: Exception) -> CLIError:
+    """docker run's statuses for a process that cannot start: 127 not found, 126 cannot invoke, else 125."""
+    text = str(exc)
+    status = 125
+    if "executable file not found" in text or "no such file or directory" in text.lower():
+        status = 127
+    elif "permission denied" in text.lower() or "is a directory" in text.lower():
+        status = 126
+    return CLIError(f"Error response from daemon: failed to create shim task: OCI runtime create failed: {text}: "
+                    "unknown", status)
+
+
+def create_task(b: Backend, c: ContainerView) -> None:
+    """A fresh task for the container (a stopped one is deleted first, as docker start does)."""
+    if c.task is not None:
+        b.call("Tasks", "Delete", {"container_id": c.id, "force": True})
+    cfg = c.docker.get("Config") or {}
+    log_cfg = (c.docker.get("HostConfig") or {}).get("LogConfig", {}).get("Config") or {}
+    params = {"container_id": c.id, "terminal": bool(cfg.get("Tty")), "stdin": bool(cfg.get("OpenStdin"))}
+    if log_cfg:
+        params["log"] = {"max_size": log_cfg.get("max-size"), "max_file": log_cfg.get("max-file")}
+    try:
+        b.call("Tasks", "Create", params)
+    except errdefs.Error as exc:
+        err = start_error(exc)
+        b.save_state(c.id, Error=str(exc), ExitCode=err.status, FinishedAt="")
+        raise err from None
+
+
+def start_task(b: Backend, cid: str) -> None:
+    try:
+        b.call("Tasks", "Start", {"container_id": cid})
+    except errdefs.Error as exc:
+        err = start_error(exc)
+        b.save_state(cid, Error=str(exc), ExitCode=err.status)
+        try:
+            b.call("Tasks", "Delete", {"container_id": cid, "force": True})
+        except errdefs.Error:
+            pass
+        raise err from None
+    b.save_state(cid, StartedAt=rfc3339nano(time.time()), FinishedAt="", Error="", ExitCode=0)
+
+
+def record_exit(b: Backend, cid: str) -> None:
+    """Keep the exit in the record (the task, and so its status, may go later)."""
+    task = b.task(cid)
+    if task is not None and task.get("status") == "stopped":
+        b.save_state(cid, FinishedAt=task.get("exited_at") or rfc3339nano(time.time()),
+                     ExitCode=int(task.get("exit_status") or 0))
+
+
+def remove(b: Backend, c: ContainerView, force: bool = False) -> None:
+    if c.running and not force:
+        raise CLIError(f"Error response from daemon: You cannot remove a running container {c.id}. Stop the "
+                       "container before attempting removal or force remove")
+    if c.task is not None:
+        try:
+            b.call("Tasks", "Delete", {"container_id": c.id, "force": True})
+        except errdefs.NotFound:
+            pass
+    b.call("Containers", "Delete", {"id": c.id, "cleanup_snapshot": True})
+
+
+def _kill_proxy(b: Backend, cid: str):
+    def proxy(sig: int) -> None:
+        try:
+            b.call("Tasks", "Kill", {"container_id": cid, "signal": int(sig)})
+        except errdefs.Error:
+            pass
+    return proxy
+
+
+def run(b: Backend, o: CreateOptions) -> int:
+    """docker run: create, start, and with no -d stream the output and exit with the container's status."""
+    c = create(b, o)
+    try:
+        create_task(b, c)
+        if o.detach:
+            start_task(b, c.id)
+            print(c.id, flush=True)
+            return 0
+        started = threading.Event()
+
+        def on_attached() -> None:
+            start_task(b, c.id)
+            started.set()
+
+        try:
+            status = attach(b.client, c.id, stdin=o.interactive, tty_=o.tty, on_attached=on_attached,
+                            proxy_signals=_kill_proxy(b, c.id))
+        except errdefs.Error as exc:
+            raise CLIError(f"Error response from daemon: {exc}", 125) from None
+        if status is None:
+            status = int(b.call("Tasks", "Wait", {"container_id": c.id}).get("exit_status") or 0)
+        record_exit(b, c.id)
+        return status
+    except CLIError as exc:
+        raise CLIError(exc.message, exc.status if exc.status >= 125 else 125) from None
+    finally:
+        if o.rm and not o.detach:
+            try:
+                remove(b, b.container(c.id), force=True)
+            except (CLIError, errdefs.Error):
+                pass
+
+
+def start(b: Backend, refs: list[str], attach_: bool = False, interactive: bool = False) -> int:
+    failed = []
+    status = 0
+    for ref in refs:
+        try:
+            c = b.container(ref, daemon_wording=True)
+            if c.running:
+                if not attach_:
+                    print(ref, flush=True)
+                continue
+            create_task(b, c)
+            if attach_ or interactive:
+                tty_ = bool(c.docker.get("Config", {}).get("Tty"))
+                result = attach(b.client, c.id, stdin=interactive, tty_=tty_,
+                                on_attached=lambda: start_task(b, c.id), proxy_signals=_kill_proxy(b, c.id))
+                record_exit(b, c.id)
+                status = result or 0
+            else:
+                start_task(b, c.id)
+                print(ref, flush=True)
+        except CLIError as exc:
+            print(exc.message, file=sys.stderr)
+            failed.append(ref)
+    if failed:
+        raise CLIError(f"Error: failed to start containers: {', '.join(failed)}")
+    return status
+
+
+def stop_signal(c: ContainerView) -> str:
+    annotations = (c.record.get("spec") or {}).get("annotations") or {}
+    return c.docker.get("Config", {}).get("StopSignal") or annotations.get(ocispec.STOP_SIGNAL_ANNOTATION) \
+        or "SIGTERM"
+
+
+def stop(b: Backend, refs: list[str], timeout: int | None) -> int:
+    """SIGTERM (or the image's STOPSIGNAL), SIGKILL after the timeout (10 s)."""
+    status = 0
+    for ref in refs:
+        try:
+            c = b.container(ref, daemon_wording=True)
+            if c.running:
+                t = DEFAULT_STOP_TIMEOUT if timeout is None else timeout
+                if c.status == "paused":
+                    b.call("Tasks", "Resume", {"container_id": c.id})
+                b.call("Tasks", "Kill", {"container_id": c.id, "signal": stop_signal(c) if t != 0 else "SIGKILL"})
+                try:
+                    b.call("Tasks", "Wait", {"container_id": c.id}, timeout=max(t, 0.001))
+                except errdefs.DeadlineExceeded:
+                    b.call("Tasks", "Kill", {"container_id": c.id, "signal": "SIGKILL", "all": True})
+                    b.call("Tasks", "Wait", {"container_id": c.id}, timeout=30)
+                record_exit(b, c.id)
+            print(ref, flush=True)
+        except CLIError as exc:
+            print(exc.message, file=sys.stderr)
+            status = 1
+        except errdefs.Error as exc:
+            print(f"Error response from daemon: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def kill(b: Backend, refs: list[str], sig: str) -> int:
+    status = 0
+    for ref in refs:
+        try:
+            c = b.container(ref, daemon_wording=True)
+        except CLIError:
+            print(f"Error response from daemon: Cannot kill container: {ref}: No such container: {ref}",
+                  file=sys.stderr)
+            status = 1
+            continue
+        if not c.running:
+            print(f"Error response from daemon: Cannot kill container: {ref}: Container {c.id} is not running",
+                  file=sys.stderr)
+            status = 1
+            continue
+        signame = sig.upper()
+        value: int | str = int(signame) if signame.isdigit() else (signame if signame.startswith("SIG")
+                                                                    else "SIG" + signame)
+        if isinstance(value, str) and not hasattr(signal, value):
+            print(f"Error response from daemon: Cannot kill container: {ref}: Invalid signal: {sig}",
+                  file=sys.stderr)
+            status = 1
+            continue
+        b.call("Tasks", "Kill", {"container_id": c.id, "signal": value})
+        print(ref, flush=True)
+    return status
+
+
+def rm(b: Backend, refs: list[str], force: bool) -> int:
+    status = 0
+    for ref in refs:
+        try:
+            remove(b, b.container(ref), force)
+            print(ref, flush=True)
+        except CLIError as exc:
+            print(exc.message, file=sys.stderr)
+            status = 1
+        except errdefs.Error as exc:
+            print(f"Error response from daemon: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def pause(b: Backend, refs: list[str], resume: bool) -> int:
+    status = 0
+    for ref in refs:
+        try:
+            c = b.container(ref, daemon_wording=True)
+            if resume and c.status != "paused":
+                raise CLIError(f"Error response from daemon: Container {c.id} is not paused")
+            if not resume and c.status == "paused":
+                raise CLIError(f"Error response from daemon: Container {c.id} is already paused")
+            if not c.running:
+                raise CLIError(f"Error response from daemon: Container {c.id} is not running")
+            b.call("Tasks", "Resume" if resume else "Pause", {"container_id": c.id})
+            print(ref, flush=True)
+        except CLIError as exc:
+            print(exc.message, file=sys.stderr)
+            status = 1
+    return status
+
+
+def wait(b: Backend, refs: list[str]) -> int:
+    status = 0
+    for ref in refs:
+        try:
+            c = b.container(ref, daemon_wording=True)
+        except CLIError as exc:
+            print(exc.message, file=sys.stderr)
+            status = 1
+            continue
+        if c.task is None:
+            code = c.exit_code
+        else:
+            code = int(b.call("Tasks", "Wait", {"container_id": c.id}).get("exit_status") or 0)
+            record_exit(b, c.id)
+        print(code, flush=True)
+    return status
+
+
+def rename(b: Backend, ref: str, new: str) -> None:
+    c = b.find_record(ref)
+    if c is None:
+        raise CLIError(f"Error response from daemon: No such container: {ref}\n"
+                       f"Error: failed to rename container named {ref}")
+    new = new[1:] if new.startswith("/") else new
+    if not NAME_RE.match(new):
+        raise CLIError(f"Error response from daemon: Invalid container name ({new}), only "
+                       "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    owner = b.name_owner(new)
+    if owner is not None:
+        raise CLIError(f'Error response from daemon: Error when allocating new name: Conflict. The container name '
+                       f'"/{new}" is already in use by container "{owner["id"]}". You have to remove (or rename) '
+                       "that container to be able to reuse that name.")
+    b.call("Containers", "Update", {"container": {"id": c["id"], "labels": {NAME_LABEL: new}},
+                                    "update_mask": [f"labels.{NAME_LABEL}"]})
+
+
+# -- ps --------------------------------------------------------------------------------------------
+
+def _filters(items: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CLIError(f'Error: invalid argument "{item}" for "-f, --filter" flag: bad format of filter '
+                           "(expected name=value)")
+        key = key.lower()
+        if key not in ("status", "name", "label", "id", "ancestor", "exited", "before", "since"):
+            raise CLIError(f"Error response from daemon: Invalid filter '{key}'")
+        out.append((key, value))
+    return out
+
+
+def _match(c: ContainerView, key: str, value: str) -> bool:
+    if key == "status":
+        if value not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
+            raise CLIError(f"Error response from daemon: Invalid filter 'status={value}'")
+        return c.status == value
+    if key == "name":
+        return re.search(value.lstrip("/"), c.name) is not None
+    if key == "id":
+        return c.id.startswith(value)
+    if key == "label":
+        k, sep, v = value.partition("=")
+        labels = c.record.get("labels") or {}
+        return k in labels and (not sep or labels[k] == v)
+    if key == "ancestor":
+        return familiar(c.record.get("image", "")) in (value, familiar(value) if ":" in value else value + ":latest")\
+            or c.image_name == value
+    if key == "exited":
+        return c.status == "exited" and str(c.exit_code) == value
+    return True
+
+
+def ps_rows(views: list[ContainerView], no_trunc: bool) -> list[dict]:
+    now = time.time()
+    rows = []
+    for c in views:
+        labels = c.record.get("labels") or {}
+        user_labels = {k: v for k, v in labels.items() if not k.startswith("nerdctl/")}
+        command = c.command
+        if not no_trunc and len(command) > 20:
+            command = command[:19] + "…"
+        rows.append({"Command": f'"{command}"',
+                     "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(c.created)),
+                     "ID": c.id if no_trunc else c.id[:12], "Image": c.image_name,
+                     "Labels": ",".join(f"{k}={v}" for k, v in sorted(user_labels.items())),
+                     "LocalVolumes": "0", "Mounts": "", "Names": c.name, "Networks": "", "Ports": "",
+                     "RunningFor": ago(c.created, now), "Size": "0B", "State": c.status,
+                     "Status": c.status_text(now)})
+    return rows
+
+
+def ps(b: Backend, args) -> None:
+    views = b.containers()
+    filters = _filters(args.filter or [])
+    if not args.all and not args.latest and args.last in (None, -1) and \
+            not any(k in ("status", "exited") for k, _ in filters):
+        views = [c for c in views if c.running]
+    for key, value in filters:
+        views = [c for c in views if _match(c, key, value)]
+    views.sort(key=lambda c: c.created, reverse=True)
+    n = 1 if args.latest else args.last
+    if n is not None and n >= 0:
+        views = views[:n]
+    if args.quiet:
+        sys.stdout.write("".join((c.id if args.no_trunc else c.id[:12]) + "\n" for c in views))
+        return
+    fmt = args.format or "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+    print_rows(fmt, ps_rows(views, args.no_trunc), PS_HEADERS, sys.stdout.write)
+
+
+def prune(b: Backend) -> list[str]:
+    deleted = []
+    for c in b.containers():
+        if not c.running:
+            remove(b, c, force=True)
+            deleted.append(c.id)
+    return deleted
+
+
+def parse_stop_timeout(text) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return int(parse_duration(str(text)))
