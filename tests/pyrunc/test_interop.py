@@ -67,7 +67,7 @@ SCENARIOS = {
     "proc-mounted": (["sh", "-c", "echo $$; cat /proc/1/cmdline | tr '\\0' ' '"], None),
     "mounts-table": (["sh", "-c", "cut -d' ' -f2,3 /proc/self/mounts"], None),
     "mount-options": (["sh", "-c", "grep -E ' /(dev|dev/shm|dev/pts|dev/mqueue|sys|proc) ' /proc/self/mounts | cut -d' ' -f2-4"], None),
-    "dev-listing": (["ls", "-la", "/dev"], None),
+    "dev-listing": (["sh", "-c", "ls -a /dev; stat -c '%n %F %a %u:%g %t:%T %N' /dev/* | sort"], None),  # no times
     "dev-nodes": (["sh", "-c", "stat -c '%n %F %t:%T %a %u:%g' /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty"], None),
     "dev-symlinks": (["sh", "-c", "for l in fd stdin stdout stderr ptmx; do readlink /dev/$l; done"], None),
     "linux-devices": (
