@@ -214,3 +214,20 @@ def test_platform_selection_from_an_index(daemon, registry, tmp_path):
     assert c.call("Images", "Config", {"name": ref, "platform": f"linux/{other}"})["config"]["architecture"] == other
     with pytest.raises(errdefs.NotFound):
         list(c.stream("Images", "Pull", {"ref": ref, "platform": "windows/s390x"}))
+
+
+def test_pull_docker_schema2_image(daemon, registry, image_layout):
+    """An image pushed by skopeo in Docker's format (schema2 manifest, gzip docker layers) pulls and
+    unpacks unchanged: same manifest digest as the registry serves."""
+    skopeo = require("skopeo")
+    dest = registry.ref("docker/fmt", "v1")
+    subprocess.run([skopeo, "copy", "--format", "v2s2", "--dest-tls-verify=false", f"oci:{image_layout}:v1",
+                    f"docker://{dest}"], capture_output=True, check=True)
+    raw = subprocess.run([skopeo, "inspect", "--raw", "--tls-verify=false", f"docker://{dest}"],
+                         capture_output=True, check=True).stdout
+    c = daemon.client
+    list(c.stream("Images", "Pull", {"ref": dest}))
+    image = c.call("Images", "Get", {"name": dest})["image"]
+    assert image["target"]["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert image["target"]["digest"] == "sha256:" + hashlib.sha256(raw).hexdigest()
+    assert len(c.call("Snapshots", "List")["info"]) == 2
