@@ -334,3 +334,15 @@ def test_domainname_and_personality(env):
     bundle.edit(lambda d: d["linux"].__setitem__("personality", {"domain": "LINUX32"}))
     r = env.pyrunc("run", "-b", str(bundle.path), env.new_id())
     assert (r.rc, r.out) == (0, "example.org\ni686\n"), r.err
+
+
+def test_mount_destination_symlink_stays_inside(env):
+    """A destination through a symlink pointing out of the rootfs is resolved inside it (no host path touched)."""
+    marker = f"pyrunc-escape-{os.getpid()}-{env.new_id()}"
+    bundle = env.bundle("sh", "-c", f"grep -c ' /tmp/{marker} ' /proc/self/mounts")
+    (bundle.rootfs / "escape").symlink_to(f"/../../../../../tmp")
+    bundle.edit(lambda d: d["mounts"].append({"destination": f"/escape/{marker}", "type": "tmpfs", "source": "tmpfs"}))
+    r1, r2 = env.both(bundle)
+    same(r1, r2)
+    assert r2.out == "1\n"
+    assert not os.path.exists(f"/tmp/{marker}")
