@@ -155,11 +155,19 @@ class Shim:
         return [self.cfg["runtime"], "--root", self.cfg["runtime_root"], "--log", self.path("log.json"),
                 "--log-format", "json", *args]
 
-    def runtime_error(self, what: str, proc_stderr: bytes = b"") -> str:
-        """The runtime's last error message: from its json log (as containerd reads it), else stderr."""
+    def log_mark(self) -> int:
+        """Where the runtime's json log ends now: an error is looked for only in what follows."""
+        try:
+            return os.stat(self.path("log.json")).st_size
+        except OSError:
+            return 0
+
+    def runtime_error(self, what: str, proc_stderr: bytes = b"", mark: int = 0) -> str:
+        """The runtime's error message: from its json log (as containerd reads it), else its stderr."""
         message = ""
         try:
             with open(self.path("log.json"), "rb") as f:
+                f.seek(mark)
                 for line in f.read().splitlines()[-20:]:
                     try:
                         entry = json.loads(line)
@@ -175,6 +183,7 @@ class Shim:
         return f"{what}: {message or 'runtime failed'}"
 
     def run_runtime(self, *args: str) -> bytes:
+        mark = self.log_mark()
         try:
             p = subprocess.run(self.runtime_argv(*args), stdin=subprocess.DEVNULL, capture_output=True,
                                cwd=self.bundle, timeout=RUNTIME_TIMEOUT)
@@ -183,7 +192,7 @@ class Shim:
         except OSError as exc:
             raise ShimError(UNKNOWN, f"runtime {self.cfg['runtime']}: {exc.strerror}") from None
         if p.returncode != 0:
-            text = self.runtime_error(f"runtime {args[0]}", p.stderr)
+            text = self.runtime_error(f"runtime {args[0]}", p.stderr, mark)
             code = NOT_FOUND if "does not exist" in text or "not exist" in text else UNKNOWN
             raise ShimError(code, text)
         return p.stdout
@@ -257,6 +266,7 @@ class Shim:
                     stdio[i] = w
                     theirs.append(w)
                     proc.outputs[r] = name
+            mark = self.log_mark()
             try:
                 child = subprocess.Popen(self.runtime_argv(*argv), stdin=stdio[0], stdout=stdio[1],
                                          stderr=stdio[2], cwd=self.bundle)
@@ -282,7 +292,7 @@ class Shim:
                             stderr = os.read(fd, 1 << 16)
                         except OSError:
                             pass
-                raise ShimError(UNKNOWN, self.runtime_error(f"runtime {what}", stderr))
+                raise ShimError(UNKNOWN, self.runtime_error(f"runtime {what}", stderr, mark))
             try:
                 with open(pid_file) as f:
                     proc.pid = int(f.read().strip())
