@@ -356,7 +356,6 @@ def run_container(runtime: str, state_dir: str, bundle: Path, rootfs: str, req: 
     cwd_host = resolve_in_root(rootfs, req.cwd or "/")
     if not os.path.isdir(cwd_host):
         mkdir_all(rootfs, req.cwd)
-    cwd_created = [p for p in _missing_parents(rootfs, req.cwd or "/")]  # noqa: F841 - BuildKit keeps WORKDIRs
     created = [p for p in created if not (req.cwd + "/").startswith(p + "/")]
     pipes_dir = None
     mounts = list(req.mounts)

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 from pyoci.archive_docker import write_docker_archive

@@ -20,11 +20,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 from pyoci import mediatypes as mt
 from pyoci import platform as _platform
+from pyoci import runtime as _runtime
 from pyoci import schema as _schema
 from pyoci.errors import OCIError
 from pyoci.layer import create_layer
@@ -294,10 +294,11 @@ class Solver:
                 self._copy(step, view)
             elif step.keyword == "WORKDIR":
                 owner = (0, 0)
-                if step.user:
+                if step.user:  # BuildKit creates the WORKDIR as the current USER
                     try:
-                        owner = resolve_chown(str(view.root), step.user)
-                    except BuildError:
+                        uid, gid, _ = _runtime.resolve_user(step.user, str(view.root))
+                        owner = (uid, gid)
+                    except OCIError:
                         pass
                 mkdir_all(str(view.root), step.dest, 0o755, *owner)
             layer = self.snap.commit(view, self.opts.epoch)
@@ -485,7 +486,7 @@ class Solver:
         if problems:
             raise BuildError(f"image manifest does not validate: {problems[0]}")
         manifest_desc = layout.put_json(go_json(manifest), mt.OCI_MANIFEST)
-        v.info(f"exporting layers done")
+        v.info("exporting layers done")
         v.info(f"exporting manifest {manifest_desc['digest']} done")
         v.info(f"exporting config {config_desc['digest']} done")
         v.done()
