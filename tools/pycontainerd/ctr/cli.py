@@ -15,7 +15,7 @@ from pyoci.errors import OCIError
 
 from .. import errdefs, protocol
 from ..client import Client
-from . import containers, cp, execlogs, images, inspect, observe, system
+from . import containers, cp, execlogs, images, inspection, observe, system
 from .backend import Backend, CLIError
 
 PROG = "pyctr"
@@ -288,7 +288,7 @@ def dispatch(b: Backend, a) -> int:
     if v == "attach":
         return execlogs.attach_(b, a.container, a.no_stdin, a.sig_proxy != "false")
     if v == "inspect":
-        return inspect.inspect(b, a.names, a.type, a.format, a.size)
+        return inspection.inspect(b, a.names, a.type, a.format, a.size)
     if v == "top":
         observe.top(b, a.container, a.ps_args)
         return 0
@@ -342,14 +342,36 @@ def dispatch(b: Backend, a) -> int:
     raise FlagError(f"{PROG}: '{v}' is not a {PROG} command.", "")
 
 
+def _verb(argv: list[str]) -> str:
+    i = 0
+    while i < len(argv):
+        if argv[i] in ("-H", "--host", "--address", "-n", "--namespace"):
+            i += 2
+        elif argv[i].startswith("-"):
+            i += 1
+        else:
+            return argv[i]
+    return ""
+
+
+def run_error(exc: CLIError, verb: str) -> str:
+    """docker run's report: `docker: <message>.`, with `See 'docker run --help'.` before the container ran."""
+    text = exc.message if exc.message.endswith(".") else exc.message + "."
+    text = f"{PROG}: {text}"
+    if exc.status == 125:
+        text += f"\nSee '{PROG} {verb} --help'."
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = _rewrite(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     try:
         a = parser.parse_args(argv)
     except FlagError as exc:
+        verb = exc.verb or _verb(argv)
         print(exc, file=sys.stderr)
-        print(f"See '{PROG}{' ' + exc.verb if exc.verb else ''} --help'.", file=sys.stderr)
+        print(f"See '{PROG}{' ' + verb if verb else ''} --help'.", file=sys.stderr)
         return 125
     if a.version and not a.verb:
         print(f"pyctr version {system.CLIENT_VERSION}")
@@ -373,17 +395,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         status = dispatch(b, a)
     except CLIError as exc:
-        prefix = "docker: " if False else ""
-        print(prefix + exc.message, file=sys.stderr)
+        print(run_error(exc, a.verb) if a.verb in ("run", "create") else exc.message, file=sys.stderr)
         status = exc.status
     except FlagError as exc:
         print(exc, file=sys.stderr)
         print(f"See '{PROG} {exc.verb} --help'.", file=sys.stderr)
         status = 125
     except errdefs.Unavailable as exc:
-        print(str(exc) if str(exc).startswith("Cannot connect") else f"Error response from daemon: {exc}",
-              file=sys.stderr)
+        text = str(exc) if str(exc).startswith("Cannot connect") else f"Error response from daemon: {exc}"
         status = 125 if a.verb in ("run", "create") else 1
+        print(run_error(CLIError(text, 125), a.verb) if status == 125 else text, file=sys.stderr)
     except errdefs.Error as exc:
         print(f"Error response from daemon: {exc}", file=sys.stderr)
         status = 125 if a.verb in ("run", "create") else 1
