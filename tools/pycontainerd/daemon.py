@@ -187,6 +187,8 @@ class Daemon:
         loop.set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="pycontainerd"))
         self._take_lock()
         self._check_socket_free()
+        for stale in [*self.root.glob("import-*"), *self.root.glob("export-*")]:
+            stale.unlink(missing_ok=True)  # archives of calls the previous daemon did not finish
         dropped = self.leases.drop_temporary()
         if dropped:
             log.info("dropped %d leases of calls interrupted by the previous daemon's end", dropped)

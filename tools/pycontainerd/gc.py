@@ -24,6 +24,7 @@ from .snapshots import COMMITTED, chain_ids
 log = logging.getLogger("pycontainerd.gc")
 
 ROOT_LABEL = "containerd.io/gc.root"
+PARTIAL_GRACE = 600.0  # seconds an unfinished blob is left alone
 
 
 class SharedLock:
@@ -180,17 +181,22 @@ class Collector:
 
     @staticmethod
     def _sweep_partials(blobs: Path, result: Result) -> None:
-        """Interrupted downloads/ingests: nobody is writing now (we hold the lock exclusively)."""
+        """Interrupted downloads and ingests untouched for a while (a live upload keeps its file's
+        mtime fresh; a recent .partial is worth resuming)."""
+        cutoff = time.time() - PARTIAL_GRACE
         for alg in blobs.iterdir() if blobs.is_dir() else []:
             if not alg.is_dir():
                 continue
             for entry in alg.iterdir():
-                if entry.is_file() and (entry.name.endswith(".partial") or entry.name.startswith(".tmp")):
-                    try:
-                        result.bytes_freed += entry.stat().st_size
+                if not (entry.name.endswith(".partial") or entry.name.startswith(".tmp")):
+                    continue
+                try:
+                    st = entry.stat()
+                    if st.st_mtime < cutoff:
                         entry.unlink()
-                    except FileNotFoundError:
-                        pass
+                        result.bytes_freed += st.st_size
+                except FileNotFoundError:
+                    pass
 
 
 def _walk(layout, target: dict):
