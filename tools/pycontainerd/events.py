@@ -113,7 +113,10 @@ class EventBus:
             subs = list(self._subs)
         for sub in subs:
             if sub.match(envelope):
-                sub.loop.call_soon_threadsafe(self._offer, sub, envelope)
+                try:
+                    sub.loop.call_soon_threadsafe(self._offer, sub, envelope)
+                except RuntimeError:
+                    self.unsubscribe(sub)  # its loop is closed: the daemon is stopping
         return envelope
 
     @staticmethod
