@@ -180,6 +180,8 @@ class Shim:
         if not message:
             message = proc_stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
             message = message[0]
+        if " failed: " in message.split(":", 1)[0] + ": ":
+            return message  # "runc create failed: …" already says who failed at what, as docker shows it
         return f"{what}: {message or 'runtime failed'}"
 
     def run_runtime(self, *args: str) -> bytes:
