@@ -1,9 +1,8 @@
-"""pyrunc's command line, as runc 1.1's: argparse (fast to import), one place mapping errors to messages and exit
-codes, logs as logrus writes them (text or JSON, which containerd reads)."""
+"""pyrunc's command line, as runc 1.1's: a small parser for the hot commands (argparse, in args.py, for the rest),
+one place mapping errors to messages and exit codes, logs as logrus writes them (text or JSON, containerd reads)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -51,144 +50,95 @@ class Log:
             self.write("debug", msg)
 
 
-class _Formatter(argparse.HelpFormatter):
-    """A fixed width: the default asks shutil for the terminal size, an import every start would pay for."""
+# The invocations containerd and scripts make most, parsed without importing argparse (≈5 ms a start):
+# per command, its boolean flags and its flags taking a value (name -> attribute, default).
+_CREATE_VALUES = {"-b": "bundle", "--bundle": "bundle", "--console-socket": "console_socket", "--pid-file": "pid_file",
+                  "--preserve-fds": "preserve_fds"}
+_CREATE_BOOLS = {"--no-pivot": "no_pivot", "--no-new-keyring": "no_new_keyring"}
+_CREATE_DEFAULTS = {"bundle": "", "console_socket": None, "pid_file": None, "preserve_fds": 0, "no_pivot": False,
+                    "no_new_keyring": False}
+FAST = {
+    "create": (_CREATE_BOOLS, _CREATE_VALUES, _CREATE_DEFAULTS, ("id",)),
+    "run": (dict(_CREATE_BOOLS, **{"-d": "detach", "--detach": "detach", "--keep": "keep"}), _CREATE_VALUES,
+            dict(_CREATE_DEFAULTS, detach=False, keep=False), ("id",)),
+    "start": ({}, {}, {}, ("id",)),
+    "state": ({}, {}, {}, ("id",)),
+    "pause": ({}, {}, {}, ("id",)),
+    "resume": ({}, {}, {}, ("id",)),
+    "delete": ({"-f": "force", "--force": "force"}, {}, {"force": False}, ("id",)),
+    "kill": ({"-a": "all", "--all": "all"}, {}, {"all": False, "signal": "SIGTERM"}, ("id", "signal?")),
+}
+_GLOBAL_VALUES = {"--root": "root", "--log": "log", "--log-format": "log_format", "--criu": "criu",
+                  "--rootless": "rootless"}
+_GLOBAL_BOOLS = {"--debug": "debug", "--systemd-cgroup": "systemd_cgroup"}
 
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=100)
 
+def fast_parse(argv: list[str]):
+    """argparse's result for the common commands, or None to let argparse handle (and report) the rest."""
+    from types import SimpleNamespace
 
-class Parser(argparse.ArgumentParser):
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", _Formatter)
-        super().__init__(*args, **kwargs)
+    ns = SimpleNamespace(root=DEFAULT_ROOT, log=None, log_format="text", criu=None, rootless=None, debug=False,
+                         systemd_cgroup=False, version=False, command=None)
+    i, n = 0, len(argv)
 
-    def error(self, message: str):  # type: ignore[override]
-        raise ConfigError(message)
+    def value(i: int, a: str) -> tuple[str | None, int]:
+        if "=" in a:
+            return a.split("=", 1)[1], i + 1
+        return (argv[i + 1], i + 2) if i + 1 < n else (None, i + 1)
 
-
-def _bool_flag(p, *names, help=""):
-    p.add_argument(*names, action="store_true", help=help)
-
-
-GLOBAL_WITH_VALUE = {"--root", "--log", "--log-format", "--criu", "--rootless"}
-
-
-def find_command(argv: list[str]) -> str | None:
-    """The subcommand name, found without building every subparser (argparse set-up is the slow part)."""
-    i = 0
-    while i < len(argv):
+    while i < n and argv[i].startswith("-"):
+        a = argv[i]
+        name = a.split("=", 1)[0]
+        if name in _GLOBAL_VALUES:
+            v, i = value(i, a)
+            if v is None:
+                return None
+            setattr(ns, _GLOBAL_VALUES[name], v)
+        elif a in _GLOBAL_BOOLS:
+            setattr(ns, _GLOBAL_BOOLS[a], True)
+            i += 1
+        else:
+            return None
+    if i >= n or argv[i] not in FAST or ns.log_format not in ("text", "json"):
+        return None
+    ns.command = argv[i]
+    bools, values, defaults, positionals = FAST[ns.command]
+    for k, v in defaults.items():
+        setattr(ns, k, v)
+    pos: list[str] = []
+    i += 1
+    while i < n:
         a = argv[i]
         if a == "--":
-            return argv[i + 1] if i + 1 < len(argv) else None
-        if a.startswith("-"):
-            if a in GLOBAL_WITH_VALUE:
+            pos += argv[i + 1:]
+            break
+        if a.startswith("-") and a != "-":
+            name = a.split("=", 1)[0]
+            if name in bools and "=" not in a:
+                setattr(ns, bools[name], True)
                 i += 1
-            i += 1
+            elif name in values:
+                v, i = value(i, a)
+                if v is None:
+                    return None
+                if values[name] == "preserve_fds":
+                    if not v.isdigit():
+                        return None
+                    v = int(v)
+                setattr(ns, values[name], v)
+            else:
+                return None
             continue
-        return a
-    return None
+        pos.append(a)
+        i += 1
+    required = [p for p in positionals if not p.endswith("?")]
+    if not len(required) <= len(pos) <= len(positionals):
+        return None
+    for name, v in zip(positionals, pos):
+        setattr(ns, name.rstrip("?"), v)
+    return ns
 
 
-def build_parser(only: str | None = None) -> Parser:
-    p = Parser(prog="pyrunc", description="Open Container Initiative runtime (runc-compatible, in Python)")
-    p.add_argument("--root", default=DEFAULT_ROOT, help="root directory for storage of container state")
-    p.add_argument("--log", default=None, help="set the log file to write runc logs to (default is stderr)")
-    p.add_argument("--log-format", default="text", choices=("text", "json"))
-    _bool_flag(p, "--debug")
-    _bool_flag(p, "--systemd-cgroup")
-    p.add_argument("--criu", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--rootless", default=None, help=argparse.SUPPRESS)
-    p.add_argument("-v", "--version", action="store_true")
-    sub = p.add_subparsers(dest="command", parser_class=Parser)
-    real_add = sub.add_parser
-
-    class _Skip:
-        """Stands in for the subparsers this invocation does not use (an ArgumentParser costs ~1 ms each)."""
-
-        def add_argument(self, *args, **kwargs) -> None:
-            pass
-
-    def add_parser(name: str, **kw):
-        if only is not None and name != only:
-            return _Skip()
-        return real_add(name, **kw)
-
-    sub.add_parser = add_parser  # type: ignore[method-assign]
-
-    s = sub.add_parser("spec")
-    s.add_argument("-b", "--bundle", default="")
-    _bool_flag(s, "--rootless")
-
-    def create_flags(c):
-        c.add_argument("-b", "--bundle", default="")
-        c.add_argument("--console-socket", default=None)
-        c.add_argument("--pid-file", default=None)
-        _bool_flag(c, "--no-pivot")
-        _bool_flag(c, "--no-new-keyring")
-        c.add_argument("--preserve-fds", type=int, default=0)
-        c.add_argument("id")
-
-    create_flags(sub.add_parser("create"))
-    r = sub.add_parser("run")
-    _bool_flag(r, "-d", "--detach")
-    _bool_flag(r, "--keep")
-    create_flags(r)
-    for name in ("start", "pause", "resume"):
-        sub.add_parser(name).add_argument("id")
-    st = sub.add_parser("state")
-    st.add_argument("id")
-    ls = sub.add_parser("list")
-    ls.add_argument("-f", "--format", default="table", choices=("table", "json"))
-    _bool_flag(ls, "-q", "--quiet")
-    k = sub.add_parser("kill")
-    _bool_flag(k, "-a", "--all")
-    k.add_argument("id")
-    k.add_argument("signal", nargs="?", default="SIGTERM")
-    d = sub.add_parser("delete")
-    _bool_flag(d, "-f", "--force")
-    d.add_argument("id")
-    e = sub.add_parser("exec")
-    e.add_argument("--console-socket", default=None)
-    e.add_argument("--cwd", default=None)
-    e.add_argument("-e", "--env", action="append", default=[])
-    _bool_flag(e, "-t", "--tty")
-    e.add_argument("-u", "--user", default=None)
-    e.add_argument("--additional-gids", "-g", action="append", default=[])
-    e.add_argument("-p", "--process", default=None)
-    _bool_flag(e, "-d", "--detach")
-    e.add_argument("--pid-file", default=None)
-    e.add_argument("--process-label", default=None)
-    e.add_argument("--apparmor", default=None)
-    _bool_flag(e, "--no-new-privs")
-    e.add_argument("-c", "--cap", action="append", default=[])
-    e.add_argument("--preserve-fds", type=int, default=0)
-    e.add_argument("--cgroup", action="append", default=[])
-    _bool_flag(e, "--ignore-paused")
-    e.add_argument("id")
-    e.add_argument("argv", nargs=argparse.REMAINDER)
-    ps = sub.add_parser("ps")
-    ps.add_argument("-f", "--format", default="table", choices=("table", "json"))
-    ps.add_argument("id")
-    ps.add_argument("ps_args", nargs=argparse.REMAINDER)
-    ev = sub.add_parser("events")
-    _bool_flag(ev, "--stats")
-    ev.add_argument("--interval", default="5s")
-    ev.add_argument("id")
-    u = sub.add_parser("update")
-    u.add_argument("-r", "--resources", default=None)
-    for flag in ("--blkio-weight", "--cpu-period", "--cpu-quota", "--cpu-share", "--cpu-rt-period",
-                 "--cpu-rt-runtime", "--cpuset-cpus", "--cpuset-mems", "--kernel-memory", "--kernel-memory-tcp",
-                 "--memory", "--memory-reservation", "--memory-swap", "--pids-limit", "--l3-cache-schema",
-                 "--mem-bw-schema"):
-        u.add_argument(flag, default=None)
-    u.add_argument("id")
-    sub.add_parser("features")
-    return p
-
-
-COMMANDS = {"spec", "create", "run", "start", "pause", "resume", "state", "list", "kill", "delete", "exec", "ps",
-            "events", "update", "features"}
 PREFIXED = {"create": "create failed: ", "run": "run failed: ", "exec": "exec failed: "}
 
 
@@ -197,8 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     log = Log(None, "text", False)
     command = ""
     try:
-        cmd = find_command(argv)
-        args = build_parser(cmd if cmd in COMMANDS else None).parse_args(argv)
+        args = fast_parse(argv)
+        if args is None:  # anything unusual (help, errors, rarer commands): the full argparse parser
+            from .args import COMMANDS as _all, build_parser, find_command
+
+            cmd = find_command(argv)
+            args = build_parser(cmd if cmd in _all else None).parse_args(argv)
         log = Log(os.path.abspath(args.log) if args.log else None, args.log_format, args.debug)
         args.root = os.path.abspath(args.root)  # before anything chdirs into a bundle
         if args.version:
