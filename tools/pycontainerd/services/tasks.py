@@ -228,13 +228,14 @@ class TasksService:
             return {"exit_status": task.exit.get("exit_status"), "exited_at": task.exit.get("exited_at", ""),
                     "oom_killed": bool(task.exit.get("oom_killed"))}
         # a connection of its own: a long wait must not hold up the task's other calls
-        client = await ShimClient(task.bundle).connect()
+        client = ShimClient(task.bundle)
         try:
+            await client.connect()
             result = await client.call("wait", {"exec_id": exec_id})
         except errdefs.Unavailable:
             if exec_id:
                 raise
-            await task.exited.wait()
+            await task.exited.wait()  # the shim is gone: its watcher records what can be known
             result = task.exit or {}
         finally:
             await client.close()
