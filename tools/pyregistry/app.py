@@ -16,7 +16,7 @@ from aiohttp import web
 
 from . import errors, handlers
 from .config import Config
-from .handlers.base import API_VERSION_HEADER, JSON, REGISTRY, Registry, check_name, match
+from .handlers.base import API_VERSION_HEADER, DIRECT_BODY, JSON, REGISTRY, Registry, check_name, match
 from .storage import StorageDriver, UploadUnknown, open_driver
 
 log = logging.getLogger("pyregistry")
@@ -52,14 +52,18 @@ async def registry_middleware(request: web.Request, handler):
                 await reg.authorizer.authorize(request, route.name, {handlers.ACTIONS[method]})
         resp = await fn(request, route)
     except errors.RegistryHTTPError as e:
-        return error_response(e, method)
+        resp = error_response(e, method)
     except UploadUnknown:
-        return error_response(errors.blob_upload_unknown(), method)
+        resp = error_response(errors.blob_upload_unknown(), method)
     except (ConnectionResetError, asyncio.CancelledError):
         raise
     except Exception as e:  # never a traceback to the client; one line in the log
         log.exception("%s %s: internal error: %s", method, path, e)
-        return error_response(errors.RegistryHTTPError("UNKNOWN", "unknown error", str(e), 500), method)
+        resp = error_response(errors.RegistryHTTPError("UNKNOWN", "unknown error", str(e), 500), method)
+    if request.get(DIRECT_BODY):
+        resp.force_close()  # the body was read off the socket: aiohttp's parser is out of step with it
+    if resp.status >= 400:
+        return resp
     resp.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
     if reg.config.http.host and resp.headers.get("Location", "").startswith("/"):
         # http.host: absolute Locations for a registry behind a proxy, as Distribution writes them

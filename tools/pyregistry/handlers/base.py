@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterable, AsyncIterator
 
 from aiohttp import web
 
@@ -17,6 +19,7 @@ from pyoci.errors import InvalidDigest
 from .. import errors
 from ..config import Config
 from ..storage import StorageDriver
+from ..storage.body import SocketBody
 
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
 JSON = "application/json; charset=utf-8"
@@ -60,6 +63,8 @@ class Registry:
 
 
 REGISTRY = web.AppKey("registry", Registry)
+# the body was taken off the socket: close the connection after the response
+DIRECT_BODY = web.RequestKey("direct_body", bool)
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,50 @@ async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
             yield data
         elif not end_of_http_chunk:
             return
+
+
+DIRECT_BODY_MIN = 1 << 20   # bodies at least this large are read by the driver's thread straight off the socket
+
+
+def upload_body(request: web.Request) -> AsyncIterable[bytes]:
+    """The body of a blob upload: a SocketBody (read off the socket in a worker thread) for a large plain
+    Content-Length body on a clear-text connection, else the chunks as aiohttp delivers them.
+
+    Taking the body over: the HTTP layer has parsed the headers and buffered the first part of the body; we
+    take that buffer, stop the transport from reading, and leave the rest of the body in the socket for the
+    worker's recv_into(). aiohttp's parser then never sees the end of that body, so the payload is marked
+    complete by hand and the response closes the connection (`release_direct_body`)."""
+    length = request.content_length
+    transport = request.transport
+    if (length is None or length < DIRECT_BODY_MIN or transport is None or request.headers.get("Content-Encoding")
+            or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+            or transport.get_extra_info("sslcontext") is not None):
+        return body_chunks(request)
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):
+        return body_chunks(request)
+    content = request.content
+    # All synchronous (no await): the loop cannot read the socket between the drain and the pause.
+    head = content.read_nowait()
+    if len(head) >= length:
+        return _one(head)
+    transport.pause_reading()
+    dup = socket.socket(sock.family, sock.type, fileno=os.dup(sock.fileno()))
+    request[DIRECT_BODY] = True   # whatever the answer, the connection closes after it
+    return SocketBody(head, dup, length - len(head))
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    if data:
+        yield data
+
+
+def release_direct_body(request: web.Request, body: AsyncIterable[bytes]) -> None:
+    """After a SocketBody: close our dup and end aiohttp's payload (its parser never saw those bytes); the
+    middleware then makes the response close the connection, whose parser state is now out of step."""
+    if isinstance(body, SocketBody):
+        body.close()
+        request.content.feed_eof()
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes | None:

@@ -11,7 +11,7 @@ from pyoci.errors import DigestMismatch
 
 from .. import errors
 from ..storage import UploadInfo, UploadOffsetMismatch, UploadUnknown
-from .base import REGISTRY, Registry, Route, body_chunks, check_digest, check_name
+from .base import REGISTRY, Registry, Route, check_digest, check_name, release_direct_body, upload_body
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 
@@ -66,12 +66,18 @@ async def _append(request: web.Request, reg: Registry, info: UploadInfo) -> int:
             raise errors.range_invalid(detail={"Content-Range": content_range, "Content-Length": length},
                                        headers=_session_headers(info))
         offset = start
+        if offset != info.size:  # refused before the body is touched, so the connection stays usable
+            raise errors.range_invalid(f"chunk starts at {offset} but the upload is at {info.size}",
+                                       detail={"Content-Range": content_range}, headers=_session_headers(info))
+    body = upload_body(request)
     try:
-        return await reg.driver.append_upload(info.repo, info.uuid, body_chunks(request), offset)
+        return await reg.driver.append_upload(info.repo, info.uuid, body, offset)
     except UploadOffsetMismatch as e:
         cur = UploadInfo(info.repo, info.uuid, e.size, info.started)
         raise errors.range_invalid(f"chunk starts at {offset} but the upload is at {e.size}",
                                    detail={"Content-Range": content_range}, headers=_session_headers(cur)) from None
+    finally:
+        release_direct_body(request, body)
 
 
 async def _session(reg: Registry, route: Route) -> UploadInfo:

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import uuid as uuidlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import AsyncIterable, BinaryIO
 
 from pyoci import digest as dg
@@ -26,6 +27,7 @@ from pyoci.errors import DigestMismatch
 from pyoci.fsutil import atomic_write
 
 from .base import BlobInfo, StorageDriver, UploadInfo, UploadOffsetMismatch, UploadUnknown
+from .body import SocketBody
 
 # Defence in depth: handlers validate names with the distribution grammar; the driver still refuses
 # anything that could leave the root or collide with the `_`-prefixed metadata directories.
@@ -33,6 +35,7 @@ _REPO_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(
 _TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 WRITE_BUFFER = 4 << 20   # bytes gathered before one hash+write step (large writes, few syscalls)
+RECV_BUFFER = 1 << 20    # a direct upload's buffer: large writes, still warm in cache when hashed
 
 
 def _split(digest: str) -> tuple[str, str]:
@@ -59,6 +62,14 @@ class FilesystemDriver(StorageDriver):
         self.blobs_dir = os.path.join(self.base, "blobs")
         self.repos_dir = os.path.join(self.base, "repositories")
         self._sessions: dict[str, _Session] = {}
+        # A direct upload holds a thread for its whole body: their own pool keeps them off the default one.
+        self._upload_pool = ThreadPoolExecutor(64, thread_name_prefix="upload")
+        # ... and hand each buffer to one of these to be hashed and written (never waits on the readers).
+        self._hash_pool = ThreadPoolExecutor(8, thread_name_prefix="upload-hash")
+
+    async def close(self) -> None:
+        self._upload_pool.shutdown(wait=False, cancel_futures=True)
+        self._hash_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- paths --------------------------------------------------------------------------------------------------
     def blob_path(self, digest: str) -> str:
@@ -269,10 +280,26 @@ class FilesystemDriver(StorageDriver):
                     raise UploadOffsetMismatch(size)
                 if session.size != size:  # state lost (restart) or out of step: hash what is there
                     session.hasher, session.size = await asyncio.to_thread(_rehash, data_path, "sha256")
-                session.size = await _pipe(fd, session.hasher, chunks, size)
-                return session.size
+                session.size = -1  # until this append completes: a failure leaves hash and file out of step
+                if isinstance(chunks, SocketBody):
+                    size = await self._pull(fd, session.hasher, chunks, size)
+                else:
+                    size = await _pipe(fd, session.hasher, chunks, size)
+                session.size = size
+                return size
             finally:
                 os.close(fd)
+
+    async def _pull(self, fd: int, hasher: "hashlib._Hash", body: SocketBody, size: int) -> int:
+        """The rest of the body read off the socket, hashed and written by worker threads (see SocketBody)."""
+        fut = asyncio.get_running_loop().run_in_executor(self._upload_pool, _recv_hash_write, fd, hasher, body,
+                                                               self._hash_pool)
+        try:
+            return size + await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            body.abort()  # wake the thread; the fd must outlive it
+            await asyncio.wait([fut])
+            raise
 
     async def commit_upload(self, repo: str, uuid: str, digest: str) -> BlobInfo:
         upload_dir = self._upload_dir(repo, uuid)
@@ -357,6 +384,41 @@ async def _pipe(fd: int, hasher: "hashlib._Hash", chunks: AsyncIterable[bytes], 
         if pending is not None:  # the client went away: let the write finish before the fd is closed
             await asyncio.wait([pending])
     return size
+
+
+def _recv_hash_write(fd: int, hasher: "hashlib._Hash", body: SocketBody, pool: ThreadPoolExecutor) -> int:
+    """Worker thread: socket -> two alternating buffers; while one is being filled by recv_into(), the other is
+    hashed and written by a thread of `pool` (hashlib, recv and write all release the GIL). Returns the bytes
+    appended."""
+    total = len(body.head)
+    if body.head:
+        _hash_write_view(fd, hasher, memoryview(body.head))
+    size = min(RECV_BUFFER, body.remaining)
+    bufs = [memoryview(bytearray(size)), memoryview(bytearray(size))] if body.remaining else []
+    pending: Future | None = None
+    i = 0
+    try:
+        while body.remaining:
+            n = body.readinto(bufs[i])
+            if pending is not None:
+                pending.result()  # the other buffer is free again; hashing stays in order
+            pending = pool.submit(_hash_write_view, fd, hasher, bufs[i][:n])
+            total += n
+            i ^= 1
+    finally:
+        if pending is not None:
+            pending.result()
+    return total
+
+
+def _hash_write_view(fd: int, hasher: "hashlib._Hash", view: memoryview) -> None:
+    hasher.update(view)
+    _write_all(fd, view)
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _hash_write(fd: int, hasher: "hashlib._Hash", batch: list[bytes]) -> None:
