@@ -378,3 +378,89 @@ def test_copy_fallback_without_overlay(builder, tmp_path):
     out2 = tmp_path / "out2"
     builder.build(ctx, "--no-cache", "-o", f"type=local,dest={out2}")
     assert not (out2 / "bin" / "vi").exists()
+
+
+def test_run_heredocs_mounts_network_and_metadata(builder, tmp_path):
+    furl = tmp_path / "furl.txt"
+    furl.write_text("from a file url\n")
+    df = f"""\
+ARG V=3
+FROM base AS helper
+RUN mkdir /h && echo helper > /h/file
+ONBUILD RUN echo onbuild-ran > /onbuild
+
+FROM helper AS child
+
+FROM base
+ARG V
+SHELL ["/bin/sh", "-ec"]
+RUN <<EOT
+echo heredoc-line-1 > /hd
+echo "v=$V" >> /hd
+EOT
+RUN <<EOT
+#!/bin/sh
+echo shebang-script > /sb
+EOT
+COPY src/*.go /gosrc/
+COPY --from=child /onbuild /onbuild
+RUN --network=none cat /proc/net/dev | grep -c : > /ifaces
+RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/y && ls /scratch > /tmpfsls
+RUN --mount=type=bind,from=helper,source=/h,target=/mnt/h cat /mnt/h/file > /from-helper
+RUN --mount=type=bind,source=src,target=/ctxsrc,rw cat /ctxsrc/a.go > /from-ctx && echo w > /ctxsrc/new
+ADD file://{furl} /furl.txt
+EXPOSE 80/tcp 53/udp
+VOLUME /data
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=5s CMD true
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /hd"]
+"""
+    ctx = builder.ctx(df, {"src/a.go": "A\n", "src/b.go": "B\n", "src/c.txt": "C\n"})
+    out = tmp_path / "out"
+    builder.build(ctx, "-o", f"type=oci,dest={out},tar=false")
+    _, config, _ = _layout_image(out)
+    c = config["config"]
+    assert c["ExposedPorts"] == {"53/udp": {}, "80/tcp": {}} and c["Volumes"] == {"/data": {}}
+    assert c["StopSignal"] == "SIGTERM" and c["Healthcheck"]["Test"] == ["CMD-SHELL", "true"]
+    assert c["Entrypoint"] == ["/bin/sh", "-c"] and c["Cmd"] == ["cat /hd"]
+    local = tmp_path / "local"
+    builder.build(ctx, "-o", f"type=local,dest={local}")
+    assert (local / "hd").read_text() == "heredoc-line-1\nv=3\n"
+    assert (local / "sb").read_text() == "shebang-script\n"
+    assert sorted(p.name for p in (local / "gosrc").iterdir()) == ["a.go", "b.go"]
+    assert (local / "onbuild").read_text() == "onbuild-ran\n"
+    assert (local / "ifaces").read_text().strip() == "1"  # only lo in an empty netns
+    assert (local / "tmpfsls").read_text() == "y\n" and not (local / "scratch").exists()
+    assert (local / "from-helper").read_text() == "helper\n" and not (local / "mnt").exists()
+    assert (local / "from-ctx").read_text() == "A\n" and not (ctx / "src" / "new").exists()
+    assert (local / "furl.txt").read_text() == "from a file url\n"
+
+
+def test_concurrent_builds_share_a_cache(builder, tmp_path):
+    import threading
+
+    ctx = builder.ctx("FROM base\nCOPY f /f\nRUN echo shared > /s\n", {"f": "f\n"})
+    results = []
+
+    def one(i: int) -> None:
+        results.append(builder.build(ctx, "-o", f"type=oci,dest={tmp_path / f'o{i}.tar'}", check=False))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.code for r in results] == [0, 0, 0], [r.err for r in results]
+    assert builder.build(ctx).err.count(" CACHED") == 2
+
+
+def test_tty_progress_and_quiet(builder, tmp_path):
+    ctx = builder.ctx("FROM base\nRUN echo tty-$((40+2))-hidden\n")
+    r = builder.build(ctx, "--progress", "tty")
+    assert "FINISHED" in r.err and "[+] Building" in r.err and "\n#2 " not in r.err
+    r = builder.build(ctx, "-q")
+    assert r.out.strip().startswith("sha256:") and r.err == ""
+    r = builder.build(builder.ctx("FROM base\nRUN echo shown-on-failure; exit 4\n", name="bad"), "--progress", "tty",
+                      check=False)
+    assert r.code == 1 and "shown-on-failure" in r.err

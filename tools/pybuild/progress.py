@@ -9,8 +9,10 @@ Plain (what CI logs show):
     #6 [3/4] COPY . /src
     #6 CACHED
 
-The tty view prints the same vertices but shows a step's output only when it fails, and rewrites a
-single status line (`[+] Building 3.2s (5/9)`) while steps run.
+The tty view (BuildKit's look, plain ANSI: no extra dependency) keeps a `[+] Building 3.2s (5/9)`
+header and the running steps with their last output line at the bottom, redrawn on every event;
+finished steps scroll up as ` => [2/4] RUN make  1.2s`. A step's output is shown in full only
+when it fails (the CLI prints it).
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ class Progress:
         self._started = time.monotonic()
         self._current: Vertex | None = None
         self._done = 0
+        self._running: list[Vertex] = []
+        self._drawn = 0  # lines of the live view currently on screen
 
     def vertex(self, name: str) -> Vertex:
         with self._lock:
@@ -91,23 +95,17 @@ class Progress:
 
     def message(self, text: str) -> None:
         with self._lock:
-            self._clear_status()
+            self._erase()
             print(text, file=self.out, flush=True)
+            if self.mode == "tty":
+                self._draw()
 
     def _emit(self, v: Vertex, text: str, first: bool = False, last: bool = False, output: bool = False) -> None:
         if self.mode == "quiet":
             return
         with self._lock:
             if self.mode == "tty":
-                self._clear_status()
-                if output:
-                    pass  # kept in v.output; shown on failure by the CLI
-                elif first:
-                    print(f"#{v.number} {text}", file=self.out)
-                elif last:
-                    self._done += 1
-                    print(f"#{v.number} {text}", file=self.out)
-                self._status()
+                self._tty_event(v, text, first, last, output)
                 return
             if self._current is not v:  # another vertex printed meanwhile: a blank line, then ours again
                 if self._current is not None:
@@ -117,19 +115,41 @@ class Progress:
             self._current = v
             print(f"#{v.number} {text}", file=self.out, flush=True)
 
-    def _status(self) -> None:
-        line = f"[+] Building {time.monotonic() - self._started:.1f}s ({self._done}/{self._n})"
-        self.out.write(line + "\r")
-        self.out.flush()
+    # -- the live view: finished vertices scroll up, running ones are redrawn under a header --------
+    def _tty_event(self, v: Vertex, text: str, first: bool, last: bool, output: bool) -> None:
+        self._erase()
+        if first:
+            self._running.append(v)
+        elif last:
+            if v in self._running:
+                self._running.remove(v)
+            self._done += 1
+            took = f"{time.monotonic() - v.started:.1f}s"
+            state = "CACHED " if text == "CACHED" else "ERROR " if text.startswith("ERROR") else ""
+            print(f" => {state}{v.name}  {took if not state else ''}".rstrip(), file=self.out)
+            if text.startswith("ERROR"):
+                print(f" => {text}", file=self.out)
+        self._draw()
 
-    def _clear_status(self) -> None:
-        if self.mode == "tty":
-            self.out.write("\x1b[2K\r")
+    def _erase(self) -> None:
+        if self._drawn:
+            self.out.write(f"\x1b[{self._drawn}A\r\x1b[J")
+            self._drawn = 0
+
+    def _draw(self) -> None:
+        lines = [f"[+] Building {time.monotonic() - self._started:.1f}s ({self._done}/{self._n})"]
+        for r in self._running[-8:]:
+            lines.append(f" => {r.name[:100]}  {time.monotonic() - r.started:.1f}s")
+            if r.output:
+                lines.append(f" => => # {r.output[-1][:100]}")
+        self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
+        self._drawn = len(lines)
 
     def close(self) -> None:
         with self._lock:
             if self.mode == "tty":
-                self._clear_status()
+                self._erase()
                 print(f"[+] Building {time.monotonic() - self._started:.1f}s ({self._done}/{self._n}) FINISHED",
                       file=self.out, flush=True)
             elif self.mode == "plain" and self._current is not None:
