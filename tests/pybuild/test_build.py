@@ -464,3 +464,18 @@ def test_tty_progress_and_quiet(builder, tmp_path):
     r = builder.build(builder.ctx("FROM base\nRUN echo shown-on-failure; exit 4\n", name="bad"), "--progress", "tty",
                       check=False)
     assert r.code == 1 and "shown-on-failure" in r.err
+
+
+def test_copy_parents_and_exclude(builder, tmp_path):
+    df = """\
+FROM base
+COPY --parents a/b/x.txt /p/
+COPY --exclude=*.md docs/ /d/
+COPY --exclude=**/*.md a /e/
+"""
+    ctx = builder.ctx(df, {"a/b/x.txt": "1", "a/b/y.md": "2", "docs/README.md": "r", "docs/keep.txt": "k"})
+    out = tmp_path / "out"
+    builder.build(ctx, "-o", f"type=local,dest={out}")
+    assert (out / "p" / "a" / "b" / "x.txt").read_text() == "1"
+    assert sorted(p.name for p in (out / "d").iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in (out / "e" / "b").iterdir()) == ["x.txt"]

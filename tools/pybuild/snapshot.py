@@ -89,7 +89,14 @@ def overlay_supported(cache: BuildCache) -> bool:
 class Snapshotter:
     def __init__(self, cache: BuildCache, overlay: bool | None = None) -> None:
         self.cache = cache
-        self.overlay = overlay_supported(cache) if overlay is None else overlay
+        self._overlay = overlay
+
+    @property
+    def overlay(self) -> bool:
+        # probed on first use only: a fully cached build never mounts anything
+        if self._overlay is None:
+            self._overlay = overlay_supported(self.cache)
+        return self._overlay
 
     @contextmanager
     def writable(self, chain: Chain) -> Iterator[View]:

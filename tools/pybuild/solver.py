@@ -33,6 +33,7 @@ from pyoci.manifest import go_json
 from . import ast
 from .cache import BuildCache, Chain, Layer, StepResult
 from .context import LocalContext, NamedContext
+from .dockerignore import PatternMatcher
 from .errors import BuildError, ContextError, DockerfileError, StepFailed, _go_quote
 from .executor import (CopyOptions, RunRequest, archive_kind, copy_paths, extract_archive, find_runtime,
                        glob_tree, mkdir_all, parse_chmod, resolve_chown, resolve_in_root, run_container,
@@ -276,6 +277,7 @@ class Solver:
         elif isinstance(ins, ast.Copy):
             srcs = [s for s in ins.srcs if not _is_url(s)]
             ident["srcs"] = list(ins.srcs)
+            ident["copy"] = (ins.exclude, ins.parents, ins.chown, ins.chmod)
             if srcs:
                 ident["source"] = self._source_identity(step.source, srcs, step)
             for s in ins.srcs:
@@ -424,11 +426,31 @@ class Solver:
                     for rel in found:
                         items.append((src_root, rel, list(walk_tree(src_root, rel)), None, False))
             count = len(items) + len(step.inline_files)
-            into = dest.endswith("/") or count > 1
+            into = dest.endswith("/") or count > 1 or ins.parents
+            excl = PatternMatcher(ins.exclude) if ins.exclude else None
             for src_root, rel, entries, default_owner, is_local in items:
                 opts = CopyOptions(owner or default_owner, chmod)
                 full = os.path.join(src_root, rel) if rel else src_root
                 is_dir = os.path.isdir(full) and not os.path.islink(full)
+                if excl is not None:  # --exclude: patterns relative to the source being copied
+                    if not is_dir and excl.matches_or_parent_matches(posixpath.basename(rel)):
+                        continue
+                    entries = [e for e in entries if e == rel or not excl.matches_or_parent_matches(
+                        e[len(rel):].lstrip("/") if rel else e)]
+                if ins.parents and rel:  # --parents: keep the source's path below the destination
+                    parent_dir = posixpath.dirname(rel)
+                    if parent_dir:
+                        dest_rel = posixpath.join(dest, parent_dir) + "/"
+                        mkdir_all(root, dest_rel, 0o755, *dir_owner)
+                    else:
+                        dest_rel = dest if dest.endswith("/") else dest + "/"
+                    if is_dir:
+                        target = mkdir_all(root, posixpath.join(dest_rel, posixpath.basename(rel)), 0o755, *dir_owner)
+                        copy_paths(src_root, entries, root, rel, target, opts)
+                    else:
+                        target = os.path.join(mkdir_all(root, dest_rel, 0o755, *dir_owner), posixpath.basename(rel))
+                        copy_paths(src_root, [rel], root, rel, target, opts)
+                    continue
                 if is_dir:
                     existed = os.path.isdir(resolve_in_root(root, dest))
                     target = mkdir_all(root, dest, 0o755, *dir_owner)
