@@ -479,3 +479,22 @@ COPY --exclude=**/*.md a /e/
     assert (out / "p" / "a" / "b" / "x.txt").read_text() == "1"
     assert sorted(p.name for p in (out / "d").iterdir()) == ["keep.txt"]
     assert sorted(p.name for p in (out / "e" / "b").iterdir()) == ["x.txt"]
+
+
+def test_killed_build_leaves_nothing_mounted_after_the_next_build(builder, tmp_path):
+    import signal
+
+    ctx = builder.ctx("FROM base\nRUN echo started && sleep 30\n")
+    cmd = [*__import__("tests.pybuild.conftest", fromlist=["PYBUILD"]).PYBUILD, "build", "--progress", "plain",
+           "--cache-dir", str(builder.cache), "--build-context", f"base=oci-layout://{builder.base}:latest", str(ctx)]
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        for line in p.stderr:
+            if "started" in line:
+                break
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    time.sleep(0.5)
+    builder.build(builder.ctx("FROM base\nRUN echo next\n", name="ctx2"))
+    assert not [d for d in (builder.cache / "tmp").iterdir()]

@@ -127,7 +127,41 @@ class BuildCache:
 
     # -- directories ----------------------------------------------------------------------------
     def tmpdir(self, prefix: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=self.root / "tmp"))
+        # the pid in the name lets a later build sweep what a killed one left behind
+        return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=self.root / "tmp"))
+
+    def sweep(self) -> None:
+        """Unmount and remove the scratch dirs of builds that died (SIGKILL, power loss)."""
+        tmp = self.root / "tmp"
+        try:
+            names = os.listdir(tmp)
+        except OSError:
+            return
+        dead = []
+        for name in names:
+            parts = name.split("-")
+            if len(parts) < 3 or not parts[1].isdigit():
+                continue
+            try:
+                os.kill(int(parts[1]), 0)
+            except ProcessLookupError:
+                dead.append(tmp / name)
+            except PermissionError:
+                pass
+        if not dead:
+            return
+        from .snapshot import umount
+
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f]
+        for d in dead:
+            for mp in reversed(mounts):
+                if mp == str(d) or mp.startswith(str(d) + "/"):
+                    try:
+                        umount(mp)
+                    except BuildError:
+                        pass
+            shutil.rmtree(d, ignore_errors=True)
 
     def ovl_dir(self, layer: Layer) -> Path:
         return self.root / "ovl" / short_id(layer.diff_id)

@@ -74,9 +74,12 @@ def _secrets(values: list[str]) -> dict[str, str]:
                 raise BuildError(f"--secret {v}: environment variable {env} is not set")
             import tempfile
 
+            import atexit
+
             fd, src = tempfile.mkstemp(prefix="pybuild-secret-")
             os.write(fd, os.environ[env].encode())
             os.close(fd)
+            atexit.register(os.unlink, src)
         if not sid:
             sid = os.path.basename(src or "")
         if not sid or not src:

@@ -101,6 +101,7 @@ class Solver:
         self.opts = opts
         self.progress = progress
         self.cache = BuildCache(opts.cache_dir)
+        self.cache.sweep()
         self.runtime = find_runtime(opts.runtime)
         self.dockerfile = opts.dockerfile or os.path.join(opts.context, "Dockerfile")
         self.resolver = ImageResolver(self.cache, opts.contexts, opts.platform)
