@@ -181,7 +181,10 @@ def test_sigterm_mid_pull_stops_gracefully(daemon, registry, big_image):
                 break
     except (errdefs.Unavailable, errdefs.Canceled):
         pass
-    assert daemon.proc.wait(15) == 0, daemon.log_text()
+    try:
+        assert daemon.proc.wait(30) == 0, daemon.log_text()
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the daemon did not stop within 30s of SIGTERM:\n{daemon.log_text()}")
     assert "stopping" in daemon.log_text() and "Traceback" not in daemon.log_text()
     assert not Path(daemon.address).exists()
     daemon.start()

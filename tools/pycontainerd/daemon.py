@@ -22,6 +22,8 @@ import shutil
 import signal
 import socket
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +37,8 @@ log = logging.getLogger("pycontainerd")
 
 SERVICES = ("version", "system", "namespaces", "events", "content", "images", "snapshots", "containers",
             "leases", "tasks")
-OPTIONAL_SERVICES = ("tasks",)  # engineer L's; the daemon runs (without Tasks) if it is not there yet
+OPTIONAL_SERVICES = ("tasks",)
+STOP_TIMEOUT = 10.0  # seconds SIGTERM waits for cancelled store work  # engineer L's; the daemon runs (without Tasks) if it is not there yet
 
 
 @dataclass
@@ -184,7 +187,8 @@ class Daemon:
     async def run(self, ready: asyncio.Event | None = None) -> None:
         loop = asyncio.get_running_loop()
         self.loop = loop
-        loop.set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="pycontainerd"))
+        executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="pycontainerd")
+        loop.set_default_executor(executor)
         self._take_lock()
         self._check_socket_free()
         for stale in [*self.root.glob("import-*"), *self.root.glob("export-*")]:
@@ -211,6 +215,22 @@ class Daemon:
             await self._hooks("stop")
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            await self._drain_workers(executor)
+
+    async def _drain_workers(self, executor: ThreadPoolExecutor, timeout: float = STOP_TIMEOUT) -> None:
+        """Give cancelled store work (an unpack, a download) a bounded time to finish. Whatever is
+        still running after that is abandoned: every store write is crash-safe (temp + rename,
+        staging cleaned at start), exactly as if the daemon had been killed."""
+        done = threading.Event()
+        threading.Thread(target=lambda: (executor.shutdown(wait=True, cancel_futures=True), done.set()),
+                         daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not done.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if not done.is_set():
+            log.warning("store work still running after %.0fs: abandoned", timeout)
+        # asyncio.run shuts the default executor down with no time limit: hand it an idle one
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
 
 
 def parse_args(argv: list[str] | None) -> Config:
@@ -262,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             runner = asyncio.run
         runner(daemon.run())
+        # worker threads abandoned at stop must not hold the exit (the interpreter would join them)
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(0)
     except errdefs.Error as exc:
         print(f"pycontainerd: {exc}", file=sys.stderr)
         return 1
