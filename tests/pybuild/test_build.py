@@ -498,3 +498,21 @@ def test_killed_build_leaves_nothing_mounted_after_the_next_build(builder, tmp_p
     time.sleep(0.5)
     builder.build(builder.ctx("FROM base\nRUN echo next\n", name="ctx2"))
     assert not [d for d in (builder.cache / "tmp").iterdir()]
+
+
+def test_cache_mount_sharing_locked_serialises_parallel_stages(builder, tmp_path):
+    df = """\
+FROM base AS one
+RUN --mount=type=cache,id=shared-c,target=/c,sharing=locked echo start >> /c/log && sleep 1 && echo end >> /c/log
+
+FROM base AS two
+RUN --mount=type=cache,id=shared-c,target=/c,sharing=locked echo start >> /c/log && sleep 1 && echo end >> /c/log
+
+FROM base
+COPY --from=one /etc/passwd /one
+COPY --from=two /etc/passwd /two
+RUN --mount=type=cache,id=shared-c,target=/c cat /c/log > /log
+"""
+    out = tmp_path / "out"
+    builder.build(builder.ctx(df), "-o", f"type=local,dest={out}")
+    assert (out / "log").read_text().split() == ["start", "end", "start", "end"]

@@ -107,6 +107,21 @@ class BuildCache:
         finally:
             os.close(fd)
 
+    @contextmanager
+    def try_lock(self, name: str) -> Iterator[bool]:
+        """An exclusive flock if free right now: yields whether it was taken."""
+        path = self.root / "locks" / hashlib.sha256(name.encode()).hexdigest()[:32]
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                got = True
+            except BlockingIOError:
+                got = False
+            yield got
+        finally:
+            os.close(fd)
+
     # -- step results ---------------------------------------------------------------------------
     def _step_path(self, key: str) -> Path:
         return self.root / "steps" / key[:2] / key

@@ -333,8 +333,11 @@ class Solver:
                     if not any(os.scandir(d)) and (m.uid is not None or m.gid is not None or m.mode is not None):
                         os.chown(d, m.uid or 0, m.gid or 0)
                         os.chmod(d, m.mode if m.mode is not None else 0o755)
-                    if m.sharing == "locked":
+                    if m.sharing == "locked":  # one writer at a time: wait for it
                         stack.enter_context(self.cache.lock("mount:" + ident))
+                    elif m.sharing == "private" and not stack.enter_context(self.cache.try_lock("mount:" + ident)):
+                        d = self.cache.tmpdir("cache-private-")  # in use: a fresh, throwaway dir
+                        stack.callback(shutil.rmtree, d, True)
                     mounts.append({"destination": target, "type": "bind", "source": str(d),
                                    "options": ["rbind", "rw"]})
                 elif m.type == "bind":
