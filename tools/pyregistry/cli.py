@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--root", help="storage root directory (overrides the config)")
     gc.add_argument("--dry-run", "-d", action="store_true", help="only print what would be deleted")
     gc.add_argument("--delete-untagged", "-m", action="store_true", help="also delete manifests no tag names")
+    gc.add_argument("--grace", type=_seconds, default=None, metavar="SECONDS",
+                    help="keep unreferenced blobs written, pushed again or mounted less than SECONDS ago "
+                         "(default 3600; 0 sweeps them all)")
 
     user = sub.add_parser("user", help="manage htpasswd users")
     usub = user.add_subparsers(dest="user_command", required=True)
@@ -39,6 +42,16 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--htpasswd", help="htpasswd file (default: auth.htpasswd.path of the config)")
     add.add_argument("--config", "-c")
     return p
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -69,7 +82,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _gc(args: argparse.Namespace) -> int:
     gc = importlib.import_module("pyregistry.gc")
-    result = gc.run(_config(args), args.dry_run, args.delete_untagged)
+    grace = gc.DEFAULT_GRACE if args.grace is None else args.grace
+    result = gc.run(_config(args), args.dry_run, args.delete_untagged, grace=grace)
     return result if isinstance(result, int) else 0
 
 

@@ -6,12 +6,15 @@ manifests whose `subject` is a marked manifest (referrers). With --delete-untagg
 reached from a tag are deleted (tags pointing at them go too). Sweep: every blob not marked is deleted,
 and its links in the repositories with it.
 
-Safe beside a running server (which takes no lock), by these rules:
+Safe beside a running server, by these rules:
   - upload sessions live outside the blob store and are never touched;
-  - a blob whose content is younger than `grace` (default one hour) is kept: a layer committed just now
-    whose manifest is still on its way is not collected under the pusher;
-  - the repositories are walked a second time right before the sweep, so manifests pushed during the
-    mark phase protect their blobs too.
+  - a blob younger than `grace` (default one hour) is kept: a layer committed just now whose manifest is
+    still on its way is not collected under the pusher. A blob's age counts from its last write, re-push
+    (an upload that deduplicates to it) or cross-repo mount;
+  - the driver's sweep lock is held from the second walk of the repositories to the end of the sweep, and
+    the server holds the same lock (shared) around each check-then-link step: a manifest pushed during the
+    mark phase protects its blobs, and one validated against a blob being swept cannot be linked before the
+    sweep ends (it is then validated again and refused).
 A manifest that cannot be parsed stops the run before anything is deleted (marks would be incomplete).
 """
 
@@ -148,7 +151,13 @@ async def collect(driver: StorageDriver, dry_run: bool = False, delete_untagged:
     report = GCReport(dry_run=dry_run)
     marked, untagged, links = await _mark(driver, delete_untagged, emit)
     report.manifests = untagged
-    if not dry_run:
+    if dry_run:
+        await _sweep(driver, report, marked, links, grace, emit, now)
+        return report
+    # From here to the end of the sweep no server is inside a check-then-link step (driver.reference_lock):
+    # a manifest validated before is linked now and marked by the second pass, one validated after finds
+    # the swept blobs gone.
+    async with driver.sweep_lock():
         for repo, digest in untagged:
             await driver.delete_manifest(repo, digest)
         # Second pass: what was pushed while we marked is marked too.
@@ -157,15 +166,21 @@ async def collect(driver: StorageDriver, dry_run: bool = False, delete_untagged:
         marked |= again
         for name, layers in links2.items():
             links[name] = tuple(sorted(set(links.get(name, ())) | set(layers)))
+        await _sweep(driver, report, marked, links, grace, emit, now)
+    return report
+
+
+async def _sweep(driver: StorageDriver, report: GCReport, marked: set[str], links: dict[str, tuple[str, ...]],
+                 grace: float, emit: Emit, now: float | None) -> None:
     report.marked = marked
     blobs = await driver.list_blobs()
     report.eligible = [d for d in blobs if d not in marked]
-    emit(f"\n{len(marked)} blobs marked, {len(report.eligible)} blobs and {len(untagged)} manifests eligible "
-         f"for deletion")
+    emit(f"\n{len(marked)} blobs marked, {len(report.eligible)} blobs and {len(report.manifests)} manifests "
+         f"eligible for deletion")
     now = time.time() if now is None else now
     for d in report.eligible:
         emit(f"blob eligible for deletion: {d}")
-        if dry_run:
+        if report.dry_run:
             continue
         if grace > 0 and _age(await driver.stat_blob(d), now) < grace:
             report.kept_young.append(d)
@@ -180,7 +195,6 @@ async def collect(driver: StorageDriver, dry_run: bool = False, delete_untagged:
                     await driver.unlink_blob(name, d)
     if report.kept_young:
         emit(f"{len(report.kept_young)} blobs kept: younger than the grace period of {grace:g}s")
-    return report
 
 
 def _age(info, now: float) -> float:

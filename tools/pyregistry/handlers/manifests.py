@@ -135,13 +135,14 @@ async def put(request: web.Request, route: Route) -> web.StreamResponse:
     if isinstance(parsed, pm.ImageConfig):
         raise errors.manifest_invalid("an image config is not a manifest")
     media_type = parsed.media_type or (mt.OCI_INDEX if isinstance(parsed, pm.Index) else mt.OCI_MANIFEST)
-    await _verify_references(reg, repo, parsed)
-
     digest_s = str(digest)
-    await reg.driver.put_manifest(repo, digest_s, data)
+    # Validate-then-link under the gc lock: a sweep cannot delete what was just found present.
+    async with reg.driver.reference_lock():
+        await _verify_references(reg, repo, parsed)
+        await reg.driver.put_manifest(repo, digest_s, data)
+        if expected is None:
+            await reg.driver.tag(repo, ref, digest_s)
     reg.manifests.put(digest_s, data, media_type)
-    if expected is None:
-        await reg.driver.tag(repo, ref, digest_s)
     headers = {"Location": f"/v2/{repo}/manifests/{digest_s}", "Docker-Content-Digest": digest_s,
                "Content-Length": "0"}
     if parsed.subject is not None:

@@ -33,8 +33,11 @@ async def start(request: web.Request, route: Route) -> web.StreamResponse:
     mount, source = request.query.get("mount"), request.query.get("from")
     if mount and source:
         digest = str(check_digest(mount))
-        if await _may_mount(request, reg, check_name(source), digest):
-            await reg.driver.link_blob(repo, digest)
+        async with reg.driver.reference_lock():  # gc cannot sweep the blob between the check and the link
+            mounted = await _may_mount(request, reg, check_name(source), digest)
+            if mounted:
+                await reg.driver.link_blob(repo, digest)
+        if mounted:
             return _created(repo, digest)
     info = await reg.driver.create_upload(repo)
     if "digest" in request.query:
@@ -115,7 +118,8 @@ async def _finish(request: web.Request, reg: Registry, info: UploadInfo, digest_
     try:
         if request.body_exists or request.headers.get("Content-Range"):
             await _append(request, reg, info)
-        await reg.driver.commit_upload(info.repo, info.uuid, digest)
+        async with reg.driver.reference_lock():  # a deduplicated commit links a blob gc may be sweeping
+            await reg.driver.commit_upload(info.repo, info.uuid, digest)
     except UploadUnknown:
         raise errors.blob_upload_unknown(detail={"uuid": info.uuid}) from None
     except DigestMismatch as e:

@@ -9,8 +9,9 @@ operations inline (they are a few syscalls) and offloads only the large ones.
 from __future__ import annotations
 
 import abc
+import contextlib
 from dataclasses import dataclass, field
-from typing import AsyncIterable, AsyncIterator, BinaryIO
+from typing import AsyncContextManager, AsyncIterable, AsyncIterator, BinaryIO
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class BlobInfo:
     digest: str
     size: int
     path: str | None = None      # a real file the server may sendfile(); None for drivers without one
+    modified: float | None = None  # UNIX time the content was last written, pushed again or mounted (gc grace)
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,8 @@ class StorageDriver(abc.ABC):
     # -- repository links -------------------------------------------------------------------------------------
     @abc.abstractmethod
     async def link_blob(self, repo: str, digest: str) -> None:
-        """Make a stored blob visible in `repo` (idempotent, atomic)."""
+        """Make a stored blob visible in `repo` (idempotent, atomic) and refresh its `modified` time: a blob
+        pushed again or mounted counts as new for garbage-collect's grace period."""
 
     @abc.abstractmethod
     async def unlink_blob(self, repo: str, digest: str) -> bool:
@@ -178,6 +181,16 @@ class StorageDriver(abc.ABC):
                     tags[t] = d
             yield RepositoryState(name, tags, tuple(await self.list_manifests(name)),
                                   tuple(await self.list_blob_links(name)), tuple(uploads.get(name, ())))
+
+    # -- the garbage-collect lock ----------------------------------------------------------------------------
+    def reference_lock(self) -> AsyncContextManager[None]:
+        """Held, shared, by the server around each check-then-link step (manifest validate-then-link, upload
+        commit-then-link, mount); garbage-collect's `sweep_lock` excludes it. Default: no lock."""
+        return contextlib.nullcontext()
+
+    def sweep_lock(self) -> AsyncContextManager[None]:
+        """Held by garbage-collect from its final mark to the end of its sweep. Default: no lock."""
+        return contextlib.nullcontext()
 
     async def close(self) -> None:
         """Release resources (sessions, thread pools)."""

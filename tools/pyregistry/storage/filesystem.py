@@ -20,7 +20,7 @@ import re
 import shutil
 import uuid as uuidlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import AsyncIterable, BinaryIO
+from typing import AsyncContextManager, AsyncIterable, BinaryIO
 
 from pyoci import digest as dg
 from pyoci.errors import DigestMismatch
@@ -28,6 +28,7 @@ from pyoci.fsutil import atomic_write
 
 from .base import BlobInfo, StorageDriver, UploadInfo, UploadOffsetMismatch, UploadUnknown
 from .body import SocketBody
+from .lock import SharedLock, exclusive
 
 # Defence in depth: handlers validate names with the distribution grammar; the driver still refuses
 # anything that could leave the root or collide with the `_`-prefixed metadata directories.
@@ -62,6 +63,9 @@ class FilesystemDriver(StorageDriver):
         self.blobs_dir = os.path.join(self.base, "blobs")
         self.repos_dir = os.path.join(self.base, "repositories")
         self._sessions: dict[str, _Session] = {}
+        # garbage-collect's lock, outside docker/ so Distribution never sees it
+        self.lock_path = os.path.join(self.root, "pyregistry-gc.lock")
+        self._lock = SharedLock(self.lock_path)
         # A direct upload holds a thread for its whole body: their own pool keeps them off the default one.
         self._upload_pool = ThreadPoolExecutor(64, thread_name_prefix="upload")
         # ... and hand each buffer to one of these to be hashed and written (never waits on the readers).
@@ -70,6 +74,13 @@ class FilesystemDriver(StorageDriver):
     async def close(self) -> None:
         self._upload_pool.shutdown(wait=False, cancel_futures=True)
         self._hash_pool.shutdown(wait=False, cancel_futures=True)
+        self._lock.close()
+
+    def reference_lock(self) -> AsyncContextManager[None]:
+        return self._lock.held()
+
+    def sweep_lock(self) -> AsyncContextManager[None]:
+        return exclusive(self.lock_path)
 
     # -- paths --------------------------------------------------------------------------------------------------
     def blob_path(self, digest: str) -> str:
@@ -120,7 +131,7 @@ class FilesystemDriver(StorageDriver):
             st = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        return BlobInfo(digest, st.st_size, path)
+        return BlobInfo(digest, st.st_size, path, st.st_mtime)
 
     async def read_blob(self, digest: str) -> bytes | None:
         try:
@@ -137,7 +148,7 @@ class FilesystemDriver(StorageDriver):
 
     async def put_blob(self, digest: str, data: bytes) -> None:
         path = self.blob_path(digest)
-        if os.path.exists(path):
+        if _touch(path):
             return
         os.makedirs(os.path.dirname(path), exist_ok=True)
         atomic_write(path, data, fsync=False)
@@ -164,6 +175,7 @@ class FilesystemDriver(StorageDriver):
         path = self._layer_link(repo, digest)
         if self._read_link(path) != digest:
             self._write_link(path, digest)
+        _touch(self.blob_path(digest))  # pushed again or mounted: young again for gc's grace period
 
     async def unlink_blob(self, repo: str, digest: str) -> bool:
         path = os.path.dirname(self._layer_link(repo, digest))
@@ -442,6 +454,15 @@ def _rehash(path: str, algorithm: str) -> tuple["hashlib._Hash", int]:
             h.update(chunk)
             size += len(chunk)
     return h, size
+
+
+def _touch(path: str) -> bool:
+    """Set a blob's mtime to now; False when it does not exist."""
+    try:
+        os.utime(path)
+        return True
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 def _started_at(upload_dir: str) -> float:
