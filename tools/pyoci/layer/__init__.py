@@ -1,6 +1,11 @@
 """Layer tars: create (deterministic, from a tree, an overlay upper dir or a diff), apply (safely), compress.
 
-`digest` is always the blob's (compressed) digest and `diff_id` the uncompressed tar's.
+    create_layer(src_dir, out, "gzip"|"zstd"|"", *, whiteouts=None|"overlay", mtime=None) -> LayerInfo
+    create_layer_from_diff(lower, upper_full, out, compression) -> LayerInfo
+    apply_layer(blob_or_path, rootfs, *, expected_diff_id=None, expected_digest=None) -> diff_id
+
+`digest` is always the blob's (compressed) digest, for manifests; `diff_id` the uncompressed tar's,
+for the config's rootfs.diff_ids. Errors: pyoci.errors.UnsafeArchive / DigestMismatch, InvalidLayer.
 """
 
 from .apply import apply_layer

@@ -11,7 +11,15 @@ Safety model -- a hostile tar can never touch anything outside `rootfs`:
   * the entry's last component is never followed: an existing file/symlink there is replaced;
   * hard links must name an existing non-directory inside the rootfs; a link to a symlink whose
     target is absolute or climbs out is refused; whiteouts must name one plain component.
-Each refusal raises pyoci.errors.UnsafeArchive naming the entry.
+Each refusal raises pyoci.errors.UnsafeArchive naming the entry; a malformed tar raises InvalidLayer.
+
+Semantics: whiteouts (`.wh.NAME`) remove NAME from lower layers, never entries of their own layer;
+`.wh..wh..opq` empties its directory of everything but this layer's entries (wherever it appears in
+the directory's listing); a directory entry over a directory merges (metadata and xattrs replaced),
+any other collision replaces the old path. Directory mtimes are set last. xattrs the filesystem
+refuses (EPERM/ENOTSUP, e.g. user.* on a symlink) are skipped, as umoci does. Small files are
+created by `workers` threads so that file-system latency overlaps parsing; the main thread waits for
+them before any operation that could touch the same paths.
 
 Digests: the diff_id (uncompressed) and, if given, the blob digest (compressed) are verified while
 streaming and checked at the end. A mismatch raises DigestMismatch *after* the entries were applied:
