@@ -98,7 +98,9 @@ def test_list_formats(env):
         assert js[0]["id"] == cid and js[0]["owner"] == "root" and js[0]["status"] == "running"
         header = table[0]
         row = table[1].split()
-        outs[rt.name] = (empty.out, header, row[2], row[3], row[5], len(table))
+        # (column widths follow the data: RFC3339Nano drops trailing zeros, so compare the words)
+        outs[rt.name] = (empty.out, header.split(), row[2], row[3], row[5], len(table))
+        assert header.index("PID") == max(12, len(cid) + 3)
         # column alignment as Go's tabwriter: CREATED starts where the header says
         assert table[1][header.index("CREATED"):].startswith(js[0]["created"])
         rt("delete", "-f", cid)
