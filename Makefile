@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Debian packages of the real peers the interop tests compare against: command -> package.
 PEERS  := runc:runc skopeo:skopeo umoci:umoci docker-registry:docker-registry jq:jq \
           oci-image-tool:oci-image-tool htpasswd:apache2-utils curl:curl containerd:containerd ctr:containerd \
-          tini-static:tini wrk:wrk buildah:buildah
+          tini-static:tini wrk:wrk buildah:buildah /usr/lib/cni/bridge:containernetworking-plugins
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: install peers test demo bench clean
@@ -21,7 +21,7 @@ install: $(BIN)/python
 peers:
 	@missing=""; \
 	for p in $(PEERS); do cmd=$${p%%:*}; pkg=$${p##*:}; \
-	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	  command -v $$cmd >/dev/null 2>&1 || [ -x "$$cmd" ] || missing="$$missing $$pkg"; done; \
 	[ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 && ldd /bin/busybox 2>&1 | grep -q 'not a dynamic' || missing="$$missing busybox-static"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing peers:$$missing"; \
