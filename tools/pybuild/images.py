@@ -5,7 +5,6 @@ its chain of layers (blobs in the cache layout)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -109,7 +108,3 @@ class ImageResolver:
             img = self.context_image(base.ref, base.platform)
             return img.config if img else None
         return None
-
-
-def config_json(img: Image) -> str:
-    return json.dumps(img.config, sort_keys=True)
