@@ -19,8 +19,9 @@ from typing import AsyncIterator
 
 
 def _open(path: str) -> int:
+    # read-only is enough for flock, and works when gc (say, as root) created the file for a server user
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
 class SharedLock:
