@@ -516,3 +516,45 @@ RUN --mount=type=cache,id=shared-c,target=/c cat /c/log > /log
     out = tmp_path / "out"
     builder.build(builder.ctx(df), "-o", f"type=local,dest={out}")
     assert (out / "log").read_text().split() == ["start", "end", "start", "end"]
+
+
+def test_add_archives_every_compression_and_url_refused(builder, tmp_path):
+    import io
+
+    import zstandard
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as t:
+        data = b"payload\n"
+        ti = tarfile.TarInfo("inner/file.txt")
+        ti.size = len(data)
+        t.addfile(ti, io.BytesIO(data))
+    tar_bytes = raw.getvalue()
+    import bz2
+    import gzip
+    import lzma
+
+    files = {"a.tar": tar_bytes, "b.tar.gz": gzip.compress(tar_bytes), "c.tar.bz2": bz2.compress(tar_bytes),
+             "d.tar.xz": lzma.compress(tar_bytes), "e.tar.zst": zstandard.ZstdCompressor().compress(tar_bytes),
+             "f.gz": gzip.compress(b"not a tar\n")}
+    df = "FROM base\n" + "".join(f"ADD {n} /x/{n.split('.')[0]}/\n" for n in files)
+    out = tmp_path / "out"
+    builder.build(builder.ctx(df, files), "-o", f"type=local,dest={out}")
+    for n in "abcde":
+        assert (out / "x" / n / "inner" / "file.txt").read_text() == "payload\n"
+    assert (out / "x" / "f" / "f.gz").read_bytes() == files["f.gz"]  # compressed non-tar: copied as is
+    r = builder.build(builder.ctx("FROM base\nADD https://example.com/x /x\n", name="url"), check=False)
+    assert r.code == 1 and "Dockerfile:2: not supported yet" in r.err
+
+
+def test_named_local_build_context(builder, tmp_path):
+    extra = tmp_path / "extra"
+    (extra / "lib").mkdir(parents=True)
+    (extra / "lib" / "l.txt").write_text("from the named context\n")
+    df = "FROM base\nCOPY --from=deps lib/l.txt /l.txt\nRUN --mount=type=bind,from=deps,target=/deps cat /deps/lib/l.txt > /m\n"
+    out = tmp_path / "out"
+    builder.build(builder.ctx(df), "--build-context", f"deps={extra}", "-o", f"type=local,dest={out}")
+    assert (out / "l.txt").read_text() == (out / "m").read_text() == "from the named context\n"
+    (extra / "lib" / "l.txt").write_text("changed\n")
+    r = builder.build(builder.ctx(df), "--build-context", f"deps={extra}", "-o", f"type=local,dest={tmp_path / 'o2'}")
+    assert " CACHED" not in r.err and (tmp_path / "o2" / "l.txt").read_text() == "changed\n"
