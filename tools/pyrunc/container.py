@@ -118,9 +118,10 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
             # cgroup is applied to the init while it sets up its mounts (it waits for "continue" before anything
             # that needs it).
             late_cgroup = manager is not None and spec.linux.namespace("cgroup") is None
-            if manager is not None and not late_cgroup:
-                manager.apply(child)  # also writes the resources and the device rules
-            sync.send(parent_sock, "go")
+            if spec.linux.namespace("cgroup") is not None:
+                if manager is not None:
+                    manager.apply(child)  # also writes the resources and the device rules
+                sync.send(parent_sock, "go")  # only then may the child unshare its cgroup namespace
             created = rfc3339nano(time.time_ns())
             while True:
                 msg, fds = sync.recv(parent_sock)

@@ -65,7 +65,8 @@ def _message(e: BaseException) -> str:
 
 def bootstrap(spec: Spec, sock, state_dir: str, opts, fifo_fd: int) -> None:
     try:
-        sync.recv(sock, "go")
+        if spec.linux.namespace("cgroup") is not None:
+            sync.recv(sock, "go")  # the parent has put us in the cgroup the namespace will be rooted at
         kinds = {ns.type for ns in spec.linux.namespaces}
         userns = spec.linux.namespace("user")
         if userns is not None:
