@@ -130,9 +130,19 @@ class Solver:
         self.plan = bp
         for w in bp.warnings:
             self.progress.message(f"WARNING: {w}" if not w.startswith("[Warning]") else w)
+        for sp in bp.stages:  # BuildKit's metadata vertices for registry bases
+            if sp.base.kind == "image":
+                mv = self.progress.vertex(f"[internal] load metadata for {sp.from_name.split(' FROM ', 1)[-1]}")
+                mv.done()
         v = self.progress.vertex("[internal] load .dockerignore")
         self.context = LocalContext(self.opts.context, self.dockerfile)
+        ignore = os.path.join(self.opts.context, ".dockerignore")
+        v.info(f"transferring context: {os.path.getsize(ignore) if os.path.isfile(ignore) else 2}B done")
         v.done()
+        if bp.context_paths or any(st.keyword in ("COPY", "ADD") for sp in bp.stages for st in sp.steps):
+            v = self.progress.vertex("[internal] load build context")
+            v.info("transferring context: done")
+            v.done()
         self.snap = Snapshotter(self.cache)
         for level in bp.levels():
             if len(level) == 1:
