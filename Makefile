@@ -16,6 +16,8 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	@# pyrunc starts once per container: keep its bytecode compiled even where PYTHONDONTWRITEBYTECODE is set.
+	$(BIN)/python -m compileall -q tools
 
 # Install only the peers that are missing; apt-get update only then.
 peers:
