@@ -9,7 +9,8 @@ server goes first, measures for each:
   GET          `curl -o /dev/null` of the blob just pushed                                   (MB/s)
   manifest     GET of a tagged manifest, 32 connections: `wrk -t1 -c32 -d<seconds>s`        (req/s)
                (without wrk: an aiohttp loop bounded to 20000 requests or <seconds>)
-Every blob is fresh (its first bytes differ per run), so neither server can deduplicate. The client
+Every blob is fresh (its first bytes differ per run), so neither server can deduplicate; each step starts
+after an os.sync(), so no step pays for the previous one's page-cache writeback. The client
 is curl/wrk for both, so the client's cost is the same on both sides. Medians are printed in a table
 with pyregistry/Distribution ratios against the goals (PUT ≥ 1.5×, GET ≥ 0.9×, manifest ≥ 1.5×), then
 the servers' own CPU time per operation (from /proc/PID/stat), which other load on a shared machine
@@ -319,6 +320,9 @@ def main() -> int:
                             manifest_rps(manifest_urls[n], args.seconds, args.connections)),
                     }
                     for k, step in steps.items():
+                        # no dirty pages left over from the step before (the last 200 MB PUT's writeback
+                        # would otherwise land on the next step, penalising whichever server wrote faster)
+                        os.sync()
                         c0 = cpu_seconds(pid)
                         rate, units = step()
                         results[n][k].append(rate)

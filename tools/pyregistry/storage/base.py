@@ -151,7 +151,8 @@ class StorageDriver(abc.ABC):
     async def append_upload(self, repo: str, uuid: str, chunks: AsyncIterable[bytes],
                             offset: int | None = None) -> int:
         """Append a stream; `offset` (from Content-Range) must equal the current size, else
-        UploadOffsetMismatch. Returns the new size. Raises UploadUnknown."""
+        UploadOffsetMismatch. Returns the new size. Raises UploadUnknown. `chunks` may be a
+        storage.body.SocketBody, which a driver may read in a worker thread instead of iterating it."""
 
     @abc.abstractmethod
     async def commit_upload(self, repo: str, uuid: str, digest: str) -> BlobInfo:
