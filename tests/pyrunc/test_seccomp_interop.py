@@ -8,7 +8,10 @@ import os
 import subprocess
 import uuid
 
+import pytest
+
 from pyrunc import seccomp
+from tests.pyrunc.conftest import same
 from tests.support import require
 
 SCRIPT = "uname >/dev/null 2>&1; echo uname=$?; kill -0 $$ 2>/dev/null; echo kill0=$?; " \
@@ -60,3 +63,23 @@ def test_same_outcomes_as_runc(tmp_path, busybox_rootfs):
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert mine == theirs.stdout
     assert "kill0=1" in mine and "kcont=0" in mine  # the argument condition did its work
+
+
+# Both places runc loads the filter: without noNewPrivileges before the capabilities are dropped (loading it needs
+# CAP_SYS_ADMIN then, which runc's default config drops), with it right before execve.  A profile refusing capset
+# tells the two apart: loaded early it stops the init's own capability switch, loaded late it does not.
+@pytest.mark.parametrize("nnp", [False, True])
+@pytest.mark.parametrize("deny_capset", [False, True])
+def test_seccomp_order_matches_runc(env, nnp, deny_capset):
+    profile = json.loads(json.dumps(PROFILE))
+    if deny_capset:
+        profile["syscalls"].append({"names": ["capset"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1})
+    b = env.bundle("sh", "-c", SCRIPT)
+    b.edit(lambda d: (d["process"].__setitem__("noNewPrivileges", nnp),
+                      d["linux"].__setitem__("seccomp", profile)))
+    theirs, mine = env.both(b)
+    same(theirs, mine)
+    if not deny_capset or nnp:
+        assert mine.rc == 0 and "kill0=1" in mine.out, mine.err
+    else:
+        assert mine.rc != 0 and "operation not permitted" in mine.err.lower(), mine.err

@@ -151,6 +151,9 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
                         console.send_to_socket(opts.console_socket, master)
                         os.close(master)
                         master = None
+                elif kind == "seccomp":
+                    _send_seccomp_fd(spec.linux.seccomp, fds, _oci_state(spec, opts, init_pid, created,
+                                                                                    "creating"), init_pid)
                 elif kind == "ready":
                     break
         finally:
@@ -189,6 +192,21 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
             os.close(master)
         _remove_dir(cdir)
         raise
+
+
+def _send_seccomp_fd(profile: dict, fds: list[int], state: dict, pid: int) -> None:
+    """Hand the init's notify listener fd to the agent at listenerPath (unreachable from the init after pivot_root)."""
+    from . import seccomp
+
+    try:
+        if not fds:
+            raise RuntimeFailure("seccomp listener fd missing from the init's message")
+        if not profile.get("listenerPath"):
+            raise RuntimeFailure("seccomp: SCMP_ACT_NOTIFY requires listenerPath")
+        seccomp.send_to_listener(profile["listenerPath"], fds[0], state, pid, profile.get("listenerMetadata", ""))
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _new_manager(spec: Spec, cid: str):

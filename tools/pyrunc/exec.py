@@ -118,6 +118,8 @@ def run(args, log) -> int:
                         console.send_to_socket(args.console_socket, master)
                         os.close(master)
                         master = None
+                elif msg["t"] == "seccomp":
+                    container._send_seccomp_fd(spec.linux.seccomp, fds, st.oci_state(), pid)
                 elif msg["t"] == "ready":
                     break
         finally:
@@ -202,19 +204,28 @@ def _exec_init(proc: Process, sock, seccomp_spec) -> None:
         os.chdir(proc.cwd)
     except OSError as e:
         raise PyruncError(f"chdir to cwd ({proc.cwd!r}) set in config.json failed: {e.strerror.lower()}") from None
-    process.drop_bounding(proc)
-    process.set_user(proc.user)
-    process.apply_caps(proc)
-    process.no_new_privs(proc)
     try:
         path, argv, env = process.prepare_exec(proc)
     except PyruncError as e:
         raise PyruncError(f"unable to start container process: {e.message}") from None
-    sync.send(sock, "ready")
-    sock.close()
+    # runc's setns init: without no_new_privs seccomp is loaded before the capabilities are dropped, with it
+    # right before execve; a NOTIFY listener fd must reach the parent, so that filter goes in before "ready".
+    process.no_new_privs(proc)
+    late = None
     if seccomp_spec:
         from . import seccomp
+        from .init import install_early
 
-        seccomp.install(seccomp_spec)
+        if not proc.no_new_privileges or seccomp.uses_notify(seccomp_spec):
+            install_early(seccomp, seccomp_spec, sock)
+        else:
+            late = seccomp_spec
+    process.drop_bounding(proc)
+    process.set_user(proc.user)
+    process.apply_caps(proc)
+    sync.send(sock, "ready")
+    sock.close()
+    if late is not None:
+        seccomp.install(late)
     _reset_signals()
     os.execve(path, argv, env)

@@ -173,9 +173,18 @@ def _init(spec: Spec, sock, state_dir: str, opts, in_userns: bool, fifo_fd: int)
         path, argv, env = process.prepare_exec(proc)
     except PyruncError as e:
         raise PyruncError(f"unable to start container process: {e.message}") from None
-    seccomp = None
+    # runc's order: no_new_privs before "ready"; without it seccomp is privileged and goes in before the
+    # capabilities are dropped (with it, as late as possible: right before execve).  A notify listener fd must
+    # reach the parent before "ready" (the parent stops listening then), so a NOTIFY filter goes in early too.
+    process.no_new_privs(proc)
+    seccomp = late_seccomp = None
     if spec.linux.seccomp:
         from . import seccomp
+
+        if not proc.no_new_privileges or seccomp.uses_notify(spec.linux.seccomp):
+            install_early(seccomp, spec.linux.seccomp, sock)
+        else:
+            late_seccomp = spec.linux.seccomp
     sync.send(sock, "ready")
     # Park until `start` opens the FIFO for reading (the path is reached through our O_PATH fd after pivot_root;
     # opened before the uid switch, which makes /proc/self/fd unreadable to us).
@@ -186,18 +195,25 @@ def _init(spec: Spec, sock, state_dir: str, opts, in_userns: bool, fifo_fd: int)
         process.drop_bounding(proc)
         process.set_user(proc.user)
         process.apply_caps(proc)
-        process.no_new_privs(proc)
         if spec.hooks.get("startContainer"):
             from . import hooks
 
             hooks.run("startContainer", spec.hooks["startContainer"], _state(spec, state_dir, bundle, "created"))
-        if seccomp is not None:
-            seccomp.install(spec.linux.seccomp)
+        if late_seccomp is not None:
+            seccomp.install(late_seccomp)
     except PyruncError as e:
         os.write(2, f"pyrunc init: {e.message}\n".encode())
         os._exit(1)
     _reset_signals()
     os.execve(path, argv, env)
+
+
+def install_early(seccomp, profile: dict, sock) -> None:
+    """Load the filter now; a NOTIFY listener fd goes to the parent (which hands it to listenerPath)."""
+    fd = seccomp.install(profile)
+    if fd >= 0:
+        sync.send(sock, "seccomp", fds=[fd])
+        os.close(fd)
 
 
 def _reset_signals() -> None:

@@ -348,6 +348,11 @@ def install(spec: dict | None) -> int:
     return fd if notify else -1
 
 
+def uses_notify(spec: dict | None) -> bool:
+    """Whether a rule returns SCMP_ACT_NOTIFY (the filter then has a listener fd for the agent)."""
+    return any(r.get("action") == "SCMP_ACT_NOTIFY" for r in (spec or {}).get("syscalls") or ())
+
+
 def preload() -> None:
     """Import the binding (loading libseccomp) while the host's libraries are reachable, i.e. before pivot_root."""
     _binding()
