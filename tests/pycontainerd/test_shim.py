@@ -348,3 +348,23 @@ def test_create_failure_is_reported_and_leaves_nothing(env):
     time.sleep(0.2)
     assert not (bundle / "shim.sock").exists()
     assert not kill_leftovers([str(bundle)])  # no shim stayed behind
+
+
+def test_exec_stdin_sent_before_start_is_kept(env):
+    bundle, info = env.start("s1", ["sleep", "100"])
+    c = ShimConn(bundle)
+    c.call("start")
+    c.call("exec", {"exec_id": "cat", "stdin": True,
+                    "process": {"args": ["cat"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}})
+    a = ShimConn(bundle)
+    call_id = a.request("attach", {"exec_id": "cat", "stdin": True, "close_stdin": True})
+    assert recv_frame(a.sock)["stream"] == {"attached": True}
+    a.sock.sendall(encode({"id": call_id, "stream": {"data": b64encode(b"early bytes\n")}}))
+    a.sock.sendall(encode({"id": call_id, "close_send": True}))
+    time.sleep(0.2)  # both reach the shim before the exec exists
+    c.call("start", {"exec_id": "cat"})
+    out, result = attach_until_end(a, call_id)
+    assert out["stdout"] == b"early bytes\n" and result["exit_status"] == 0
+    c.call("kill", {"signal": 9})
+    c.call("wait")
+    c.call("delete")

@@ -317,6 +317,8 @@ class Shim:
             self.sel.register(fd, selectors.EVENT_READ, lambda _m, fd=fd, p=proc: self.on_output(p, fd))
         if proc.stdin_fd >= 0:
             os.set_blocking(proc.stdin_fd, False)
+            if proc.stdin_buf or proc.close_stdin_pending:
+                self.flush_stdin(proc)  # what an attacher sent before the process existed
 
     def _receive_master(self, console: socket.socket, child: subprocess.Popen) -> int:
         """The pty master the runtime sends over the console socket (SCM_RIGHTS)."""
@@ -388,6 +390,8 @@ class Shim:
 
     def write_stdin(self, proc: Process, data: bytes) -> None:
         if proc.stdin_fd < 0:
+            if proc.stdin and proc.pid == 0 and proc.exit_status is None:
+                proc.stdin_buf += data  # an exec not started yet: its stdin gets this once it exists
             return
         proc.stdin_buf += data
         self.flush_stdin(proc)
@@ -414,6 +418,8 @@ class Shim:
 
     def close_stdin(self, proc: Process) -> None:
         if proc.stdin_fd < 0:
+            if proc.stdin and proc.pid == 0 and proc.exit_status is None:
+                proc.close_stdin_pending = True  # not started yet: close right after it starts
             return
         if proc.stdin_buf:
             proc.close_stdin_pending = True  # after what is queued has been written
