@@ -413,6 +413,9 @@ def main(argv: list[str] | None = None) -> int:
         status = 125 if a.verb in ("run", "create") else 1
     except KeyboardInterrupt:
         status = 130
+    except OSError as exc:
+        print(f"Error: {exc.strerror or exc}: {exc.filename}" if exc.filename else f"Error: {exc}", file=sys.stderr)
+        status = 125 if a.verb in ("run", "create") else 1
     except BrokenPipeError:
         status = 1
     finally:

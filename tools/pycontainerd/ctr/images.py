@@ -38,7 +38,7 @@ def pull(b: Backend, ref: str, quiet: bool = False, platform: str = "", out=None
     if not quiet and r.tag and ":" not in ref.rsplit("/", 1)[-1] and "@" not in ref:
         out.write(f"Using default tag: {r.tag}\n")
     if not quiet:
-        out.write(f"{r.tag or r.digest}: Pulling from {r.familiar_name if r.domain != 'docker.io' else r.path}\n")
+        out.write(f"{r.tag or r.digest}: Pulling from {r.path}\n")
         out.flush()
     seen: set[str] = set()
     digest = ""

@@ -43,7 +43,7 @@ def container_json(b: Backend, c: ContainerView) -> dict:
         "RestartCount": int(state.get("RestartCount") or 0),
         "Driver": c.record.get("snapshotter") or "overlayfs",
         "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
-        "ExecIDs": [e.get("id") for e in task.get("execs") or []] or None,
+        "ExecIDs": [e.get("id") if isinstance(e, dict) else str(e) for e in task.get("execs") or []] or None,
         "HostConfig": d.get("HostConfig") or {},
         "GraphDriver": {"Data": None, "Name": c.record.get("snapshotter") or "overlayfs"},
         "Mounts": [],

@@ -109,7 +109,7 @@ def stats(b: Backend, refs: list[str], all_: bool, no_stream: bool, fmt: str, no
 # -- events --------------------------------------------------------------------------------------
 
 _TOPICS = {"/containers/create": ("container", "create"), "/containers/delete": ("container", "destroy"),
-           "/containers/update": ("container", "update"), "/tasks/start": ("container", "start"),
+"/tasks/start": ("container", "start"),
            "/tasks/exit": ("container", "die"), "/tasks/paused": ("container", "pause"),
            "/tasks/resumed": ("container", "unpause"), "/tasks/oom": ("container", "oom"),
            "/tasks/exec-added": ("container", "exec_create"), "/tasks/exec-started": ("container", "exec_start"),
