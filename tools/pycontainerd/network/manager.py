@@ -1,0 +1,396 @@
+"""NetworkManager: docker-style networks over CNI plugins, with hosts/resolv.conf per container.
+
+The daemon calls attach() once the task's netns exists and detach_all() when the container goes;
+cleanup_stale() at start-up releases whatever a crashed daemon left attached.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pycontainerd import errdefs
+
+from . import cni, hosts, ports as portspec
+from .ports import PortSpec, PublishedPort
+from .store import BRIDGE_OPTION, NAME_RE, PREDEFINED, NetworkStore, network_doc
+
+DEFAULT_BRIDGE = "pyctr0"
+# Not docker's 172.17-31/16 nor podman's 10.88-89/16 nor nerdctl's 10.4/16: all can run side by side.
+DEFAULT_SUBNET = "10.213.0.0/24"
+DEFAULT_POOL = "10.213.0.0/16"
+DEFAULT_POOL_PREFIX = 24
+LOOPBACK = {"cniVersion": cni.CNI_VERSION, "name": "pyctr-loopback", "plugins": [{"type": "loopback"}]}
+
+
+@dataclass
+class Attachment:
+    network: str
+    ip: str = ""           # "10.213.0.2" ("" on host/none)
+    prefix_len: int = 0
+    mac: str = ""
+    gateway: str = ""
+    ifname: str = ""
+    endpoint_id: str = ""
+    ports: list[PublishedPort] = field(default_factory=list)
+
+
+class NetworkManager:
+    def __init__(self, root: str | os.PathLike, state: str | os.PathLike, cni_path: str = "/usr/lib/cni",
+                 default_bridge: str = DEFAULT_BRIDGE, default_subnet: str = DEFAULT_SUBNET,
+                 pool: str = DEFAULT_POOL, pool_prefix: int = DEFAULT_POOL_PREFIX,
+                 host_resolv: str = "/etc/resolv.conf") -> None:
+        self.store = NetworkStore(root)
+        self.state = Path(state) / "network"
+        self.cni_path = cni_path
+        self.default_bridge = default_bridge
+        self.default_subnet = default_subnet
+        self.pool = pool
+        self.pool_prefix = pool_prefix
+        self.host_resolv = host_resolv
+
+    # networks
+
+    def _ensure_defaults(self) -> None:
+        """docker's three predefined networks, created on first use."""
+        for name in PREDEFINED:
+            if self.store.find(name) is not None:
+                continue
+            if name == "bridge":
+                net = ipaddress.ip_network(self.default_subnet)
+                doc = network_doc("bridge", "bridge", str(net), str(net.network_address + 1),
+                                  options={BRIDGE_OPTION: self.default_bridge,
+                                           "com.docker.network.bridge.default_bridge": "true",
+                                           "com.docker.network.bridge.enable_icc": "true",
+                                           "com.docker.network.bridge.enable_ip_masquerade": "true"})
+            else:
+                doc = network_doc(name, "host" if name == "host" else "null")
+            self.store.save(doc)
+
+    def create(self, name: str, subnet: str | None = None, gateway: str | None = None, driver: str = "bridge",
+               internal: bool = False, attachable: bool = False, labels: dict | None = None,
+               options: dict | None = None) -> dict:
+        """`network create`; returns the inspect document."""
+        if driver != "bridge":
+            raise errdefs.NotFound(f'plugin "{driver}" not found')
+        if not NAME_RE.match(name):
+            raise errdefs.InvalidArgument(f'invalid network name "{name}": must match [a-zA-Z0-9][a-zA-Z0-9_.-]*')
+        with self.store.locked():
+            self._ensure_defaults()
+            if self.store.exists(name):
+                raise errdefs.AlreadyExists(f"network with name {name} already exists")
+            if subnet:
+                try:
+                    net = ipaddress.ip_network(subnet, strict=False)
+                except ValueError:
+                    raise errdefs.InvalidArgument(f"invalid CIDR address: {subnet}") from None
+                if net.version != 4:
+                    raise errdefs.InvalidArgument(f"IPv6 subnets are not supported: {subnet}")
+                if str(net) != subnet:
+                    raise errdefs.InvalidArgument(f"invalid subnet {subnet}: it should be {net}")
+                if self.store.overlaps(net):
+                    raise errdefs.AlreadyExists("Pool overlaps with other one on this address space")
+            else:
+                if gateway:
+                    raise errdefs.InvalidArgument("every ip-range or gateway must have a corresponding subnet")
+                net = self.store.allocate_subnet(self.pool, self.pool_prefix)
+            if gateway:
+                try:
+                    gw = ipaddress.ip_address(gateway)
+                except ValueError:
+                    raise errdefs.InvalidArgument(f"invalid gateway address {gateway}") from None
+                if gw not in net:
+                    raise errdefs.InvalidArgument(f"no matching subnet for gateway {gateway}")
+            else:
+                gw = net.network_address + 1
+            doc = network_doc(name, "bridge", str(net), str(gw), internal, attachable, options, labels)
+            bridge = doc["Options"].setdefault(BRIDGE_OPTION, "pyctr-" + doc["Id"][:9])
+            if len(bridge) > 15:
+                raise errdefs.InvalidArgument(f"bridge name {bridge!r} is longer than 15 characters")
+            self.store.save(doc)
+            return self._with_containers(doc)
+
+    def _with_containers(self, doc: dict) -> dict:
+        containers = {}
+        for ep in self.store.endpoints(doc["Id"]):
+            containers[ep["container_id"]] = {
+                "Name": ep.get("container_name", ""),
+                "EndpointID": ep["endpoint_id"],
+                "MacAddress": ep.get("mac", ""),
+                "IPv4Address": f"{ep['ip']}/{ep['prefix_len']}" if ep.get("ip") else "",
+                "IPv6Address": "",
+            }
+        return {**doc, "Containers": containers}
+
+    def inspect(self, ref: str) -> dict:
+        with self.store.locked():
+            self._ensure_defaults()
+            return self._with_containers(self.store.get(ref))
+
+    def list(self) -> list[dict]:
+        """`network ls` data: inspect documents sorted by name."""
+        with self.store.locked():
+            self._ensure_defaults()
+            return sorted((self._with_containers(d) for d in self.store.all()), key=lambda d: d["Name"])
+
+    def remove(self, ref: str) -> None:
+        """`network rm`: refused while containers are attached; deletes the bridge and the IPAM leases."""
+        with self.store.locked():
+            self._ensure_defaults()
+            doc = self.store.get(ref)
+            if doc["Name"] in PREDEFINED:
+                raise errdefs.FailedPrecondition(f"{doc['Name']} is a pre-defined network and cannot be removed")
+            if self.store.endpoints(doc["Id"]):
+                raise errdefs.FailedPrecondition(
+                    f"error while removing network: network {doc['Name']} id {doc['Id']} has active endpoints")
+            self._teardown(doc)
+            self.store.delete(doc)
+
+    def _teardown(self, doc: dict) -> None:
+        bridge = doc["Options"].get(BRIDGE_OPTION, "")
+        if bridge and Path(f"/sys/class/net/{bridge}").exists():
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+        shutil.rmtree(self.store.ipam_dir / self._cni_name(doc), ignore_errors=True)
+
+    def prune(self) -> list[str]:
+        """`network prune`: user networks without endpoints; returns the removed names."""
+        removed = []
+        for doc in self.list():
+            if doc["Name"] not in PREDEFINED and not doc["Containers"]:
+                try:
+                    self.remove(doc["Id"])
+                    removed.append(doc["Name"])
+                except errdefs.Error:
+                    pass
+        return removed
+
+    # CNI configuration
+
+    @staticmethod
+    def _cni_name(doc: dict) -> str:
+        return "pyctr-" + doc["Name"]  # the name lands in iptables comments: marks our rules
+
+    def conflist(self, doc: dict, published: list[PublishedPort]) -> dict:
+        cfg = doc["IPAM"]["Config"][0]
+        bridge = {
+            "type": "bridge",
+            "bridge": doc["Options"][BRIDGE_OPTION],
+            "isGateway": not doc["Internal"],
+            "ipMasq": not doc["Internal"],
+            "hairpinMode": True,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": cfg["Subnet"], "gateway": cfg["Gateway"]}]],
+                "routes": [] if doc["Internal"] else [{"dst": "0.0.0.0/0"}],
+                "dataDir": str(self.store.ipam_dir),
+            },
+        }
+        plugins = [bridge, {"type": "firewall", "backend": "iptables"}]
+        if published:
+            plugins.append({"type": "portmap", "capabilities": {"portMappings": True}, "snat": True,
+                            "runtimeConfig": {"portMappings": [p.portmap() for p in published]}})
+        return {"cniVersion": cni.CNI_VERSION, "name": self._cni_name(doc), "plugins": plugins}
+
+    # attachments
+
+    def attach(self, container_id: str, network: str, netns_path: str, *, container_name: str = "",
+               aliases: list[str] | tuple[str, ...] = (), ports: list[PortSpec] | tuple[PortSpec, ...] = (),
+               hostname: str = "", extra_hosts: list[str] | tuple[str, ...] = ()) -> Attachment:
+        """Connect the netns to the network (docker run --network / network connect).
+
+        `ports` come from parse_publish(); they are published only on bridge networks, as docker does.
+        """
+        if hostname and not hosts.HOSTNAME_RE.match(hostname):
+            raise errdefs.InvalidArgument(f"invalid hostname format: {hostname}")
+        extra = [hosts.parse_add_host(h) for h in extra_hosts]  # validate before anything is created
+        with self.store.locked():
+            self._ensure_defaults()
+            doc = self.store.get(network)
+            if self.store.endpoints_dir.joinpath(doc["Id"], f"{container_id}.json").exists():
+                raise errdefs.AlreadyExists(
+                    f"endpoint with name {container_name or container_id} already exists in network {doc['Name']}")
+            if aliases and doc["Name"] in PREDEFINED:
+                raise errdefs.InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+            mine = self.store.container_endpoints(container_id)
+            if doc["Driver"] != "bridge" or any(e["driver"] != "bridge" for e in mine):
+                if mine:
+                    raise errdefs.FailedPrecondition(
+                        f"container cannot be disconnected from host network or connected to host network"
+                        if "host" in (doc["Name"], *[e["network"] for e in mine]) else
+                        "container cannot be connected to multiple networks with one of the networks in private (none) mode")
+            ep = {
+                "container_id": container_id, "container_name": container_name.lstrip("/"),
+                "network": doc["Name"], "network_id": doc["Id"], "driver": doc["Driver"],
+                "endpoint_id": secrets.token_hex(32), "netns": netns_path, "aliases": list(aliases),
+                "hostname": hostname, "extra_hosts": list(extra_hosts), "ifname": "", "ip": "", "prefix_len": 0,
+                "mac": "", "gateway": "", "ports": [], "conflist": None, "result": None,
+            }
+            if doc["Driver"] in ("bridge", "null"):
+                cni.add(LOOPBACK, container_id, netns_path, "lo", self.cni_path)
+            if doc["Driver"] == "bridge":
+                used_if = {e["ifname"] for e in mine}
+                ep["ifname"] = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used_if)
+                taken = {(p["host_port"], p["protocol"]) for e in self.store.all_endpoints() for p in e["ports"]}
+                published = []
+                for spec in ports:
+                    pub = portspec.allocate(spec, taken)
+                    if (pub.host_port, pub.protocol) in taken:
+                        raise errdefs.Unavailable(
+                            f"Bind for {pub.host_ip or '0.0.0.0'}:{pub.host_port} failed: port is already allocated")
+                    taken.add((pub.host_port, pub.protocol))
+                    published.append(pub)
+                conf = self.conflist(doc, published)
+                result = cni.add(conf, container_id, netns_path, ep["ifname"], self.cni_path)
+                cidr = ipaddress.ip_interface(result.ip_cidr) if result.ip_cidr else None
+                ep.update(conflist=conf, result=result.raw, mac=result.mac, gateway=result.gateway,
+                          ip=str(cidr.ip) if cidr else "", prefix_len=cidr.network.prefixlen if cidr else 0,
+                          ports=[p.to_json() for p in published])
+            self.store.save_endpoint(ep)
+            self._write_container_files(container_id, ep)
+            self._refresh_hosts(doc["Id"])
+            return self._attachment(ep)
+
+    @staticmethod
+    def _attachment(ep: dict) -> Attachment:
+        return Attachment(ep["network"], ep["ip"], ep["prefix_len"], ep["mac"], ep["gateway"], ep["ifname"],
+                          ep["endpoint_id"], [PublishedPort.from_json(p) for p in ep["ports"]])
+
+    def attachments(self, container_id: str) -> list[Attachment]:
+        return [self._attachment(ep) for ep in self.store.container_endpoints(container_id)]
+
+    def detach(self, container_id: str, network: str) -> None:
+        """`network disconnect`: CNI DEL (veth, iptables rules, lease), then the peers' hosts files."""
+        with self.store.locked():
+            doc = self.store.get(network)
+            path = self.store.endpoints_dir / doc["Id"] / f"{container_id}.json"
+            if not path.exists():
+                raise errdefs.NotFound(f"container {container_id} is not connected to network {doc['Name']}")
+            self._release(json.loads(path.read_text()))
+            self._refresh_hosts(doc["Id"])
+            if not self.store.container_endpoints(container_id):
+                shutil.rmtree(self.state / container_id, ignore_errors=True)
+
+    def detach_all(self, container_id: str) -> None:
+        """Everything of one container, at container removal; a no-op when nothing is attached."""
+        with self.store.locked():
+            eps = self.store.container_endpoints(container_id)
+            for ep in eps:
+                self._release(ep)
+            for net_id in {ep["network_id"] for ep in eps}:
+                self._refresh_hosts(net_id)
+            shutil.rmtree(self.state / container_id, ignore_errors=True)
+
+    def _release(self, ep: dict) -> None:
+        if ep.get("conflist"):
+            netns = ep["netns"] if ep["netns"] and os.path.exists(ep["netns"]) else ""
+            cni.delete(ep["conflist"], ep["container_id"], netns, ep["ifname"], self.cni_path, ep["result"])
+        self.store.delete_endpoint(ep["network_id"], ep["container_id"])
+
+    def cleanup_stale(self, live_ids: set[str] | list[str]) -> list[str]:
+        """After a daemon restart: release every endpoint whose container is gone; returns their ids."""
+        live = set(live_ids)
+        gone: list[str] = []
+        with self.store.locked():
+            touched = set()
+            for ep in self.store.all_endpoints():
+                if ep["container_id"] not in live:
+                    try:
+                        self._release(ep)
+                    except cni.CNIError:
+                        continue  # kept for the next try rather than leaking the rules silently
+                    touched.add(ep["network_id"])
+                    gone.append(ep["container_id"])
+            for net_id in touched:
+                self._refresh_hosts(net_id)
+            if self.state.is_dir():
+                for d in self.state.iterdir():
+                    if d.name not in live:
+                        shutil.rmtree(d, ignore_errors=True)
+        return sorted(set(gone))
+
+    # hosts, hostname, resolv.conf
+
+    def _write_container_files(self, container_id: str, ep: dict) -> None:
+        d = self.state / container_id
+        d.mkdir(parents=True, exist_ok=True)
+        meta = d / "meta.json"
+        info = json.loads(meta.read_text()) if meta.exists() else {}
+        info.setdefault("hostname", ep["hostname"] or container_id[:12])
+        info.setdefault("extra_hosts", ep["extra_hosts"])
+        info.setdefault("driver", ep["driver"])
+        meta.write_text(json.dumps(info))
+        hosts.write_in_place(str(d / "hostname"), info["hostname"] + "\n")
+
+    def hosts_file(self, container_id: str) -> str:
+        """Path of the container's /etc/hosts (bind-mount it), regenerated now."""
+        with self.store.locked():
+            return self._render_hosts(container_id)
+
+    def _render_hosts(self, container_id: str) -> str:
+        d = self.state / container_id
+        meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
+        hostname = meta.get("hostname", container_id[:12])
+        extra = [hosts.parse_add_host(h) for h in meta.get("extra_hosts", [])]
+        mine = self.store.container_endpoints(container_id)
+        if meta.get("driver") == "host":
+            # host networking: the host's own hosts file, as docker copies it
+            try:
+                text = Path("/etc/hosts").read_text()
+            except OSError:
+                text = hosts.BASE_HOSTS
+            text += "".join(f"{e.ip}\t{' '.join(e.names)}\n" for e in extra)
+        else:
+            own, peers = [], []
+            for ep in mine:
+                if not ep["ip"]:
+                    continue
+                names = [hostname]
+                if ep["network"] not in PREDEFINED:
+                    names += [ep["container_name"], *ep["aliases"]]
+                own.append(hosts.HostEntry(ep["ip"], names))
+                if ep["network"] in PREDEFINED:
+                    continue  # docker's default bridge has no name resolution
+                for peer in self.store.endpoints(ep["network_id"]):
+                    if peer["container_id"] != container_id and peer["ip"]:
+                        peers.append(hosts.HostEntry(peer["ip"], [peer["container_name"], *peer["aliases"],
+                                                                  *( [peer["hostname"]] if peer["hostname"] else [])]))
+            if not mine or not own:
+                own = [hosts.HostEntry("127.0.0.1", [hostname])] if meta.get("driver") == "null" else own
+            text = hosts.render_hosts(own, extra, peers)
+        path = d / "hosts"
+        hosts.write_in_place(str(path), text)
+        return str(path)
+
+    def _refresh_hosts(self, network_id: str) -> None:
+        for ep in self.store.endpoints(network_id):
+            self._render_hosts(ep["container_id"])
+
+    def hostname_file(self, container_id: str) -> str:
+        return str(self.state / container_id / "hostname")
+
+    def resolv_conf(self, container_id: str, dns: list[str] | tuple[str, ...] = (),
+                    dns_search: list[str] | tuple[str, ...] = (), dns_options: list[str] | tuple[str, ...] = ()) -> str:
+        """Path of the container's /etc/resolv.conf: the host's, loopback servers dropped, --dns applied."""
+        try:
+            host = Path(self.host_resolv).read_text()
+        except OSError:
+            host = ""
+        path = self.state / container_id / "resolv.conf"
+        hosts.write_in_place(str(path), hosts.render_resolv(host, list(dns), list(dns_search), list(dns_options)))
+        return str(path)
+
+    # `docker port`
+
+    def ports(self, container_id: str) -> dict[str, list[dict]]:
+        """NetworkSettings.Ports: {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}."""
+        out: dict[str, list[dict]] = {}
+        for att in self.attachments(container_id):
+            for p in att.ports:
+                out.setdefault(f"{p.container_port}/{p.protocol}", []).append(p.docker())
+        return out
