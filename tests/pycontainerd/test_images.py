@@ -4,6 +4,7 @@ into one snapshot per layer, push, import/export read by skopeo, namespaces isol
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import subprocess
 from pathlib import Path
@@ -231,3 +232,36 @@ def test_pull_docker_schema2_image(daemon, registry, image_layout):
     assert image["target"]["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
     assert image["target"]["digest"] == "sha256:" + hashlib.sha256(raw).hexdigest()
     assert len(c.call("Snapshots", "List")["info"]) == 2
+
+
+def test_concurrent_pulls_of_one_image(daemon, registry, image_layout):
+    """Pulls racing for the same blobs and layers: all succeed, each blob stored and each layer unpacked once."""
+    import threading
+
+    registry.push(image_layout, "v1", "race/img")
+    ref = registry.ref("race/img", "v1")
+    clients = [daemon.new_client(ns) for ns in ("default", "default", "other", "third")]
+    errors: list[BaseException] = []
+
+    def pull_one(c):
+        try:
+            list(c.stream("Images", "Pull", {"ref": ref}))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pull_one, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    for ns in ("default", "other", "third"):
+        c = daemon.new_client(ns)
+        assert c.call("Images", "Get", {"name": ref})["image"]["name"] == ref
+        assert len(c.call("Snapshots", "List")["info"]) == 2
+    assert len(os.listdir(daemon.root / "snapshots" / "overlayfs" / "snapshots")) == 2
+    assert os.listdir(daemon.root / "snapshots" / "overlayfs" / "tmp") == []
+    blobs = daemon.root / "content" / "blobs" / "sha256"
+    for p in blobs.iterdir():
+        if not p.name.startswith("."):
+            assert hashlib.sha256(p.read_bytes()).hexdigest() == p.name

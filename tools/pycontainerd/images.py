@@ -60,6 +60,8 @@ class ImageStore:
         self.tables = NamespacedTables(metadata, "images.json", "image")
         self.daemon = daemon
         self._import_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._downloading: dict[str, threading.Lock] = {}
 
     @property
     def content(self):
@@ -388,12 +390,17 @@ class ImageStore:
     def _download(self, namespace: str, client, repo: str, desc: dict, check: Callable[[], None]) -> None:
         check()
         dest = self.content.blob_path(desc["digest"])
-        try:
-            client.get_blob(repo, desc["digest"], dest, size=desc.get("size"))
-        except errdefs.Error:
-            raise
-        except Exception as exc:
-            raise _pull_error(repo, exc) from None
+        # one download per blob at a time: concurrent pulls of one image share the .partial file
+        with self._lock:
+            lock = self._downloading.setdefault(desc["digest"], threading.Lock())
+        with lock:
+            if not dest.exists():
+                try:
+                    client.get_blob(repo, desc["digest"], dest, size=desc.get("size"))
+                except errdefs.Error:
+                    raise
+                except Exception as exc:
+                    raise _pull_error(repo, exc) from None
         self.content.record(namespace, desc["digest"], desc.get("size"))
 
     # -- push ---------------------------------------------------------------------------------------
