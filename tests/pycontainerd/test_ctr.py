@@ -190,6 +190,9 @@ def test_detached_lifecycle(ctr):
     assert (r.status, r.out) == (4, "1 /etc 1000\n"), r
     assert ctr.proc("exec", "-i", "web", "cat", input="abc").out == "abc"
     assert ctr("exec", "-d", "web", "sh", "-c", "echo detached > /tmp/d").status == 0
+    r = ctr("exec", "web", "nosuch")
+    assert r.status == 126 and r.err.startswith("OCI runtime exec failed: exec failed: ") and \
+        'exec: "nosuch": executable file not found in $PATH' in r.err and r.err.endswith(": unknown\n"), r
     # logs
     deadline = time.time() + 5
     while "started" not in ctr.ok("logs", "web") and time.time() < deadline:
@@ -282,7 +285,11 @@ def test_cp_both_ways_stays_inside(ctr, tmp_path):
     assert ctr("cp", "-L", "box:/link", str(tmp_path / "passwd")).status == 0
     assert (tmp_path / "passwd").read_text() == ctr.proc("exec", "box", "cat", "/etc/passwd").out
     r = ctr("cp", "box:/nosuch", str(tmp_path))
-    assert (r.status, r.err) == (1, "Error: Could not find the file /nosuch in container box\n")
+    assert (r.status, r.err) == (1, "Error: No such container:path: box:/nosuch\n")
+    r = ctr("cp", str(src), "box:/nodir/sub/x")
+    assert (r.status, r.err) == (1, "Error: No such container:path: box:/nodir/sub\n")
+    r = ctr("cp", str(tmp_path / "absent"), "box:/")
+    assert (r.status, r.err) == (1, f"lstat {tmp_path / 'absent'}: no such file or directory\n")
     # a created container (no task): through its snapshot mounted for the copy
     ctr.ok("create", "--name", "cold", "busybox")
     assert ctr("cp", str(src), "cold:/in.txt").status == 0

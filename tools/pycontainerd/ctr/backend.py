@@ -245,6 +245,18 @@ class Backend:
     def image_config(self, name: str) -> dict:
         return self.call("Images", "Config", {"name": name})
 
+    def unpacked_size(self, chain_id: str) -> int:
+        """What docker calls an image's size: its layers unpacked (the snapshot chain's usage), as nerdctl."""
+        total, key, seen = 0, chain_id, set()
+        while key and key not in seen:
+            seen.add(key)
+            try:
+                total += int(self.call("Snapshots", "Usage", {"key": key}).get("size") or 0)
+                key = self.call("Snapshots", "Stat", {"key": key}).get("info", {}).get("parent") or ""
+            except errdefs.Error:
+                return 0
+        return total
+
     def image_id(self, name: str) -> str:
         return self.image_config(name)["manifest"]["config"]["digest"]
 

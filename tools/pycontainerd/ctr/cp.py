@@ -125,7 +125,7 @@ def cp(b: Backend, src_arg: str, dest_arg: str, follow: bool = False) -> None:
                 os.path.join(secure_join(root, os.path.dirname(src_path.rstrip("/")) or "/"),
                              os.path.basename(src_path.rstrip("/")))
             if not os.path.lexists(src):
-                raise CLIError(f"Error: Could not find the file {src_path} in container {ref}")
+                raise CLIError(f"Error: No such container:path: {ref}:{src_path}")
             if dest_path == "-":
                 subprocess.run(["tar", "-C", os.path.dirname(src) or "/", "-cf", "-", os.path.basename(src)],
                                check=False)
@@ -134,10 +134,9 @@ def cp(b: Backend, src_arg: str, dest_arg: str, follow: bool = False) -> None:
         else:
             src = os.path.abspath(src_path)
             if not os.path.lexists(src):
-                raise CLIError(f"Error: stat {src_path}: no such file or directory")
+                raise CLIError(f"lstat {src}: no such file or directory")
             dest = secure_join(root, dest_path)
             parent = os.path.dirname(dest.rstrip("/"))
             if not os.path.isdir(parent):
-                raise CLIError(f"Error response from daemon: Could not find the file {os.path.dirname(dest_path)} "
-                               f"in container {ref}")
+                raise CLIError(f"Error: No such container:path: {ref}:{os.path.dirname(dest_path.rstrip('/'))}")
             _copy(src, dest, src_path, follow)

@@ -33,9 +33,8 @@ def exec_(b: Backend, ref: str, args: list[str], interactive: bool, tty: bool, e
         try:
             b.call("Tasks", "Start", {"container_id": c.id, "exec_id": exec_id})
         except errdefs.Error as exc:
-            text = str(exc)
-            status = 127 if "executable file not found" in text or "no such file" in text.lower() else 126
-            raise CLIError(f"OCI runtime exec failed: exec failed: {text}: unknown", status) from None
+            # docker 20.10 exits 126 for every exec that cannot start (not found included)
+            raise CLIError(f"OCI runtime exec failed: exec failed: {exc}: unknown", 126) from None
 
     if detach:
         start()

@@ -124,7 +124,7 @@ def image_rows(b: Backend, images: list[dict], no_trunc: bool = False, digests: 
             repo, tag = r.familiar_name, r.tag or "<none>"
         except OCIError:
             pass
-        size = cfg.get("size") or im.get("size") or 0
+        size = b.unpacked_size(cfg.get("chain_id", "")) or cfg.get("size") or im.get("size") or 0
         rows.append({"Containers": "N/A",
                      "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(created)),
                      "CreatedSince": ago(created, now) if created_text else "N/A",

@@ -80,7 +80,7 @@ def image_json(b: Backend, image: dict) -> dict:
         del config["ExposedPorts"]
     if c.get("StopSignal"):
         config["StopSignal"] = c["StopSignal"]
-    size = cfg.get("size") or image.get("size") or 0
+    size = b.unpacked_size(cfg.get("chain_id", "")) or cfg.get("size") or image.get("size") or 0
     return {
         "Id": cfg["manifest"]["config"]["digest"],
         "RepoTags": sorted(set(tags)),
