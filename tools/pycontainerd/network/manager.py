@@ -208,7 +208,8 @@ class NetworkManager:
         """
         if hostname and not hosts.HOSTNAME_RE.match(hostname):
             raise errdefs.InvalidArgument(f"invalid hostname format: {hostname}")
-        extra = [hosts.parse_add_host(h) for h in extra_hosts]  # validate before anything is created
+        for h in extra_hosts:
+            hosts.parse_add_host(h)  # validate before anything is created
         with self.store.locked():
             self._ensure_defaults()
             doc = self.store.get(network)
@@ -221,7 +222,7 @@ class NetworkManager:
             if doc["Driver"] != "bridge" or any(e["driver"] != "bridge" for e in mine):
                 if mine:
                     raise errdefs.FailedPrecondition(
-                        f"container cannot be disconnected from host network or connected to host network"
+                        "container cannot be disconnected from host network or connected to host network"
                         if "host" in (doc["Name"], *[e["network"] for e in mine]) else
                         "container cannot be connected to multiple networks with one of the networks in private (none) mode")
             ep = {
