@@ -293,8 +293,9 @@ class Registry:
 
 
 @contextmanager
-def running_registry(tmp_path: Path) -> Iterator[Registry]:
-    """Debian's docker-registry (Distribution) on 127.0.0.1:<free port>, storage under tmp_path."""
+def running_registry(tmp_path: Path, htpasswd: Path | None = None) -> Iterator[Registry]:
+    """Debian's docker-registry (Distribution) on 127.0.0.1:<free port>, storage under tmp_path;
+    with `htpasswd` (bcrypt entries) it asks for basic auth."""
     from tests.support import free_port, require
 
     binary = require("docker-registry")
@@ -302,8 +303,9 @@ def running_registry(tmp_path: Path) -> Iterator[Registry]:
     root = tmp_path / "registry"
     root.mkdir(parents=True, exist_ok=True)
     cfg = tmp_path / "registry.yml"
+    auth = f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n" if htpasswd else ""
     cfg.write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root}\n"
-                   f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n")
+                   f"  delete:\n    enabled: true\n{auth}http:\n  addr: 127.0.0.1:{port}\n")
     log = open(tmp_path / "registry.log", "wb")
     proc = subprocess.Popen([binary, "serve", str(cfg)], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     log.close()

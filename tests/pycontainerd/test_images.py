@@ -265,3 +265,27 @@ def test_concurrent_pulls_of_one_image(daemon, registry, image_layout):
     for p in blobs.iterdir():
         if not p.name.startswith("."):
             assert hashlib.sha256(p.read_bytes()).hexdigest() == p.name
+
+
+def test_pull_and_push_with_credentials(daemon, image_layout, tmp_path):
+    from tests.pycontainerd.daemon_fixture import running_registry
+
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(subprocess.run([require("htpasswd"), "-Bbn", "alice", "s3cret"], capture_output=True,
+                                       text=True, check=True).stdout)
+    with running_registry(tmp_path, htpasswd) as reg:
+        ref = reg.ref("private/img", "v1")
+        subprocess.run([require("skopeo"), "copy", "--dest-creds", "alice:s3cret", "--dest-tls-verify=false",
+                        f"oci:{image_layout}:v1", f"docker://{ref}"], capture_output=True, check=True)
+        c = daemon.client
+        with pytest.raises((errdefs.Unauthenticated, errdefs.PermissionDenied)):
+            list(c.stream("Images", "Pull", {"ref": ref}))
+        with pytest.raises((errdefs.Unauthenticated, errdefs.PermissionDenied)):
+            list(c.stream("Images", "Pull", {"ref": ref, "username": "alice", "password": "wrong"}))
+        list(c.stream("Images", "Pull", {"ref": ref, "username": "alice", "password": "s3cret"}))
+        assert c.call("Images", "Get", {"name": ref})["image"]["name"] == ref
+        copy = reg.ref("private/copy", "v1")
+        list(c.stream("Images", "Push", {"name": ref, "ref": copy, "username": "alice", "password": "s3cret"}))
+        out = subprocess.run([require("skopeo"), "inspect", "--creds", "alice:s3cret", "--tls-verify=false",
+                              f"docker://{copy}"], capture_output=True, text=True, check=True).stdout
+        assert len(json.loads(out)["Layers"]) == 2
