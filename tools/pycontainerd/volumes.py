@@ -212,7 +212,7 @@ class VolumeStore:
         targets = {os.path.normpath(m.target) for m in specs}
         for v in image_volumes:
             if os.path.normpath(v) not in targets:
-                specs.append(MountSpec("volume", "", v))
+                specs.append(MountSpec("volume", "", os.path.normpath(v)))
         out, acquired = [], []
         try:
             for m in specs:
