@@ -29,6 +29,26 @@ class Result:
     err: str
 
 
+def kill_group(p: subprocess.Popen) -> None:
+    """SIGKILL a runtime started in its own session: its pid, then its process group; reap it."""
+    import signal
+
+    for kill in (lambda: os.kill(p.pid, signal.SIGKILL), lambda: os.killpg(p.pid, signal.SIGKILL)):
+        try:
+            kill()
+        except ProcessLookupError:
+            pass
+    p.wait()
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 class Runtime:
     def __init__(self, name: str, argv: list[str], root: Path) -> None:
         self.name, self.argv, self.root = name, argv, root
@@ -38,8 +58,15 @@ class Runtime:
         import tempfile
 
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            p = subprocess.run([*self.argv, "--root", str(self.root), *args], input=input, stdout=out, stderr=err,
-                               text=True, timeout=timeout, cwd=cwd, stdin=None if input is not None else subprocess.DEVNULL)
+            # its own process group: a timeout kills the runtime and whatever it forked (by pid and group)
+            p = subprocess.Popen([*self.argv, "--root", str(self.root), *args], stdout=out, stderr=err, text=True,
+                                 cwd=cwd, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                 start_new_session=True)
+            try:
+                p.communicate(input, timeout=timeout)
+            except BaseException:
+                kill_group(p)
+                raise
             out.seek(0)
             err.seek(0)
             return Result(p.returncode, out.read(), err.read())
@@ -128,6 +155,9 @@ def leftovers(tmp: Path, ids: list[str]) -> list[str]:
             continue
         if root.startswith(str(tmp)):
             problems.append(f"process left: {pid} rooted at {root}")
+        elif str(tmp) in _cmdline(pid) and int(pid) != os.getpid():
+            # a runtime (or its forked init, before pivot_root) still working on this test's bundles
+            problems.append(f"process left: {pid}: {_cmdline(pid)[:200]}")
     for base in ("/sys/fs/cgroup",):
         for dirpath, dirnames, _ in os.walk(base):
             for d in dirnames:
@@ -155,7 +185,21 @@ def env(tmp_path: Path):
             if not problems or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
+        if problems:
+            _kill_strays(tmp_path)
         assert not problems, problems
+
+
+def _kill_strays(tmp: Path) -> None:
+    """After a failed check: kill what is left of this test so it cannot outlive the suite."""
+    import signal
+
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and int(pid) != os.getpid() and str(tmp) in _cmdline(pid):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def same(r1: Result, r2: Result) -> None:

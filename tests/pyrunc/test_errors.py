@@ -139,3 +139,18 @@ def test_console_socket_rules(env):
     bundle.edit(lambda d: d["process"].__setitem__("terminal", True))
     r = env.pyrunc("create", "-b", str(bundle.path), env.new_id())
     assert r.rc == 1 and "console socket" in r.err
+
+
+def test_failed_create_kills_cgroup_procs_first(env):
+    """A failing createContainer hook that left a process in the container's cgroup (no pid namespace to take it
+    down with the init): create fails with one line, and the process and the cgroups are gone (no EBUSY)."""
+    b = env.bundle("true")
+    b.edit(lambda d: (d["linux"].__setitem__("namespaces", [n for n in d["linux"]["namespaces"] if n["type"] != "pid"]),
+                      d.__setitem__("hooks", {"createContainer": [
+                          {"path": "/bin/sh", "args": ["sh", "-c", "sleep 300 </dev/null >/dev/null 2>&1 & exit 3"]}]})))
+    cid = env.new_id()
+    r = env.pyrunc("create", "-b", str(b.path), cid)
+    assert r.rc == 1 and "createContainer" in r.err and "Traceback" not in r.err, r.err
+    assert not (env.pyrunc.root / cid).exists()
+    for d, _, _ in os.walk("/sys/fs/cgroup"):
+        assert not d.endswith("/" + cid), d

@@ -91,3 +91,17 @@ def test_failure_has_runcs_message():
     assert in_child(child) == {"error": "RuntimeFailure: error setting rlimit type 7: invalid argument"}
     with pytest.raises(RuntimeFailure, match="error setting rlimit type 7"):
         rlimits.apply([{"type": "RLIMIT_NOFILE", "hard": 100, "soft": 200}], pid=os.getpid() + 10**6)
+
+
+def test_rlimit_and_kernel_memory_messages_as_runc(env):
+    """A hard limit past fs.nr_open fails with runc's words (its last two parts; runc adds its init's wrapping),
+    and kernel memory settings give runc's warning."""
+    b = env.bundle("true")
+    b.edit(lambda d: (d["process"].__setitem__("rlimits", [{"type": "RLIMIT_NOFILE", "soft": 1 << 40, "hard": 1 << 40}]),
+                      d["linux"]["resources"].__setitem__("memory", {"kernel": 1 << 26})))
+    theirs, mine = env.both(b)
+    assert theirs.rc == mine.rc == 1
+    tail = "error setting rlimits for ready process: error setting rlimit type 7: operation not permitted"
+    assert tail in theirs.err and tail in mine.err, (theirs.err, mine.err)
+    warn = 'level=warning msg="Kernel memory settings are ignored and will be removed"'
+    assert warn in theirs.err and warn in mine.err

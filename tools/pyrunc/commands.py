@@ -22,12 +22,23 @@ def _cgroups_manager(st):
 
 
 def _warn_caps(spec, log) -> None:
+    """The warnings runc logs before it creates a container: unknown capabilities, ignored cgroup settings."""
     if spec.process and spec.process.capabilities:
         from . import capabilities
 
         bad = capabilities.validate(spec.process.capabilities)
         if bad:
             log.warning(capabilities.warning(bad))
+    resources = spec.linux.resources
+    if resources and (resources.get("memory") or {}):
+        _warn_resources(resources, log)
+
+
+def _warn_resources(resources: dict, log) -> None:
+    from . import cgroups
+
+    for w in cgroups.warnings(resources):
+        log.warning(w)
 
 
 def cmd_spec(args, log) -> int:
@@ -128,14 +139,17 @@ def _wait_foreground(st, master, keep: bool) -> int:
         from . import console
 
         console.relay(master, st.alive)
-    status = _reap(pid)
+    status = _reap(pid, st.start_time)
     if not keep:
         container.destroy(st)
     return status
 
 
-def _reap(pid: int) -> int:
-    """Wait for pid (reparented to us as subreaper), reaping any other orphans meanwhile."""
+def _reap(pid: int, start_time: int = 0) -> int:
+    """Wait for pid (reparented to us as subreaper), reaping any other orphans meanwhile.
+
+    When it is not our child (a handoff went wrong), poll it, comparing its start time: the pid space wraps on
+    busy hosts, so a reused pid or a zombie another parent never reaps must not keep us waiting forever."""
     import time
 
     while True:
@@ -147,9 +161,11 @@ def _reap(pid: int) -> int:
             return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
     from .state import proc_start_time
 
-    while proc_start_time(pid) is not None:  # not our child after all: poll
+    while True:
+        st = proc_start_time(pid)
+        if st is None or st[1] in ("Z", "X") or (start_time and st[0] != start_time):
+            return 0  # its status went to another parent: unknown
         time.sleep(0.01)
-    return 0
 
 
 def _load(args):
@@ -355,6 +371,10 @@ def cmd_update(args, log) -> int:
             put("memory", key, _bytes(v))
     if args.pids_limit is not None:
         put("pids", "limit", int(args.pids_limit))
+    from . import cgroups
+
+    resources = cgroups.update_resources(resources)  # what runc's update applies; the rest is ignored
+    _warn_resources(resources, log)
     mgr = _cgroups_manager(st)
     mgr.set(resources)
     # keep the saved config in step so a later `update` or `state` sees the new limits

@@ -184,6 +184,9 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
         if init_pid:
             _wait_gone(init_pid, 2.0)
         if manager is not None:
+            # Anything else the init left in the cgroup (hook processes, children without a pid namespace) goes
+            # first: a populated cgroup cannot be removed.
+            _kill_cgroup_procs(manager, 2.0)
             try:
                 manager.destroy()
             except Exception:  # best effort: the original error matters
@@ -192,6 +195,25 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
             os.close(master)
         _remove_dir(cdir)
         raise
+
+
+def _kill_cgroup_procs(manager, timeout: float) -> None:
+    """SIGKILL every process in the container's cgroup until it is empty (or timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pids = manager.pids()
+        except Exception:  # no cgroup made yet
+            return
+        if not pids or time.monotonic() > deadline:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _wait_gone(pid, 0.0)  # reaps it when it is ours (the subreaper gets the init's orphans)
+        time.sleep(0.005)
 
 
 def _send_seccomp_fd(profile: dict, fds: list[int], state: dict, pid: int) -> None:

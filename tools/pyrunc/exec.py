@@ -134,6 +134,9 @@ def run(args, log) -> int:
         if child:
             os.waitpid(child, 0)
         raise
+    from .state import proc_start_time
+
+    start_time = (proc_start_time(pid) or (0,))[0]
     if args.pid_file:
         container._write_pid_file(args.pid_file, pid)
     if args.detach:
@@ -162,7 +165,7 @@ def run(args, log) -> int:
         from .state import proc_start_time
 
         console.relay(master, lambda: (proc_start_time(pid) or (0, "Z"))[1] != "Z")
-    return _reap(pid)
+    return _reap(pid, start_time)
 
 
 def _bootstrap(st, proc: Process, sock, seccomp_spec) -> None:

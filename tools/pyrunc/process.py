@@ -76,13 +76,7 @@ def drop_bounding(proc: Process) -> None:
 def apply_caps(proc: Process) -> None:
     from . import capabilities
 
-    caps = proc.capabilities
-    if caps and caps.get("ambient"):
-        # The kernel refuses to raise an ambient cap missing from permitted or inheritable; runc (gocapability)
-        # carries on without it, so only ask for the ones that can be raised.
-        allowed = set(caps.get("permitted") or ()) & set(caps.get("inheritable") or ())
-        caps = dict(caps, ambient=[c for c in caps["ambient"] if c in allowed])
-    capabilities.apply(caps)
+    capabilities.apply(proc.capabilities)  # ambient caps the kernel refuses are skipped there, as runc does
 
 
 def apply_rlimits(proc: Process) -> None:
@@ -96,7 +90,10 @@ def apply_rlimits(proc: Process) -> None:
         for r in proc.rlimits:
             resource.setrlimit(getattr(resource, r["type"]), (r["soft"], r["hard"]))
         return
-    rlimits.apply(list(proc.rlimits))
+    try:
+        rlimits.apply(list(proc.rlimits))
+    except RuntimeFailure as e:
+        raise RuntimeFailure(f"error setting rlimits for ready process: {e.message}") from None
 
 
 def no_new_privs(proc: Process) -> None:

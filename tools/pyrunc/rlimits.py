@@ -57,7 +57,13 @@ def apply(rlimits: list[dict] | None, pid: int = 0) -> None:
             else:
                 resource.setrlimit(num, limits)
         except (OSError, ValueError) as e:
-            reason = os.strerror(e.errno).lower() if isinstance(e, OSError) and e.errno else "invalid argument"
+            # CPython turns EPERM (raising a hard limit, or past fs.nr_open) into a ValueError
+            if isinstance(e, OSError) and e.errno:
+                reason = os.strerror(e.errno).lower()
+            elif "not allowed" in str(e):
+                reason = "operation not permitted"
+            else:
+                reason = "invalid argument"
             raise RuntimeFailure(f"error setting rlimit type {num}: {reason}") from None
 
 
