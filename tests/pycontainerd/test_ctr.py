@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pycontainerd.test_ctr_support import Ctr, busybox_archive, env, short_daemon
+from tests.pycontainerd.test_ctr_support import Ctr, busybox_archive, env, remove_cgroups, short_daemon
 from tests.pycontainerd.daemon_fixture import REPO, running_registry
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -60,7 +60,7 @@ def pcd(tmp_path_factory):
 
 @pytest.fixture
 def ctr(pcd, archive):
-    c = Ctr(pcd, "t" + uuid.uuid4().hex[:1])
+    c = Ctr(pcd, "m" + uuid.uuid4().hex[:1])
     # one-letter namespaces may repeat across tests of this module: start from an empty one
     for cid in c("ps", "-a", "-q", "--no-trunc").out.split():
         c("rm", "-f", cid)
@@ -76,6 +76,7 @@ def ctr(pcd, archive):
         assert not tasks.exists() or not any(tasks.iterdir())
         with open("/proc/self/mountinfo") as f:
             assert not [line for line in f if str(tasks) in line]
+        assert remove_cgroups(c.namespace) == []
 
 
 def test_images_tag_inspect_save_rmi(ctr, tmp_path):

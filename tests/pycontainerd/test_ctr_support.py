@@ -91,6 +91,28 @@ class Ctr:
         return r.out
 
 
+def namespace_cgroups(namespace: str) -> list[Path]:
+    """The namespace's parent cgroups (`/<ns>` in every hierarchy) that the runtime made for its containers."""
+    return [d for d in Path("/sys/fs/cgroup").glob(f"*/{namespace}") if d.is_dir()]
+
+
+def remove_cgroups(namespace: str) -> list[str]:
+    """Remove the namespace's (empty) cgroups; returns the container cgroups that were still there."""
+    leaked = []
+    for d in namespace_cgroups(namespace):
+        for child in [c for c in d.iterdir() if c.is_dir()]:
+            leaked.append(str(child))
+            try:
+                child.rmdir()
+            except OSError:
+                pass
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+    return leaked
+
+
 def env() -> dict:
     e = dict(os.environ)
     e["PATH"] = f"{REPO / '.venv' / 'bin'}:{e.get('PATH', '/usr/bin:/bin')}"
