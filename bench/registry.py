@@ -6,6 +6,8 @@ Both servers run without auth on their own storage under bench/out/registry. Eac
 server goes first, measures for each:
   PUT mono     POST an upload, then one `curl -T` PUT of the whole blob with ?digest=      (MB/s)
   PUT chunked  POST, PATCH chunks of --chunk-mb with Content-Range, then PUT ?digest=      (MB/s)
+  PUT streamed POST, one PATCH with `Transfer-Encoding: chunked` (no Content-Length), PUT ?digest=
+               -- how skopeo and the docker CLI push layers                                  (MB/s)
   GET          `curl -o /dev/null` of the blob just pushed                                   (MB/s)
   manifest     GET of a tagged manifest, 32 connections: `wrk -t1 -c32 -d<seconds>s`        (req/s)
                (without wrk: an aiohttp loop bounded to 20000 requests or <seconds>)
@@ -39,8 +41,8 @@ from typing import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out" / "registry"
-GOALS = {"PUT mono": 1.5, "PUT chunked": 1.5, "GET": 0.9, "manifest": 1.5}
-UNITS = {"PUT mono": "MB/s", "PUT chunked": "MB/s", "GET": "MB/s", "manifest": "req/s"}
+GOALS = {"PUT mono": 1.5, "PUT chunked": 1.5, "PUT streamed": 1.5, "GET": 0.9, "manifest": 1.5}
+UNITS = {"PUT mono": "MB/s", "PUT chunked": "MB/s", "PUT streamed": "MB/s", "GET": "MB/s", "manifest": "req/s"}
 MANIFEST_ACCEPT = "application/vnd.oci.image.manifest.v1+json"
 
 
@@ -164,6 +166,22 @@ def put_chunked(base: str, repo: str, chunks: list[Path], digest: str) -> float:
             raise RuntimeError(f"PATCH at {offset}: HTTP {status}")
         location = _abs(base, re.search(r"(?im)^location:\s*(\S+)", out).group(1))
         offset += size
+    status, _ = _request("PUT", _with_query(location, digest=digest), headers={"Content-Length": "0"})
+    elapsed = time.perf_counter() - t0
+    if status != 201:
+        raise RuntimeError(f"closing PUT: HTTP {status}")
+    return elapsed
+
+
+def put_streamed(base: str, repo: str, path: Path, digest: str) -> float:
+    t0 = time.perf_counter()
+    location = _start_upload(base, repo)
+    out = _curl("-D", "-", "-o", "/dev/null", "-X", "PATCH", "-T", str(path), "-H", "Transfer-Encoding: chunked",
+                "-H", "Content-Type: application/octet-stream", location)
+    status = int(out.split()[1])
+    if status != 202:
+        raise RuntimeError(f"streamed PATCH: HTTP {status}")
+    location = _abs(base, re.search(r"(?im)^location:\s*(\S+)", out).group(1))
     status, _ = _request("PUT", _with_query(location, digest=digest), headers={"Content-Length": "0"})
     elapsed = time.perf_counter() - t0
     if status != 201:
@@ -309,12 +327,15 @@ def main() -> int:
             for run in range(args.runs):
                 mono, _, mono_digest = variant(base, f"mono-{run}", tmp, args.chunk_mb)
                 _, chunks, chunk_digest = variant(base, f"chunk-{run}", tmp, args.chunk_mb)
+                streamed, _, streamed_digest = variant(base, f"stream-{run}", tmp, args.size_mb)
                 order = names if run % 2 == 0 else names[::-1]
                 for n in order:
                     url, pid = urls[n], pids[n]
                     steps = {
                         "PUT mono": lambda: (size / put_mono(url, "bench/big", mono, mono_digest) / 1e6, 1),
                         "PUT chunked": lambda: (size / put_chunked(url, "bench/big", chunks, chunk_digest) / 1e6, 1),
+                        "PUT streamed": lambda: (size / put_streamed(url, "bench/big", streamed, streamed_digest)
+                                                 / 1e6, 1),
                         "GET": lambda: (size / get_blob(url, "bench/big", mono_digest, size) / 1e6, 1),
                         "manifest": lambda: (lambda r: (r[0], r[1] / 1000))(
                             manifest_rps(manifest_urls[n], args.seconds, args.connections)),
