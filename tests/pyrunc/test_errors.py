@@ -154,3 +154,44 @@ def test_failed_create_kills_cgroup_procs_first(env):
     assert not (env.pyrunc.root / cid).exists()
     for d, _, _ in os.walk("/sys/fs/cgroup"):
         assert not d.endswith("/" + cid), d
+
+
+def test_runtime_killed_mid_create_leaves_no_init(env):
+    """`pyrunc create` SIGKILLed while its init runs a (slow) createContainer hook: the init dies with it
+    (parent-death signal until "ready") instead of lingering with PPid 1."""
+    import signal
+    import subprocess
+    import time
+
+    from pyrunc import cgroups
+    from tests.pyrunc.conftest import leftovers
+
+    b = env.bundle("true")
+    marker = env.tmp / "hook-ran"
+    b.edit(lambda d: d.__setitem__("hooks", {"createContainer": [
+        {"path": "/bin/sh", "args": ["sh", "-c", f"touch {marker}; sleep 20"]}]}))
+    cid = env.new_id()
+    p = subprocess.Popen([*env.pyrunc.argv, "--root", str(env.pyrunc.root), "create", "-b", str(b.path), cid],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert marker.exists()
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    deadline = time.monotonic() + 5
+    while True:
+        stray = [x for x in leftovers(env.tmp, []) if x.startswith("process left")]
+        if not stray or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not stray
+    # the runtime died before it could clean up: its cgroups are ours to remove
+    cgroups.new_manager(None, cid).destroy()
+    env.ids.remove(cid)
+    import shutil
+
+    shutil.rmtree(env.pyrunc.root / cid, ignore_errors=True)

@@ -112,6 +112,9 @@ class _Gate:
         if not self.open:
             sync.recv(self.sock, "continue")
             self.open = True
+            # The runtime is our parent now (it reaped the bootstrap child before "continue"): die with it until
+            # "ready", so a runtime killed mid-create leaves no init behind (socket EOF covers the blocking reads).
+            sc.prctl(sc.PR_SET_PDEATHSIG, 9)
 
 
 def _init(spec: Spec, sock, state_dir: str, opts, in_userns: bool, fifo_fd: int) -> None:
@@ -185,6 +188,7 @@ def _init(spec: Spec, sock, state_dir: str, opts, in_userns: bool, fifo_fd: int)
             install_early(seccomp, spec.linux.seccomp, sock)
         else:
             late_seccomp = spec.linux.seccomp
+    sc.prctl(sc.PR_SET_PDEATHSIG, 0)  # a created container outlives `pyrunc create`
     sync.send(sock, "ready")
     # Park until `start` opens the FIFO for reading (the path is reached through our O_PATH fd after pivot_root;
     # opened before the uid switch, which makes /proc/self/fd unreadable to us).
