@@ -117,3 +117,42 @@ def delete(conflist: dict, container_id: str, netns: str, ifname: str, cni_path:
 def check(conflist: dict, container_id: str, netns: str, ifname: str, cni_path: str, prev: dict) -> None:
     for plugin in conflist["plugins"]:
         _run(plugin, conflist["name"], "CHECK", container_id, netns, ifname, cni_path, prev)
+
+
+def sweep_masquerade(conf_name: str, container_id: str) -> int:
+    """Remove the bridge plugin's ipMasq rules of one container, for when its netns is already gone.
+
+    The bridge plugin's DEL only tears masquerading down after reading the addresses inside the netns,
+    so a container that died with the daemon would leak them; they carry the comment
+    `name: "<network>" id: "<container>"`, which is what we match. Returns how many rules went.
+    """
+    import shlex
+
+    comment = f'name: "{conf_name}" id: "{container_id}"'
+    try:
+        saved = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return 0
+    rules, chains = [], set()
+    for line in saved.splitlines():
+        if not line.startswith("-A "):
+            continue
+        words = shlex.split(line)
+        if comment not in words:
+            continue
+        rules.append(words[1:])
+        if "-j" in words and words[words.index("-j") + 1].startswith("CNI-"):
+            chains.add(words[words.index("-j") + 1])
+    # rules jumping into the per-container chain first, then the chain itself
+    rules.sort(key=lambda w: w[0] in chains)
+    removed = 0
+    for words in rules:
+        if words[0] in chains:
+            continue  # flushed below with its chain
+        if subprocess.run(["iptables", "-w", "-t", "nat", "-D", *words], capture_output=True).returncode == 0:
+            removed += 1
+    for chain in chains:
+        subprocess.run(["iptables", "-w", "-t", "nat", "-F", chain], capture_output=True)
+        if subprocess.run(["iptables", "-w", "-t", "nat", "-X", chain], capture_output=True).returncode == 0:
+            removed += 1
+    return removed

@@ -291,6 +291,8 @@ class NetworkManager:
         if ep.get("conflist"):
             netns = ep["netns"] if ep["netns"] and os.path.exists(ep["netns"]) else ""
             cni.delete(ep["conflist"], ep["container_id"], netns, ep["ifname"], self.cni_path, ep["result"])
+            if not netns and ep["conflist"]["plugins"][0].get("ipMasq"):
+                cni.sweep_masquerade(ep["conflist"]["name"], ep["container_id"])
         self.store.delete_endpoint(ep["network_id"], ep["container_id"])
 
     def cleanup_stale(self, live_ids: set[str] | list[str]) -> list[str]:
