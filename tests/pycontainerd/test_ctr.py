@@ -339,44 +339,49 @@ def test_errors_as_docker(ctr, pcd):
     assert res.status == 125 and res.err.startswith("pyctr: Cannot connect to the pycontainerd daemon at ")
 
 
-def test_tty_session_through_pty(ctr):
-    master_pid, fd = pty.fork()
-    if master_pid == 0:  # the child: pyctr on the pty's slave as its terminal
+def _pty_session(argv: list[str], steps: list[tuple[bytes, bytes]], timeout: float = 20) -> tuple[int, bytes]:
+    """Run argv on a new pty; for each step wait for `expect` in the output, then type `send`."""
+    child, fd = pty.fork()
+    if child == 0:  # pyctr on the pty's slave as its terminal
         os.chdir(REPO)
-        os.execve(ctr.argv()[0], ctr.argv("run", "-it", "--rm", "--name", "term", "busybox", "sh"), env())
+        os.execve(argv[0], argv, env())
     out = b""
-
-    def read_until(needle: bytes, timeout: float = 20) -> bytes:
-        nonlocal out
-        end = time.time() + timeout
-        while needle not in out and time.time() < end:
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if ready:
-                try:
-                    data = os.read(fd, 4096)
-                except OSError:
-                    break
-                if not data:
-                    break
-                out += data
-        return out
-
     try:
-        read_until(b"# ")
-        os.write(fd, b"echo $((6*7)); tty; echo $TERM\r")
-        text = read_until(b"xterm")
-        assert b"42\r\n" in text and b"/dev/pts/" in text, text
-        os.write(fd, b"exit 5\r")
-        _, status = os.waitpid(master_pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 5, out
+        for expect, send in steps:
+            end = time.time() + timeout
+            while expect not in out and time.time() < end:
+                ready, _, _ = select.select([fd], [], [], 0.1)
+                if ready:
+                    try:
+                        data = os.read(fd, 4096)
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    out += data
+            assert expect in out, out
+            os.write(fd, send)
+        _, status = os.waitpid(child, 0)
+        return os.waitstatus_to_exitcode(status), out
     finally:
         try:
-            os.kill(master_pid, signal.SIGKILL)
-            os.waitpid(master_pid, 0)
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
         os.close(fd)
+
+
+def test_tty_session_through_pty(ctr):
+    status, out = _pty_session(ctr.argv("run", "-it", "--rm", "--name", "term", "busybox", "sh"), [
+        (b"# ", b"echo $((6*7)); tty; echo $TERM\r"), (b"xterm", b"exit 5\r")])
+    assert status == 5 and b"42\r\n" in out and b"/dev/pts/" in out, out
     assert ctr.ok("ps", "-aq") == ""  # --rm
+    # exec -it into a running container
+    ctr.ok("run", "-d", "--name", "host", "busybox", "sleep", "1000")
+    status, out = _pty_session(ctr.argv("exec", "-it", "host", "sh"), [
+        (b"# ", b"echo pid=$$ && tty\r"), (b"/dev/pts/", b"exit 2\r")])
+    assert status == 2 and b"pid=" in out, out
 
 
 def test_signals_proxied_in_foreground(ctr):
@@ -468,3 +473,37 @@ def test_pull_push_import_and_run_pulls(ctr, tmp_path):
     assert r.status == 0 and re.fullmatch(r"sha256:[0-9a-f]{64}\n", r.out), r
     assert ctr.proc("run", "--rm", "imported:v1").status == 0
     ctr.ok("rm", cid)
+
+
+def test_attach_follow_stats_and_daemon_restart(ctr, pcd):
+    # attach: the output from now on, then the container's exit status
+    ctr.ok("run", "-d", "--name", "talker", "busybox", "sh", "-c",
+           "sleep 1.5; echo one; sleep 0.5; echo two >&2; exit 3")
+    r = ctr.proc("attach", "talker")
+    assert (r.status, r.out, r.err) == (3, "one\n", "two\n"), r
+    # logs -f follows until the container exits
+    ctr.ok("run", "-d", "--name", "ticker", "busybox", "sh", "-c", "for i in 1 2 3; do echo t$i; sleep 0.3; done")
+    r = ctr.proc("logs", "-f", "ticker")
+    assert (r.status, r.out) == (0, "t1\nt2\nt3\n"), r
+    # run -d --rm: gone once it exited
+    ctr.ok("run", "-d", "--rm", "--name", "brief", "busybox", "true")
+    deadline = time.time() + 10
+    while "brief" in ctr.ok("ps", "-a", "--format", "{{.Names}}") and time.time() < deadline:
+        time.sleep(0.2)
+    assert "brief" not in ctr.ok("ps", "-a", "--format", "{{.Names}}")
+    # stats without --no-stream redraws until interrupted
+    ctr.ok("run", "-d", "--name", "long", "busybox", "sh", "-c", "echo before; while true; do sleep 0.2; done")
+    p = subprocess.Popen(ctr.argv("stats", "long"), stdout=subprocess.PIPE, text=True, cwd=REPO, env=env())
+    time.sleep(3)
+    p.send_signal(signal.SIGINT)
+    out = p.communicate(timeout=20)[0]
+    assert out.count("CONTAINER ID   NAME") >= 2 and "\033[2J" in out, out
+    # the daemon restarts: the container keeps running, its logs continue, stop still works
+    pid = ctr.ok("inspect", "-f", "{{.State.Pid}}", "long")
+    pcd.restart()
+    assert ctr.ok("inspect", "-f", "{{.State.Pid}}", "long") == pid
+    assert ctr.ok("ps", "--format", "{{.Names}} {{.State}}") == "long running\n"
+    assert ctr.proc("exec", "long", "echo", "after").out == "after\n"
+    assert ctr.ok("logs", "long") == "before\n"
+    assert ctr("stop", "-t", "1", "long").status == 0
+    assert ctr.ok("wait", "long") == "137\n"

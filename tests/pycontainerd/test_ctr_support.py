@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import subprocess
 import sys
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,13 @@ def short_daemon(tmp_path: Path) -> Iterator[DaemonHandle]:
     socket (<state>/tasks/<ns>/<64-hex id>/console-init.sock) fits the 108-byte limit for ns ≤ 2 chars."""
     root = tmp_path / "root"
     root.mkdir(parents=True, exist_ok=True)
-    state = Path(tempfile.mkdtemp(prefix="c", dir="/tmp"))
+    while True:  # /tmp/cXXXX: console sockets <state>/tasks/<ns>/<64-hex id>/console-<exec id>.sock must fit
+        state = Path(f"/tmp/c{secrets.token_hex(2)}")
+        try:
+            state.mkdir(mode=0o700)
+            break
+        except FileExistsError:
+            continue
     handle = DaemonHandle(root=root, state=state, address=str(state / "d.sock"), log=tmp_path / "daemon.log",
                           runtime=default_runtime())
     try:

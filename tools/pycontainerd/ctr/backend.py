@@ -22,6 +22,7 @@ from .humanize import ago, human_duration, parse_time
 
 NAME_LABEL = "nerdctl/name"
 HOSTNAME_LABEL = "nerdctl/hostname"
+AUTO_REMOVE_LABEL = "nerdctl/auto-remove"  # `run -d --rm`: removed once exited (by us until the daemon does it)
 DOCKER_EXT = "pyctr/docker"
 STATE_EXT = "pyctr/state"
 
@@ -175,7 +176,20 @@ class Backend:
 
     def containers(self) -> list[ContainerView]:
         tasks = self.tasks()
-        return [ContainerView(r, tasks.get(r["id"])) for r in self.call("Containers", "List").get("containers", [])]
+        views = [ContainerView(r, tasks.get(r["id"])) for r in self.call("Containers", "List").get("containers", [])]
+        return [v for v in views if not self._reap(v)]
+
+    def _reap(self, v: ContainerView) -> bool:
+        """Remove an exited `--rm -d` container (the daemon has no auto-remove hook yet); True if gone."""
+        if (v.record.get("labels") or {}).get(AUTO_REMOVE_LABEL) != "true" or v.status != "exited":
+            return False
+        try:
+            if v.task is not None:
+                self.call("Tasks", "Delete", {"container_id": v.id, "force": True})
+            self.call("Containers", "Delete", {"id": v.id, "cleanup_snapshot": True})
+        except errdefs.NotFound:
+            pass
+        return True
 
     def find_record(self, ref: str) -> dict | None:
         """docker's lookup order: full id, exact name, unique id prefix."""
@@ -199,7 +213,10 @@ class Backend:
         record = self.find_record(ref)
         if record is None:
             raise no_such_container(ref, daemon_wording)
-        return ContainerView(record, self.task(record["id"]))
+        view = ContainerView(record, self.task(record["id"]))
+        if self._reap(view):
+            raise no_such_container(ref, daemon_wording)
+        return view
 
     def name_owner(self, name: str) -> dict | None:
         for r in self.call("Containers", "List").get("containers", []):

@@ -249,8 +249,6 @@ def _options(a) -> containers.CreateOptions:
 def dispatch(b: Backend, a) -> int:
     v = a.verb
     if v == "run":
-        if a.detach and a.rm:
-            pass  # docker 20.10 allows --rm with -d (removed when it exits); we remove on a later prune
         return containers.run(b, _options(a))
     if v == "create":
         print(containers.create(b, _options(a)).id)

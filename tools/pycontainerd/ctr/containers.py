@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 
 from .. import errdefs, ocispec
-from .backend import (DOCKER_EXT, HOSTNAME_LABEL, NAME_LABEL, STATE_EXT, Backend, CLIError, ContainerView,
-                      daemon_error, familiar, no_such_container)
+from .backend import (AUTO_REMOVE_LABEL, DOCKER_EXT, HOSTNAME_LABEL, NAME_LABEL, Backend, CLIError,
+                      ContainerView, familiar)
 from .formatting import print_rows
 from .humanize import ago, human_duration, parse_duration, rfc3339nano
 from .images import ensure_image
@@ -153,6 +153,8 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
     docker = {"Created": rfc3339nano(time.time()), "Path": args[0], "Args": args[1:], "Config": config,
               "HostConfig": host_config, "ImageID": cfg["manifest"]["config"]["digest"]}
     labels = {**_labels(o.labels), NAME_LABEL: name, HOSTNAME_LABEL: config["Hostname"]}
+    if o.rm and o.detach:
+        labels[AUTO_REMOVE_LABEL] = "true"
     try:
         b.call("Snapshots", "Prepare", {"key": cid, "parent": cfg["chain_id"]})
     except errdefs.Error as exc:

@@ -18,7 +18,8 @@ def exec_(b: Backend, ref: str, args: list[str], interactive: bool, tty: bool, e
     if c.status != "running":
         raise CLIError(f"Error response from daemon: Container {c.id} is "
                        f"{'paused, unpause the container before exec' if c.status == 'paused' else 'not running'}")
-    exec_id = "exec-" + secrets.token_hex(8)
+    # short: the shim's console socket path embeds it and must fit 108 bytes (docker's are 64 hex)
+    exec_id = "e" + secrets.token_hex(4)
     spec: dict = {"args": args, "terminal": tty}
     if user:
         spec["user"] = user
