@@ -18,6 +18,7 @@ import pytest
 
 from pycontainerd import errdefs
 from pycontainerd.network import NetworkManager, PortSpec, parse_port_spec, parse_publish
+from pycontainerd.network import netns as netns_module
 from pycontainerd.network.hosts import render_resolv
 from tests.support import free_port, require
 
@@ -74,9 +75,23 @@ class Tracker:
         return f"/var/run/netns/{name}"
 
 
+@pytest.fixture(scope="module")
+def module_tokens(tmp_path_factory):
+    """The final check, after the module: no netns, link or process carrying any test's marker."""
+    tokens: list[str] = []
+    yield tokens
+    left_ns = {n for n in netns_names() if any(t in n for t in tokens)}
+    left_links = {link for link in links() if any(t in link for t in tokens)}
+    procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    base = str(tmp_path_factory.getbasetemp())
+    left_procs = [line for line in procs.splitlines() if base in line]
+    assert not (left_ns or left_links or left_procs), f"left behind: {left_ns} {left_links} {left_procs}"
+
+
 @pytest.fixture
-def tracker():
+def tracker(module_tokens: list[str]):
     t = Tracker()
+    module_tokens.append(t.token)
     try:
         yield t
     finally:
@@ -470,3 +485,71 @@ def test_resolv_conf_file(tmp_path: Path) -> None:
     inode = os.stat(path).st_ino
     m.resolv_conf("c" * 64, dns=["9.9.9.9"])
     assert Path(path).read_text() == "nameserver 9.9.9.9\n" and os.stat(path).st_ino == inode
+
+
+# --- in real containers: runc bundles joining the named netns, hosts files bind-mounted ---
+
+def _bundle(path: Path, rootfs: Path, args: list[str], netns_path: str, mounts: list[dict]) -> Path:
+    path.mkdir()
+    sh([require("runc"), "spec", "--bundle", str(path)])
+    spec = json.loads((path / "config.json").read_text())
+    spec["root"] = {"path": str(rootfs), "readonly": True}
+    spec["process"]["terminal"] = False
+    spec["process"]["args"] = args
+    spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"] + \
+        [netns_module.spec_namespace(netns_path)]
+    spec["mounts"] += mounts
+    (path / "config.json").write_text(json.dumps(spec))
+    return path
+
+
+def test_runc_containers_published_and_by_name(manager: NetworkManager, tracker: Tracker, tmp_path: Path,
+                                               busybox_rootfs: Path) -> None:
+    runc = require("runc")
+    require("curl")
+    state = tmp_path / "runc"
+    prefix = f"pytest{tracker.token}-"
+    net = manager.create(f"pytest-{tracker.token}-runc")
+    web_id, cli_id = secrets.token_hex(32), secrets.token_hex(32)
+    started: list[str] = []
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("from a runc container\n")
+    port = free_port()
+    try:
+        web_ns = netns_module.create(web_id, prefix)
+        tracker.netns.append(os.path.basename(web_ns))
+        assert netns_module.create(web_id, prefix) == web_ns  # reused, not recreated
+        web = manager.attach(web_id, net["Name"], web_ns, container_name="web", aliases=["site"],
+                             ports=parse_publish([f"{port}:80"]))
+        web_mounts = manager.spec_mounts(web_id, dns=["192.0.2.53"]) + [
+            {"destination": "/www", "type": "bind", "source": str(www), "options": ["rbind", "ro"]}]
+        bundle = _bundle(tmp_path / "web", busybox_rootfs, ["httpd", "-f", "-p", "80", "-h", "/www"], web_ns, web_mounts)
+        started.append(web_id)  # before run: a run that times out still gets deleted
+        with open(tmp_path / "web.log", "wb") as log:  # not a pipe: the detached container would hold it open
+            subprocess.run([runc, "--root", str(state), "run", "-d", "--bundle", str(bundle), web_id],
+                           check=True, stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=30)
+        for addr in ("127.0.0.1", host_address()):
+            out = subprocess.run(["curl", "-sS", "--max-time", "5", "--retry", "20", "--retry-connrefused",
+                                  "--retry-delay", "0", f"http://{addr}:{port}/"], capture_output=True, text=True)
+            assert out.stdout == "from a runc container\n", f"{addr}: {out.stderr}"
+        cli_ns = netns_module.create(cli_id, prefix)
+        tracker.netns.append(os.path.basename(cli_ns))
+        manager.attach(cli_id, net["Name"], cli_ns, container_name="client")
+        script = "cat /etc/resolv.conf /etc/hostname; wget -q -O - http://web/ && wget -q -O - http://site/"
+        bundle = _bundle(tmp_path / "cli", busybox_rootfs, ["sh", "-c", script], cli_ns,
+                         manager.spec_mounts(cli_id, dns=["192.0.2.53"]))
+        started.append(cli_id)
+        out = subprocess.run([runc, "--root", str(state), "run", "--bundle", str(bundle), cli_id],
+                             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == f"nameserver 192.0.2.53\n{cli_id[:12]}\n" + "from a runc container\n" * 2
+        assert web.ip in Path(manager.hosts_file(cli_id)).read_text()
+    finally:
+        for cid in started:
+            subprocess.run([runc, "--root", str(state), "delete", "-f", cid], capture_output=True, timeout=30)
+        for cid in (web_id, cli_id):
+            manager.detach_all(cid)
+            netns_module.delete(cid, prefix)
+    assert not os.path.exists(netns_module.path_for(web_id, prefix))
+    assert f"--dports {port}" not in iptables_rules()

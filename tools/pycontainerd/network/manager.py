@@ -388,6 +388,16 @@ class NetworkManager:
         hosts.write_in_place(str(path), hosts.render_resolv(host, list(dns), list(dns_search), list(dns_options)))
         return str(path)
 
+    def spec_mounts(self, container_id: str, dns: list[str] | tuple[str, ...] = (),
+                    dns_search: list[str] | tuple[str, ...] = (),
+                    dns_options: list[str] | tuple[str, ...] = ()) -> list[dict]:
+        """The runtime-spec mounts for /etc/hosts, /etc/hostname and /etc/resolv.conf (after attach)."""
+        files = {"/etc/hosts": self.hosts_file(container_id),
+                 "/etc/hostname": self.hostname_file(container_id),
+                 "/etc/resolv.conf": self.resolv_conf(container_id, dns, dns_search, dns_options)}
+        return [{"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
+                for dest, src in files.items()]
+
     # `docker port`
 
     def ports(self, container_id: str) -> dict[str, list[dict]]:
