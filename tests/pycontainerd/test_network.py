@@ -400,6 +400,7 @@ def test_none_and_host_networks(manager: NetworkManager, tracker: Tracker) -> No
 
 
 def test_cleanup_after_daemon_restart(manager: NetworkManager, tracker: Tracker, tmp_path: Path) -> None:
+    prefix = f"pytest{tracker.token}-"
     net = manager.create(f"pytest-{tracker.token}-r")
     ns_live, ns_dead = tracker.netns_path("live"), tracker.netns_path("dead")
     port = free_port()
@@ -407,24 +408,43 @@ def test_cleanup_after_daemon_restart(manager: NetworkManager, tracker: Tracker,
     dead = manager.attach("b" * 64, net["Name"], ns_dead, container_name="dead", ports=parse_publish([f"{port}:80"]))
     dead_veth = next(i["name"] for i in manager.store.container_endpoints("b" * 64)[0]["result"]["interfaces"]
                      if i["name"].startswith("veth"))
-    # the daemon dies and so does the container (its netns goes with its last process)
+    # a third container whose named netns survived the crash (the daemon made it, nobody deleted it)
+    ns_orphan = netns_module.create("c" * 64, prefix)
+    tracker.netns.append(os.path.basename(ns_orphan))
+    orphan = manager.attach("c" * 64, net["Name"], ns_orphan, container_name="orphan")
+    # the daemon dies and so does a container (its unnamed netns goes with its last process)
     sh(["ip", "netns", "del", os.path.basename(ns_dead)])
-    restarted = NetworkManager(tmp_path / "root", tmp_path / "state", cni_path=CNI,
+    restarted = NetworkManager(tmp_path / "root", tmp_path / "state", cni_path=CNI, netns_prefix=prefix,
                                default_bridge=f"pytest{tracker.token}", default_subnet="10.215.0.0/24", pool=POOL)
-    assert restarted.cleanup_stale({"a" * 64}) == ["b" * 64]
+    assert restarted.cleanup_stale({"a" * 64}) == ["b" * 64, "c" * 64]
     rules = iptables_rules()
-    assert f"--dports {port}" not in rules and f" {dead.ip}/32 " not in rules
+    assert f"--dports {port}" not in rules and f" {dead.ip}/32 " not in rules and f" {orphan.ip}/32 " not in rules
     assert f" {live.ip}/32 " in rules
     assert dead_veth not in links()
+    assert not os.path.exists(ns_orphan)
     assert set(restarted.inspect(net["Name"])["Containers"]) == {"a" * 64}
     assert not (restarted.state / ("b" * 64)).exists()
-    assert f"{dead.ip}\t" not in Path(restarted.hosts_file("a" * 64)).read_text()
-    # its lease is free again: the next container may get the same address
+    live_hosts = Path(restarted.hosts_file("a" * 64)).read_text()
+    assert f"{dead.ip}\t" not in live_hosts and f"{orphan.ip}\t" not in live_hosts
+    # their leases are free again
     lease_files = {p.name for p in (restarted.store.ipam_dir).rglob("*")}
-    assert dead.ip not in lease_files and live.ip in lease_files
+    assert dead.ip not in lease_files and orphan.ip not in lease_files and live.ip in lease_files
     assert restarted.cleanup_stale({"a" * 64}) == []  # idempotent
     restarted.detach_all("a" * 64)
     restarted.remove(net["Name"])
+
+
+def test_host_port_in_use_refused(manager: NetworkManager, tracker: Tracker) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(errdefs.Unavailable) as info:
+            manager.attach("d" * 64, "bridge", tracker.netns_path("busy"), ports=parse_publish([f"{port}:80"]))
+        assert str(info.value) == f"Error starting userland proxy: listen tcp4 0.0.0.0:{port}: bind: address already in use"
+    assert manager.inspect("bridge")["Containers"] == {}
 
 
 # --- parsing ---

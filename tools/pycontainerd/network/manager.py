@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pycontainerd import errdefs
 
-from . import cni, hosts, ports as portspec
+from . import cni, hosts, netns, ports as portspec
 from .ports import PortSpec, PublishedPort
 from .store import BRIDGE_OPTION, NAME_RE, PREDEFINED, NetworkStore, network_doc
 
@@ -45,7 +45,7 @@ class NetworkManager:
     def __init__(self, root: str | os.PathLike, state: str | os.PathLike, cni_path: str = "/usr/lib/cni",
                  default_bridge: str = DEFAULT_BRIDGE, default_subnet: str = DEFAULT_SUBNET,
                  pool: str = DEFAULT_POOL, pool_prefix: int = DEFAULT_POOL_PREFIX,
-                 host_resolv: str = "/etc/resolv.conf") -> None:
+                 host_resolv: str = "/etc/resolv.conf", netns_prefix: str = netns.PREFIX) -> None:
         self.store = NetworkStore(root)
         self.state = Path(state) / "network"
         self.cni_path = cni_path
@@ -54,6 +54,7 @@ class NetworkManager:
         self.pool = pool
         self.pool_prefix = pool_prefix
         self.host_resolv = host_resolv
+        self.netns_prefix = netns_prefix
 
     # networks
 
@@ -307,6 +308,10 @@ class NetworkManager:
                         self._release(ep)
                     except cni.CNIError:
                         continue  # kept for the next try rather than leaking the rules silently
+                    # a named netns we made for the container (see netns.py) goes with it
+                    if os.path.dirname(ep["netns"]) == netns.NETNS_DIR and \
+                            os.path.basename(ep["netns"]) == netns.name_for(ep["container_id"], self.netns_prefix):
+                        netns.delete(ep["container_id"], self.netns_prefix)
                     touched.add(ep["network_id"])
                     gone.append(ep["container_id"])
             for net_id in touched:

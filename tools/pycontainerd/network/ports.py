@@ -168,7 +168,16 @@ def allocate(spec: PortSpec, taken: set[tuple[int, str]]) -> PublishedPort:
     """Choose the host port: the one asked for, the first free one of a range, or a free ephemeral one."""
     proto = "tcp" if spec.protocol == "sctp" else spec.protocol
     if spec.host_port and "-" not in spec.host_port:
-        return PublishedPort(spec.container_port, spec.protocol, spec.host_ip, int(spec.host_port))
+        port = int(spec.host_port)
+        if spec.protocol != "sctp":
+            try:
+                _free(spec.host_ip, port, proto)
+            except OSError as e:
+                # docker-proxy would fail to listen here: refuse instead of shadowing the host's service
+                family = "tcp6" if ":" in spec.host_ip else "tcp4" if proto == "tcp" else "udp4"
+                raise errdefs.Unavailable(f"Error starting userland proxy: listen {family} "
+                                          f"{spec.host_ip or '0.0.0.0'}:{port}: bind: {e.strerror.lower()}") from None
+        return PublishedPort(spec.container_port, spec.protocol, spec.host_ip, port)
     if spec.host_port:
         lo, hi = parse_port_range(spec.host_port)
         candidates = range(lo, hi + 1)
