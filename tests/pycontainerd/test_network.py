@@ -18,6 +18,7 @@ import pytest
 
 from pycontainerd import errdefs
 from pycontainerd.network import NetworkManager, PortSpec, parse_port_spec, parse_publish
+from pycontainerd.network import container as container_module
 from pycontainerd.network import netns as netns_module
 from pycontainerd.network.hosts import render_resolv
 from tests.support import free_port, require
@@ -507,44 +508,55 @@ def test_resolv_conf_file(tmp_path: Path) -> None:
     assert Path(path).read_text() == "nameserver 9.9.9.9\n" and os.stat(path).st_ino == inode
 
 
-# --- in real containers: runc bundles joining the named netns, hosts files bind-mounted ---
+# --- in real containers: runc bundles prepared as the daemon will (container.prepare/release) ---
 
-def _bundle(path: Path, rootfs: Path, args: list[str], netns_path: str, mounts: list[dict]) -> Path:
+def _bundle(path: Path, rootfs: Path, args: list[str]) -> tuple[Path, dict]:
     path.mkdir()
     sh([require("runc"), "spec", "--bundle", str(path)])
     spec = json.loads((path / "config.json").read_text())
     spec["root"] = {"path": str(rootfs), "readonly": True}
     spec["process"]["terminal"] = False
     spec["process"]["args"] = args
-    spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"] + \
-        [netns_module.spec_namespace(netns_path)]
-    spec["mounts"] += mounts
-    (path / "config.json").write_text(json.dumps(spec))
-    return path
+    spec.pop("hostname", None)  # runc's "runc"; pycontainerd's spec carries the container's own
+    return path, spec
 
 
-def test_runc_containers_published_and_by_name(manager: NetworkManager, tracker: Tracker, tmp_path: Path,
-                                               busybox_rootfs: Path) -> None:
+def _docker_doc(network: str, publish: list[str] = (), aliases: list[str] = (), binds: list[str] = (),
+                dns: list[str] = ()) -> dict:
+    bindings, exposed = container_module.port_bindings(parse_publish(list(publish)))
+    return {"Config": {"Hostname": "", "ExposedPorts": exposed},
+            "HostConfig": {"NetworkMode": network, "PortBindings": bindings, "Dns": list(dns), "Binds": list(binds)},
+            "NetworkingConfig": {"EndpointsConfig": {network: {"Aliases": list(aliases)}}}}
+
+
+def test_runc_containers_published_by_name_with_volume(manager: NetworkManager, tracker: Tracker, tmp_path: Path,
+                                                       busybox_rootfs: Path) -> None:
+    from pycontainerd.volumes import VolumeStore, mounts_from_host_config
+
     runc = require("runc")
     require("curl")
     state = tmp_path / "runc"
-    prefix = f"pytest{tracker.token}-"
+    manager.netns_prefix = f"pytest{tracker.token}-"
+    volumes = VolumeStore(tmp_path / "root")
     net = manager.create(f"pytest-{tracker.token}-runc")
     web_id, cli_id = secrets.token_hex(32), secrets.token_hex(32)
     started: list[str] = []
-    www = tmp_path / "www"
-    www.mkdir()
-    (www / "index.html").write_text("from a runc container\n")
+    (busybox_rootfs / "www").mkdir()
+    (busybox_rootfs / "www" / "index.html").write_text("from the image\n")
     port = free_port()
     try:
-        web_ns = netns_module.create(web_id, prefix)
-        tracker.netns.append(os.path.basename(web_ns))
-        assert netns_module.create(web_id, prefix) == web_ns  # reused, not recreated
-        web = manager.attach(web_id, net["Name"], web_ns, container_name="web", aliases=["site"],
-                             ports=parse_publish([f"{port}:80"]))
-        web_mounts = manager.spec_mounts(web_id, dns=["192.0.2.53"]) + [
-            {"destination": "/www", "type": "bind", "source": str(www), "options": ["rbind", "ro"]}]
-        bundle = _bundle(tmp_path / "web", busybox_rootfs, ["httpd", "-f", "-p", "80", "-h", "/www"], web_ns, web_mounts)
+        # web: httpd serving a named volume seeded from the image's /www, published on `port`
+        bundle, spec = _bundle(tmp_path / "web", busybox_rootfs, ["httpd", "-f", "-p", "80", "-h", "/www"])
+        doc = _docker_doc(net["Name"], publish=[f"{port}:80"], aliases=["site"], binds=["pytest-site:/www"])
+        request = container_module.NetworkRequest.from_docker(doc, name="/web")
+        assert request.mode == net["Name"] and request.aliases == ["site"] and request.ports == [PortSpec(80, "tcp", "", str(port))]
+        attachments = container_module.prepare(manager, web_id, spec, request)
+        tracker.netns.append(netns_module.name_for(web_id, manager.netns_prefix))
+        spec["mounts"] += volumes.resolve(mounts_from_host_config(doc["HostConfig"]), web_id, rootfs=busybox_rootfs)
+        net_ns = [n for n in spec["linux"]["namespaces"] if n["type"] == "network"]
+        assert net_ns == [{"type": "network", "path": netns_module.path_for(web_id, manager.netns_prefix)}]
+        assert spec["hostname"] == web_id[:12]
+        (bundle / "config.json").write_text(json.dumps(spec))
         started.append(web_id)  # before run: a run that times out still gets deleted
         with open(tmp_path / "web.log", "wb") as log:  # not a pipe: the detached container would hold it open
             subprocess.run([runc, "--root", str(state), "run", "-d", "--bundle", str(bundle), web_id],
@@ -552,24 +564,51 @@ def test_runc_containers_published_and_by_name(manager: NetworkManager, tracker:
         for addr in ("127.0.0.1", host_address()):
             out = subprocess.run(["curl", "-sS", "--max-time", "5", "--retry", "20", "--retry-connrefused",
                                   "--retry-delay", "0", f"http://{addr}:{port}/"], capture_output=True, text=True)
-            assert out.stdout == "from a runc container\n", f"{addr}: {out.stderr}"
-        cli_ns = netns_module.create(cli_id, prefix)
-        tracker.netns.append(os.path.basename(cli_ns))
-        manager.attach(cli_id, net["Name"], cli_ns, container_name="client")
-        script = "cat /etc/resolv.conf /etc/hostname; wget -q -O - http://web/ && wget -q -O - http://site/"
-        bundle = _bundle(tmp_path / "cli", busybox_rootfs, ["sh", "-c", script], cli_ns,
-                         manager.spec_mounts(cli_id, dns=["192.0.2.53"]))
+            assert out.stdout == "from the image\n", f"{addr}: {out.stderr}"
+        settings = container_module.network_settings(manager, web_id)
+        assert settings["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}
+        assert settings["Networks"][net["Name"]]["IPAddress"] == attachments[0].ip
+        assert settings["Networks"][net["Name"]]["Aliases"] == ["site"] and settings["IPAddress"] == ""
+        # the volume's data is the container's: change it on the host side, the server shows it
+        Path(volumes.inspect("pytest-site")["Mountpoint"], "index.html").write_text("from the volume\n")
+        # client: resolves web and its alias through the bind-mounted hosts file; --dns in resolv.conf
+        bundle, spec = _bundle(tmp_path / "cli", busybox_rootfs,
+                               ["sh", "-c", "cat /etc/resolv.conf /etc/hostname; wget -q -O - http://web/ && "
+                                            "wget -q -O - http://site/"])
+        container_module.prepare(manager, cli_id, spec,
+                                 container_module.NetworkRequest.from_docker(
+                                     _docker_doc(net["Name"], dns=["192.0.2.53"]), name="client"))
+        tracker.netns.append(netns_module.name_for(cli_id, manager.netns_prefix))
+        (bundle / "config.json").write_text(json.dumps(spec))
         started.append(cli_id)
         out = subprocess.run([runc, "--root", str(state), "run", "--bundle", str(bundle), cli_id],
                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
         assert out.returncode == 0, out.stderr
-        assert out.stdout == f"nameserver 192.0.2.53\n{cli_id[:12]}\n" + "from a runc container\n" * 2
-        assert web.ip in Path(manager.hosts_file(cli_id)).read_text()
+        assert out.stdout == f"nameserver 192.0.2.53\n{cli_id[:12]}\n" + "from the volume\n" * 2
     finally:
         for cid in started:
             subprocess.run([runc, "--root", str(state), "delete", "-f", cid], capture_output=True, timeout=30)
         for cid in (web_id, cli_id):
-            manager.detach_all(cid)
-            netns_module.delete(cid, prefix)
-    assert not os.path.exists(netns_module.path_for(web_id, prefix))
+            container_module.release(manager, cid)
+            container_module.release(manager, cid)  # idempotent
+            volumes.release_all(cid)
+    assert not os.path.exists(netns_module.path_for(web_id, manager.netns_prefix))
     assert f"--dports {port}" not in iptables_rules()
+    assert container_module.network_settings(manager, web_id)["Networks"] == {}
+    volumes.rm("pytest-site")  # no longer in use
+
+
+def test_network_request_from_docker() -> None:
+    doc = {"Config": {"Hostname": "h1", "ExposedPorts": {"80/tcp": {}, "53/udp": {}}},
+           "HostConfig": {"NetworkMode": "default", "PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]},
+                          "PublishAllPorts": True, "Dns": ["1.1.1.1"], "DnsSearch": ["x"], "DnsOptions": ["ndots:1"],
+                          "ExtraHosts": ["a:10.0.0.1"]}}
+    r = container_module.NetworkRequest.from_docker(doc, name="/n")
+    assert r == container_module.NetworkRequest(
+        mode="bridge", name="n", hostname="h1", aliases=[],
+        ports=[PortSpec(80, "tcp", "127.0.0.1", "8080"), PortSpec(53, "udp")],
+        dns=["1.1.1.1"], dns_search=["x"], dns_options=["ndots:1"], extra_hosts=["a:10.0.0.1"])
+    assert container_module.port_bindings(parse_publish(["8080:80", "127.0.0.1::80", "53/udp"])) == (
+        {"80/tcp": [{"HostIp": "", "HostPort": "8080"}, {"HostIp": "127.0.0.1", "HostPort": ""}],
+         "53/udp": [{"HostIp": "", "HostPort": ""}]},
+        {"80/tcp": {}, "53/udp": {}})

@@ -268,3 +268,29 @@ def test_metadata_is_json_on_disk(store: VolumeStore, tmp_path: Path) -> None:
     store.create("persisted", labels={"k": "v"})
     meta = json.loads((tmp_path / "root" / "volumes" / "persisted" / "volume.json").read_text())
     assert meta["Labels"] == {"k": "v"} and meta["seeded"] is False
+
+
+def test_host_config_round_trip(store: VolumeStore, tmp_path: Path) -> None:
+    from pycontainerd.volumes import docker_mounts, mount_from_docker, mount_to_docker, mounts_from_host_config
+
+    flags = [parse_mount(f"type=bind,source={tmp_path},target=/src,readonly,bind-propagation=rslave"),
+             parse_mount("type=volume,source=named,target=/v,volume-nocopy,volume-label=a=b,volume-opt=o=size=1m"),
+             parse_mount("type=tmpfs,target=/t,tmpfs-size=1m,tmpfs-mode=700")]
+    docs = [mount_to_docker(m) for m in flags]
+    assert docs[0] == {"Type": "bind", "Source": str(tmp_path), "Target": "/src", "ReadOnly": True,
+                       "BindOptions": {"Propagation": "rslave"}}
+    assert docs[1]["VolumeOptions"] == {"NoCopy": True, "Labels": {"a": "b"},
+                                        "DriverConfig": {"Name": "local", "Options": {"o": "size=1m"}}}
+    assert docs[2]["TmpfsOptions"] == {"SizeBytes": 1048576, "Mode": 0o700}
+    assert [mount_from_docker(d) for d in docs] == flags
+    hc = {"Binds": ["data:/data:ro"], "Mounts": docs, "Tmpfs": {"/run": "size=64m", "/tmp2": ""}}
+    specs = mounts_from_host_config(hc)
+    assert [m.target for m in specs] == ["/data", "/src", "/v", "/t", "/run", "/tmp2"]
+    oci = store.resolve(specs, CID_A, image_volumes=["/anon"])
+    inspect = docker_mounts(store, specs, oci)
+    assert inspect[0] == {"Type": "volume", "Name": "data", "Source": store.inspect("data")["Mountpoint"],
+                          "Destination": "/data", "Driver": "local", "Mode": "z", "RW": False, "Propagation": ""}
+    assert inspect[1]["Type"] == "bind" and inspect[1]["Propagation"] == "rslave" and inspect[1]["RW"] is False
+    assert inspect[-1]["Type"] == "volume" and inspect[-1]["Destination"] == "/anon" and len(inspect[-1]["Name"]) == 64
+    with pytest.raises(errdefs.InvalidArgument, match="^Duplicate mount point: /data$"):
+        mounts_from_host_config({"Binds": ["a1:/data"], "Tmpfs": {"/data": ""}})

@@ -464,3 +464,74 @@ def check_duplicates(mounts: list[MountSpec]) -> None:
         if m.target in seen:
             raise errdefs.InvalidArgument(f"Duplicate mount point: {m.target}")
         seen.add(m.target)
+
+
+# docker's HostConfig shapes: pyctr stores the flags this way, the daemon reads them back
+
+def mount_to_docker(m: MountSpec) -> dict:
+    """A --mount flag as HostConfig.Mounts holds it."""
+    doc: dict = {"Type": m.type, "Source": m.source, "Target": m.target}
+    if m.readonly:
+        doc["ReadOnly"] = True
+    if m.propagation:
+        doc["BindOptions"] = {"Propagation": m.propagation}
+    if m.nocopy or m.volume_labels or m.volume_options:
+        vo: dict = {}
+        if m.nocopy:
+            vo["NoCopy"] = True
+        if m.volume_labels:
+            vo["Labels"] = dict(m.volume_labels)
+        if m.volume_options:
+            vo["DriverConfig"] = {"Name": "local", "Options": dict(m.volume_options)}
+        doc["VolumeOptions"] = vo
+    if m.tmpfs_options:
+        to: dict = {}
+        for o in m.tmpfs_options:
+            key, _, val = o.partition("=")
+            if key == "size":
+                to["SizeBytes"] = ram_in_bytes(val)
+            elif key == "mode":
+                to["Mode"] = int(val, 8)
+        doc["TmpfsOptions"] = to
+    return doc
+
+
+def mount_from_docker(doc: dict) -> MountSpec:
+    vo = doc.get("VolumeOptions") or {}
+    to = doc.get("TmpfsOptions") or {}
+    tmpfs = []
+    if to.get("SizeBytes"):
+        tmpfs.append(_size_option(int(to["SizeBytes"])))
+    if to.get("Mode"):
+        tmpfs.append(f"mode={int(to['Mode']):o}")
+    return _validate(MountSpec(doc.get("Type", ""), doc.get("Source", ""), doc.get("Target", ""),
+                               bool(doc.get("ReadOnly")), (doc.get("BindOptions") or {}).get("Propagation", ""),
+                               bool(vo.get("NoCopy")), False, tmpfs, dict(vo.get("Labels") or {}),
+                               dict((vo.get("DriverConfig") or {}).get("Options") or {})))
+
+
+def mounts_from_host_config(host_config: dict) -> list[MountSpec]:
+    """HostConfig.Binds (-v), .Mounts (--mount) and .Tmpfs (--tmpfs), in that order, duplicates refused."""
+    specs = [parse_volume(b) for b in host_config.get("Binds") or []]
+    specs += [mount_from_docker(d) for d in host_config.get("Mounts") or []]
+    specs += [parse_tmpfs(f"{path}:{opts}" if opts else path) for path, opts in (host_config.get("Tmpfs") or {}).items()]
+    check_duplicates(specs)
+    return specs
+
+
+def docker_mounts(store: VolumeStore, specs: list[MountSpec], oci: list[dict]) -> list[dict]:
+    """`inspect`'s Mounts list for resolved mounts (same order as resolve() returned them)."""
+    out = []
+    for m, o in zip(list(specs) + [MountSpec("volume", "", o["destination"]) for o in oci[len(specs):]], oci):
+        rw = "ro" not in o.get("options", [])
+        if m.type == "volume":
+            name = (m.source or os.path.basename(os.path.dirname(o["source"])))
+            out.append({"Type": "volume", "Name": name, "Source": o["source"], "Destination": o["destination"],
+                        "Driver": "local", "Mode": "z", "RW": rw, "Propagation": ""})
+        elif m.type == "bind":
+            out.append({"Type": "bind", "Source": o["source"], "Destination": o["destination"], "Mode": "",
+                        "RW": rw, "Propagation": m.propagation or "rprivate"})
+        else:
+            out.append({"Type": "tmpfs", "Source": "", "Destination": o["destination"], "Mode": "", "RW": rw,
+                        "Propagation": ""})
+    return out

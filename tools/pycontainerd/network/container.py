@@ -1,0 +1,138 @@
+"""One container's networking, read from docker's HostConfig: what the daemon calls around a task.
+
+    prepare(manager, cid, spec, request)  before `runc create`: netns, CNI attach, spec edits
+    release(manager, cid)                 after the task is gone: CNI DEL, netns removed (idempotent)
+    network_settings(manager, cid)        `inspect`'s NetworkSettings
+
+pyctr fills HostConfig/Config/NetworkingConfig exactly as docker stores them (port_bindings() turns
+parsed -p specs into PortBindings/ExposedPorts); NetworkRequest.from_docker reads them back.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass, field
+
+from pycontainerd import errdefs
+
+from . import netns
+from .manager import Attachment, NetworkManager
+from .ports import PortSpec, parse_port_range, split_proto_port
+
+HOST_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+
+
+@dataclass
+class NetworkRequest:
+    mode: str = "bridge"                    # --network: bridge | none | host | NAME
+    name: str = ""                          # the container name (resolvable on user networks)
+    hostname: str = ""
+    aliases: list[str] = field(default_factory=list)
+    ports: list[PortSpec] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    extra_hosts: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_docker(cls, docker: dict, name: str = "") -> "NetworkRequest":
+        """From the container's docker document ({"Config", "HostConfig", "NetworkingConfig"})."""
+        hc = docker.get("HostConfig") or {}
+        cfg = docker.get("Config") or {}
+        mode = hc.get("NetworkMode") or "default"
+        mode = "bridge" if mode == "default" else mode
+        endpoints = (docker.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+        aliases = list((endpoints.get(mode) or {}).get("Aliases") or [])
+        return cls(mode=mode, name=name.lstrip("/"), hostname=cfg.get("Hostname") or "", aliases=aliases,
+                   ports=specs_from_bindings(hc.get("PortBindings") or {}, cfg.get("ExposedPorts") or {},
+                                             bool(hc.get("PublishAllPorts"))),
+                   dns=list(hc.get("Dns") or []), dns_search=list(hc.get("DnsSearch") or []),
+                   dns_options=list(hc.get("DnsOptions") or []), extra_hosts=list(hc.get("ExtraHosts") or []))
+
+
+def port_bindings(specs: list[PortSpec]) -> tuple[dict, dict]:
+    """(HostConfig.PortBindings, Config.ExposedPorts) for parsed -p specs, as docker stores them."""
+    bindings: dict[str, list[dict]] = {}
+    for s in specs:
+        bindings.setdefault(s.key, []).append({"HostIp": s.host_ip, "HostPort": s.host_port})
+    return bindings, {key: {} for key in bindings}
+
+
+def specs_from_bindings(bindings: dict, exposed: dict | list, publish_all: bool) -> list[PortSpec]:
+    specs = []
+    for key, entries in bindings.items():
+        proto, port = split_proto_port(key)
+        for entry in entries or [{}]:
+            specs.append(PortSpec(int(port), proto or "tcp", entry.get("HostIp") or "", entry.get("HostPort") or ""))
+    if publish_all:
+        bound = {s.key for s in specs}
+        for key in exposed:
+            proto, port = split_proto_port(key)
+            lo, hi = parse_port_range(port)
+            for p in range(lo, hi + 1):
+                if f"{p}/{proto or 'tcp'}" not in bound:
+                    specs.append(PortSpec(p, proto or "tcp"))
+    return specs
+
+
+def prepare(manager: NetworkManager, container_id: str, spec: dict, request: NetworkRequest) -> list[Attachment]:
+    """Network the container before its task exists; edits `spec` in place (namespace path, /etc files)."""
+    if request.mode.startswith("container:"):
+        raise errdefs.Unimplemented("--network container:<id> is not supported")
+    namespaces = spec.setdefault("linux", {}).setdefault("namespaces", [])
+    kept = [n for n in namespaces if n.get("type") != "network"]
+    hostname = request.hostname or spec.get("hostname") or container_id[:12]
+    if request.mode == "host":
+        namespaces[:] = kept  # the host's netns: no CNI, the host's hosts file
+        hostname = request.hostname or socket.gethostname()
+        path = ""
+    else:
+        path = netns.create(container_id, manager.netns_prefix)
+        namespaces[:] = kept + [netns.spec_namespace(path)]
+    try:
+        att = manager.attach(container_id, request.mode, path, container_name=request.name,
+                             aliases=request.aliases, ports=request.ports if request.mode != "host" else [],
+                             hostname=hostname, extra_hosts=request.extra_hosts)
+        mounts = manager.spec_mounts(container_id, request.dns, request.dns_search, request.dns_options)
+    except BaseException:
+        release(manager, container_id)
+        raise
+    spec["hostname"] = hostname
+    spec["mounts"] = [m for m in spec.get("mounts") or [] if m.get("destination") not in HOST_FILES] + mounts
+    return [att]
+
+
+def release(manager: NetworkManager, container_id: str) -> None:
+    """Everything prepare() made; safe to call twice or for a container that never had networking."""
+    manager.detach_all(container_id)
+    netns.delete(container_id, manager.netns_prefix)
+
+
+def network_settings(manager: NetworkManager, container_id: str) -> dict:
+    """docker inspect's NetworkSettings for a running container (empty values when not attached)."""
+    atts = manager.attachments(container_id)
+    networks = {}
+    for a in atts:
+        doc = manager.inspect(a.network)
+        ep = manager.store.endpoints_dir / doc["Id"] / f"{container_id}.json"
+        aliases = None
+        if ep.exists():
+            aliases = json.loads(ep.read_text()).get("aliases") or None
+        networks[a.network] = {
+            "IPAMConfig": None, "Links": None, "Aliases": aliases, "NetworkID": doc["Id"],
+            "EndpointID": a.endpoint_id, "Gateway": a.gateway, "IPAddress": a.ip, "IPPrefixLen": a.prefix_len,
+            "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": a.mac,
+            "DriverOpts": None,
+        }
+    default = next((a for a in atts if a.network == "bridge"), None)
+    return {
+        "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+        "Ports": manager.ports(container_id), "SandboxKey": netns.path_for(container_id, manager.netns_prefix)
+        if atts and any(a.ifname for a in atts) else "",
+        "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
+        "EndpointID": default.endpoint_id if default else "", "Gateway": default.gateway if default else "",
+        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": default.ip if default else "",
+        "IPPrefixLen": default.prefix_len if default else 0, "IPv6Gateway": "",
+        "MacAddress": default.mac if default else "", "Networks": networks,
+    }
