@@ -19,7 +19,7 @@ def exec_(b: Backend, ref: str, args: list[str], interactive: bool, tty: bool, e
         raise CLIError(f"Error response from daemon: Container {c.id} is "
                        f"{'paused, unpause the container before exec' if c.status == 'paused' else 'not running'}")
     # short: the shim's console socket path embeds it and must fit 108 bytes (docker's are 64 hex)
-    exec_id = "e" + secrets.token_hex(4)
+    exec_id = "e" + secrets.token_hex(3)
     spec: dict = {"args": args, "terminal": tty}
     if user:
         spec["user"] = user
