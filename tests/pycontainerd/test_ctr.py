@@ -211,7 +211,8 @@ def test_detached_lifecycle(ctr):
     stats = ctr.ok("stats", "--no-stream").splitlines()
     assert re.split(r" {3,}", stats[0]) == ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
                                             "BLOCK I/O", "PIDS"]
-    assert re.match(rf"^{cid[:12]}   web       \d+\.\d\d% +[\d.]+[KMG]?i?B / [\d.]+[KMG]iB +\d+\.\d\d% +0B / 0B", stats[1]), stats
+    assert re.match(rf"^{cid[:12]}   web       \d+\.\d\d% +[\d.]+[KMG]?i?B / [\d.]+[KMG]iB +\d+\.\d\d% +0B / 0B",
+                    stats[1]), stats
     # pause / unpause
     assert ctr("pause", "web").out == "web\n"
     assert ctr.ok("ps", "--format", "{{.Status}}").endswith("(Paused)\n")
@@ -454,8 +455,10 @@ def test_pull_push_import_and_run_pulls(ctr, tmp_path):
         ctr.ok("rmi", ref)
         r = ctr("pull", ref)
         assert r.status == 0, r
-        assert r.out.startswith(f"v1: Pulling from team/bb\n") and r.out.endswith(
+        assert r.out.startswith("v1: Pulling from team/bb\n") and r.out.endswith(
             f"Status: Downloaded newer image for {ref}\n{ref}\n"), r.out
+        r = ctr("pull", ref)
+        assert r.out.endswith(f"Status: Image is up to date for {ref}\n{ref}\n") and "Pull complete" not in r.out
         ref2 = reg.ref("team/bb", "latest")
         ctr.ok("tag", "busybox", ref2)
         ctr.ok("push", ref2)

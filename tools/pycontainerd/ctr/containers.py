@@ -14,7 +14,7 @@ from .. import errdefs, ocispec
 from .backend import (AUTO_REMOVE_LABEL, DOCKER_EXT, HOSTNAME_LABEL, NAME_LABEL, Backend, CLIError,
                       ContainerView, familiar)
 from .formatting import print_rows
-from .humanize import ago, human_duration, parse_duration, rfc3339nano
+from .humanize import ago, parse_duration, rfc3339nano
 from .images import ensure_image
 from .names import NAME_RE, new_id, random_name
 from .stdio import attach

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import sys
@@ -43,6 +42,10 @@ def pull(b: Backend, ref: str, quiet: bool = False, platform: str = "", out=None
     seen: set[str] = set()
     digest = ""
     try:
+        before = b.call("Images", "Get", {"name": str(r)})["image"]["target"]["digest"]
+    except errdefs.Error:
+        before = ""
+    try:
         call = b.client.stream("Images", "Pull", {"ref": str(r), "platform": platform or None})
         for frame in call:
             ref_ = frame.get("ref", "")
@@ -60,7 +63,8 @@ def pull(b: Backend, ref: str, quiet: bool = False, platform: str = "", out=None
     image = b.call("Images", "Get", {"name": str(r)})["image"]
     if not quiet:
         out.write(f"Digest: {digest or image['target']['digest']}\n")
-        out.write(f"Status: Downloaded newer image for {r.familiar}\n")
+        up_to_date = before == image["target"]["digest"]
+        out.write(f"Status: {'Image is up to date' if up_to_date else 'Downloaded newer image'} for {r.familiar}\n")
     out.write(f"{r}\n")
     out.flush()
     return image

@@ -8,8 +8,7 @@ import sys
 from pyoci import reference
 from pyoci.errors import OCIError
 
-from .. import errdefs
-from .backend import Backend, CLIError, ContainerView, familiar
+from .backend import Backend, CLIError, ContainerView
 from .formatting import render
 from .humanize import rfc3339nano
 

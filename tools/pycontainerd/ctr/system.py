@@ -72,7 +72,7 @@ def info(b: Backend, fmt: str) -> None:
              f" Containers: {doc['Containers']}", f"  Running: {running}", f"  Paused: {paused}",
              f"  Stopped: {doc['ContainersStopped']}", f" Images: {doc['Images']}",
              f" Server Version: {doc['ServerVersion']}", f" Storage Driver: {doc['Driver']}",
-             " Logging Driver: json-file", " Cgroup Driver: cgroupfs", f" Runtimes: runc",
+             " Logging Driver: json-file", " Cgroup Driver: cgroupfs", " Runtimes: runc",
              " Default Runtime: runc", f" Runtime Path: {i.get('runtime', '')}",
              f" Kernel Version: {doc['KernelVersion']}", f" OSType: {doc['OSType']}",
              f" Architecture: {doc['Architecture']}", f" CPUs: {doc['NCPU']}", f" Name: {doc['Name']}",
