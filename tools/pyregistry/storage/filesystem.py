@@ -35,7 +35,7 @@ from .lock import SharedLock, exclusive
 _REPO_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*")
 _TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-WRITE_BUFFER = 4 << 20   # bytes gathered before one hash+write step (large writes, few syscalls)
+WRITE_BUFFER = 1 << 20   # bytes gathered before one hash+write step: few syscalls, still in L2 when hashed
 RECV_BUFFER = 1 << 20    # a direct upload's buffer: large writes, still warm in cache when hashed
 
 
