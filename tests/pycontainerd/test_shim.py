@@ -368,3 +368,26 @@ def test_exec_stdin_sent_before_start_is_kept(env):
     c.call("kill", {"signal": 9})
     c.call("wait")
     c.call("delete")
+
+
+def test_long_ids_fit_console_sockets(env):
+    """64-hex container and exec ids (docker's) under a long state path still get their terminals."""
+    cid = uuid.uuid4().hex * 2
+    bundle, info = env.start(cid, ["sh", "-c", "tty; sleep 100"], terminal=True)
+    assert len(str(bundle / "console-init.sock")) > 108 - 20  # too long for a socket under the bundle
+    c = ShimConn(bundle)
+    c.call("start")
+    exec_id = uuid.uuid4().hex * 2
+    c.call("exec", {"exec_id": exec_id, "terminal": True,
+                    "process": {"args": ["tty"], "cwd": "/", "env": ["PATH=/usr/bin:/bin"],
+                                "user": {"uid": 0, "gid": 0}}})
+    a = ShimConn(bundle)
+    call_id = a.request("attach", {"exec_id": exec_id})
+    c.call("start", {"exec_id": exec_id})
+    out, result = attach_until_end(a, call_id)
+    assert out["stdout"].startswith(b"/dev/pts/") and result["exit_status"] == 0
+    c.call("kill", {"signal": 9})
+    assert c.call("wait")["exit_status"] == 137
+    rows = [json.loads(line) for line in (bundle / f"{cid}-json.log").read_text().splitlines()]
+    assert rows[0]["log"] == "/dev/pts/0\r\n"
+    c.call("delete")

@@ -248,15 +248,15 @@ class Shim:
         stdio = [devnull, devnull, devnull]
         try:
             if proc.terminal:
-                console_path = f"console-{proc.id or 'init'}.sock"
-                try:
-                    os.unlink(self.path(console_path))
-                except FileNotFoundError:
-                    pass
+                # in a short private dir of its own, as containerd's NewTempConsoleSocket: the runtime
+                # makes the path absolute, and one under a long bundle path would not fit 108 bytes
+                console_dir = f"/tmp/pty{os.urandom(6).hex()}"
+                os.mkdir(console_dir, 0o700)
+                console_path = console_dir + "/pty.sock"
                 console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
                 console.bind(console_path)
                 console.listen(1)
-                argv = argv[:-1] + ["--console-socket", self.path(console_path), argv[-1]]
+                argv = argv[:-1] + ["--console-socket", console_path, argv[-1]]
             else:
                 if proc.stdin:
                     r, w = os.pipe2(os.O_CLOEXEC)
@@ -309,6 +309,11 @@ class Shim:
             os.close(devnull)
             if console is not None:
                 console.close()
+                for remove in (os.unlink, os.rmdir):
+                    try:
+                        remove(console_path if remove is os.unlink else console_dir)
+                    except OSError:
+                        pass
         if proc.master >= 0:
             proc.outputs[proc.master] = "stdout"
             proc.stdin_fd = os.dup(proc.master) if proc.stdin else -1
