@@ -135,6 +135,8 @@ def manager(tmp_path: Path, tracker: Tracker):
         rules = iptables_rules()
         for cni_name in tracker.cni_names:
             assert f'"{cni_name}"' not in rules, f"iptables rules of {cni_name} left behind"
+        for bridge in tracker.bridges - {""}:
+            assert f" {bridge} " not in rules, f"iptables rules naming bridge {bridge} left behind"
         for ip in tracker.ips - {""}:
             assert f" {ip}/32 " not in rules and f" {ip}:" not in rules, f"iptables rules for {ip} left behind"
         leases = [p.name for p in (tmp_path / "root" / "networks" / "ipam").rglob("*") if p.name[:1].isdigit()
@@ -612,3 +614,34 @@ def test_network_request_from_docker() -> None:
         {"80/tcp": [{"HostIp": "", "HostPort": "8080"}, {"HostIp": "127.0.0.1", "HostPort": ""}],
          "53/udp": [{"HostIp": "", "HostPort": ""}]},
         {"80/tcp": {}, "53/udp": {}})
+
+
+def test_connect_second_network_and_disconnect(manager: NetworkManager, tracker: Tracker) -> None:
+    front = manager.create(f"pytest-{tracker.token}-front")
+    back = manager.create(f"pytest-{tracker.token}-back")
+    ns_app, ns_db = tracker.netns_path("app"), tracker.netns_path("db")
+    app_front = manager.attach("e" * 64, front["Name"], ns_app, container_name="app")
+    db = manager.attach("f" * 64, back["Name"], ns_db, container_name="db")
+    assert in_ns(ns_app, "ping", "-c", "1", "-W", "1", db.ip).returncode != 0  # separate networks
+    app_back = manager.attach("e" * 64, back["Name"], ns_app, container_name="app", aliases=["api"])  # connect
+    assert (app_front.ifname, app_back.ifname) == ("eth0", "eth1")
+    assert f"{app_back.ip}/" in in_ns(ns_app, "ip", "-4", "addr", "show", "eth1").stdout
+    assert in_ns(ns_app, "ping", "-c", "1", "-W", "3", db.ip).returncode == 0
+    assert f"{app_back.ip}\tapp api\n" in Path(manager.hosts_file("f" * 64)).read_text()
+    with pytest.raises(errdefs.AlreadyExists, match=f"endpoint with name app already exists in network {back['Name']}"):
+        manager.attach("e" * 64, back["Name"], ns_app, container_name="app")
+    manager.detach("e" * 64, back["Name"])  # disconnect
+    assert "eth1" not in in_ns(ns_app, "ip", "-o", "link").stdout
+    assert f"{app_back.ip}\t" not in Path(manager.hosts_file("f" * 64)).read_text()
+    assert [a.network for a in manager.attachments("e" * 64)] == [front["Name"]]
+
+
+def test_port_lines() -> None:
+    from pycontainerd.network.ports import port_lines
+
+    ports = {"8080/tcp": [{"HostIp": "0.0.0.0", "HostPort": "1234"}],
+             "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}, {"HostIp": "127.0.0.1", "HostPort": "8081"}]}
+    assert port_lines(ports) == ["80/tcp -> 0.0.0.0:8080", "80/tcp -> 127.0.0.1:8081", "8080/tcp -> 0.0.0.0:1234"]
+    assert port_lines(ports, "80") == ["0.0.0.0:8080", "127.0.0.1:8081"]
+    with pytest.raises(errdefs.NotFound, match="^No public port '53/udp' published for container$"):
+        port_lines(ports, "53/udp")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pycontainerd import errdefs
 
-from . import cni, hosts, netns, ports as portspec
+from . import cni, hosts, isolation, netns, ports as portspec
 from .ports import PortSpec, PublishedPort
 from .store import BRIDGE_OPTION, NAME_RE, PREDEFINED, NetworkStore, network_doc
 
@@ -73,6 +73,8 @@ class NetworkManager:
             else:
                 doc = network_doc(name, "host" if name == "host" else "null")
             self.store.save(doc)
+            if name == "bridge":
+                self._isolate(doc)
 
     def create(self, name: str, subnet: str | None = None, gateway: str | None = None, driver: str = "bridge",
                internal: bool = False, attachable: bool = False, labels: dict | None = None,
@@ -115,6 +117,7 @@ class NetworkManager:
             if len(bridge) > 15:
                 raise errdefs.InvalidArgument(f"bridge name {bridge!r} is longer than 15 characters")
             self.store.save(doc)
+            self._isolate(doc)
             return self._with_containers(doc)
 
     def _with_containers(self, doc: dict) -> dict:
@@ -153,8 +156,16 @@ class NetworkManager:
             self._teardown(doc)
             self.store.delete(doc)
 
+    def _bridges(self) -> list[str]:
+        return [d["Options"][BRIDGE_OPTION] for d in self.store.all() if d["Driver"] == "bridge"]
+
+    def _isolate(self, doc: dict) -> None:
+        isolation.isolate(doc["Options"][BRIDGE_OPTION], self._bridges(), doc["Internal"])
+
     def _teardown(self, doc: dict) -> None:
         bridge = doc["Options"].get(BRIDGE_OPTION, "")
+        if bridge:
+            isolation.remove(bridge)
         if bridge and Path(f"/sys/class/net/{bridge}").exists():
             subprocess.run(["ip", "link", "del", bridge], capture_output=True)
         shutil.rmtree(self.store.ipam_dir / self._cni_name(doc), ignore_errors=True)

@@ -192,3 +192,17 @@ def allocate(spec: PortSpec, taken: set[tuple[int, str]]) -> PublishedPort:
             return PublishedPort(spec.container_port, spec.protocol, spec.host_ip, port)
     raise errdefs.Unavailable(
         f"Bind for {spec.host_ip or '0.0.0.0'}:{spec.host_port or '0'} failed: port is already allocated")
+
+
+def port_lines(ports: dict[str, list[dict]], private: str = "") -> list[str]:
+    """`docker port CONTAINER [PRIVATE[/PROTO]]` output from NetworkSettings.Ports, e.g. "80/tcp -> 0.0.0.0:8080"."""
+    if private:
+        proto, port = split_proto_port(private)
+        wanted = f"{port}/{proto or 'tcp'}"
+        if wanted not in ports:
+            raise errdefs.NotFound(f"No public port '{wanted}' published for container")
+        return [f"{b['HostIp']}:{b['HostPort']}" for b in ports[wanted]]
+    def order(key: str) -> tuple[int, str]:
+        proto, port = split_proto_port(key)
+        return int(port), proto
+    return [f"{key} -> {b['HostIp']}:{b['HostPort']}" for key in sorted(ports, key=order) for b in ports[key]]
