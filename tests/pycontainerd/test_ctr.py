@@ -154,6 +154,12 @@ def test_run_foreground_exit_codes_and_errors(ctr, tmp_path):
     # -i: our stdin is the container's
     r = ctr.proc("run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z; echo done", input="piped text\n")
     assert r.out == "PIPED TEXT\ndone\n", r
+    # start -ai: a created container with stdin open, started attached, twice
+    ctr.ok("create", "-i", "--name", "upper", "busybox", "sh", "-c", "tr a-z A-Z; exit 4")
+    for text in ("first\n", "second\n"):
+        r = ctr.proc("start", "-ai", "upper", input=text)
+        assert (r.status, r.out) == (4, text.upper()), r
+    ctr.ok("rm", "upper")
     # --rm removed them all; fg and the two that could not start stay, as docker's
     names = ctr.ok("ps", "-a", "--format", "{{.Names}}\t{{.Status}}").splitlines()
     assert len(names) == 3 and "fg\tExited (0) " in "\n".join(names)
@@ -331,6 +337,8 @@ def test_errors_as_docker(ctr, pcd):
     cid = ctr.ok("inspect", "-f", "{{.Id}}", "cc").strip()
     assert ctr("exec", "cc", "ls").err == f"Error response from daemon: Container {cid} is not running\n"
     assert ctr("pause", "cc").err == f"Error response from daemon: Container {cid} is not running\n"
+    r = ctr("nosuchverb")
+    assert (r.status, r.err) == (1, "pyctr: 'nosuchverb' is not a pyctr command.\nSee 'pyctr --help'\n")
     r = ctr.proc("ps", "--bad")
     assert (r.status, r.err) == (125, "unknown flag: --bad\nSee 'pyctr ps --help'.\n")
     gone = f"/tmp/pyctr-nosock-{uuid.uuid4().hex[:8]}.sock"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import NoReturn
 
@@ -30,9 +31,10 @@ GROUPS = {
 
 
 class FlagError(Exception):
-    def __init__(self, message: str, verb: str) -> None:
+    def __init__(self, message: str, verb: str, status: int = 125) -> None:
         super().__init__(message)
         self.verb = verb
+        self.status = status
 
 
 class Parser(argparse.ArgumentParser):
@@ -40,6 +42,9 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         verb = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        m = re.match(r"argument verb: invalid choice: '([^']*)'", message)
+        if m:
+            raise FlagError(f"{PROG}: '{m.group(1)}' is not a {PROG} command.", "", 1)
         if message.startswith("unrecognized arguments: "):
             flag = message.split(": ", 1)[1].split()[0]
             message = f"unknown flag: {flag}" if flag.startswith("-") else f'"{PROG} {verb}" accepts no argument(s).'
@@ -369,8 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     except FlagError as exc:
         verb = exc.verb or _verb(argv)
         print(exc, file=sys.stderr)
-        print(f"See '{PROG}{' ' + verb if verb else ''} --help'.", file=sys.stderr)
-        return 125
+        print(f"See '{PROG}{' ' + verb if verb and exc.status == 125 else ''} --help'", file=sys.stderr, end="")
+        print("." if exc.status == 125 else "", file=sys.stderr)
+        return exc.status
     if a.version and not a.verb:
         print(f"pyctr version {system.CLIENT_VERSION}")
         return 0
