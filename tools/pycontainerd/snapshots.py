@@ -14,14 +14,12 @@ import logging
 import os
 import secrets
 import shutil
-import stat
 import subprocess
 import tempfile
 import threading
 from pathlib import Path
 from typing import BinaryIO
 
-from pyoci.layer import apply as _A  # the overlay applier below extends pyoci's
 from pyoci.layer.apply import apply_layer
 
 from . import errdefs
@@ -288,7 +286,8 @@ class Snapshotter:
         (staging / "fs").mkdir(mode=0o755)
         if parent_sid:
             copy_tree(self.fs(parent_sid), staging / "fs")
-        apply_layer(blob, staging / "fs", expected_diff_id=diff_id, threads=1)
+        # content-store blobs were verified when written: only the diff_id is checked here
+        apply_layer(blob, staging / "fs", expected_diff_id=diff_id, blob_verified=True, threads=1)
 
     # -- gc -------------------------------------------------------------------------------------------
     def sweep_storage(self) -> list[str]:
@@ -352,70 +351,10 @@ class OverlaySnapshotter(Snapshotter):
 
 
 def apply_overlay_layer(blob, fs: Path, diff_id: str) -> None:
-    """Apply a layer into an empty dir as an overlay upper layer: OCI whiteouts become overlay
-    whiteouts (0/0 char devices) and opaque markers the trusted.overlay.opaque xattr.
-
-    pyoci's applier does the work (paths confined to `fs`, owners, xattrs, hard links); only its
-    whiteout step differs, since here there is no lower layer to delete from."""
-    from pyoci.digest import Digest
-    from pyoci.errors import DigestMismatch, UnsafeArchive
-    from pyoci.layer import apply as A
-    from pyoci.layer import tarformat as tf
-    from pyoci.layer.compression import open_reader
-
-    want = Digest.parse(diff_id)
-    root_fd = os.open(fs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    src = open(blob, "rb") if isinstance(blob, (str, os.PathLike)) else blob
-    try:
-        reader = open_reader(src, None, algorithm=want.algorithm, threads=1)
-        applier = _OverlayApplier(root_fd, same_owner=True, xattrs=True, workers=2)
-        try:
-            tar = tf.TarReader(reader.read)
-            for entry in tar:
-                try:
-                    applier.apply(entry, tar.data(entry))
-                except OSError as e:
-                    raise A.InvalidLayer(f"layer entry {entry.display!r}: {e.strerror or e}") from None
-                except ValueError as e:
-                    raise UnsafeArchive(f"layer entry {entry.display!r}: {e}") from None
-            applier.finish_dir_times()
-            got = reader.finish()
-        finally:
-            reader.close()
-            applier.close()
-    finally:
-        os.close(root_fd)
-        if src is not blob:
-            src.close()
-    if got.diff_id != want:
-        raise DigestMismatch(f"layer diff_id mismatch: expected {want}, got {got.diff_id}")
-
-
-class _OverlayApplier(_A._Applier):
-    """pyoci's applier with overlay whiteouts: a char device 0/0 per `.wh.NAME`, an xattr per opaque dir."""
-
-    def whiteout(self, entry, parent_comps, name):
-        if name.startswith(b".wh..wh.") and name != _A.OPAQUE:
-            return  # other aufs metadata (.wh..wh.plnk): nothing to apply
-        if hasattr(self, "drain"):
-            self.drain()  # pending small-file writes may create the parent
-        parent = self.resolve_dir(parent_comps, entry, create=True)
-        if parent is None:
-            return
-        dfd, real = parent
-        if name == _A.OPAQUE:
-            os.setxattr(f"/proc/self/fd/{dfd}", "trusted.overlay.opaque", b"y")
-            return
-        victim = name[len(_A.WHITEOUT_PREFIX):]
-        if victim in (b"", b".", b"..") or b"/" in victim:
-            raise _A.UnsafeArchive(f"layer entry {entry.display!r}: whiteout of an invalid name")
-        if real + (victim,) in self.layer_paths:
-            return  # whiteouts hide lower layers only, never entries of their own layer
-        try:
-            os.mknod(victim, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=dfd)
-        except FileExistsError:
-            pass
-        self.invalidate()
+    """Apply a layer into an empty dir as an overlay layer: OCI whiteouts become overlay whiteouts
+    (0/0 char devices) and opaque markers the trusted.overlay.opaque xattr (pyoci's whiteouts="overlay").
+    Blobs come from the content store, verified when they were written: only the diff_id is checked."""
+    apply_layer(blob, fs, expected_diff_id=diff_id, whiteouts="overlay", blob_verified=True, threads=1)
 
 
 def copy_tree(src: Path, dst: Path) -> None:

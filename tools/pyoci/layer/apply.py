@@ -43,6 +43,8 @@ from .errors import InvalidLayer
 
 WHITEOUT_PREFIX = b".wh."
 OPAQUE = b".wh..wh..opq"
+OVERLAY_OPAQUE = "trusted.overlay.opaque"
+OVERLAY_XATTRS = "trusted.overlay."
 MAX_SYMLINKS = 40
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CACHE_MAX = 512
@@ -123,8 +125,11 @@ class _WriterPool:
 
 
 class _Applier:
-    def __init__(self, root_fd: int, *, same_owner: bool, xattrs: bool, workers: int = 0) -> None:
+    def __init__(self, root_fd: int, *, same_owner: bool, xattrs: bool, workers: int = 0,
+                 overlay: bool = False) -> None:
         self.root = root_fd
+        self.overlay = overlay  # write overlayfs whiteouts instead of deleting (see apply_layer)
+        self.opaque_dirs: set[tuple[bytes, ...]] = set()  # overlay mode: dirs this layer marked opaque
         self.same_owner = same_owner
         self.apply_xattrs = xattrs
         self.cache: dict[tuple[bytes, ...], tuple[int, tuple[bytes, ...]]] = {}
@@ -299,6 +304,8 @@ class _Applier:
                 if existing is not None and self.apply_xattrs:
                     self.clear_xattrs(fd, entry)  # a merged dir takes this entry's xattrs, as umoci does
                 self.fd_metadata(fd, entry)
+                if real + (name,) in self.opaque_dirs:
+                    os.setxattr(fd, OVERLAY_OPAQUE, b"y")  # the marker came before its dir's own entry
             finally:
                 os.close(fd)
             self.dir_times.append((comps, _ns(entry.mtime)))
@@ -342,6 +349,8 @@ class _Applier:
         os.fchmod(fd, entry.mode)  # after chown, which clears setuid/setgid
         if self.apply_xattrs:
             for key, value in entry.xattrs.items():
+                if self.overlay and key.startswith(OVERLAY_XATTRS):
+                    continue  # a layer must not forge overlay metadata (opaque, redirect) in a lowerdir
                 try:
                     os.setxattr(fd, key, value)
                 except OSError as e:
@@ -369,6 +378,8 @@ class _Applier:
             # is not followed (l*xattr).
             proc = b"/proc/self/fd/%d/%s" % (dfd, name)
             for key, value in entry.xattrs.items():
+                if self.overlay and key.startswith(OVERLAY_XATTRS):
+                    continue
                 try:
                     os.setxattr(proc, key, value, follow_symlinks=False)
                 except OSError as e:
@@ -430,6 +441,9 @@ class _Applier:
         self.layer_paths.add(path)
 
     def whiteout(self, entry: tf.Entry, parent_comps: tuple[bytes, ...], name: bytes) -> None:
+        if self.overlay:
+            self.overlay_whiteout(entry, parent_comps, name)
+            return
         if name == OPAQUE:
             parent = self.resolve_dir(parent_comps, entry, create=True)
             assert parent is not None
@@ -457,6 +471,32 @@ class _Applier:
         else:
             os.unlink(victim, dir_fd=dfd)
         self.invalidate()
+
+    def overlay_whiteout(self, entry: tf.Entry, parent_comps: tuple[bytes, ...], name: bytes) -> None:
+        """Record the whiteout for overlayfs to apply at mount time: a 0/0 char device for `.wh.NAME`,
+        the trusted.overlay.opaque xattr for an opaque dir (there is no lower layer here to delete from)."""
+        if name.startswith(b".wh..wh.") and name != OPAQUE:
+            return  # other aufs metadata (.wh..wh.plnk etc.): nothing to apply
+        victim = name[len(WHITEOUT_PREFIX):]
+        if name != OPAQUE and victim in (b"", b".", b".."):
+            raise UnsafeArchive(f"layer entry {entry.display!r}: whiteout of {victim.decode(errors='replace')!r}"
+                                f" is not a valid name")
+        # The parent must exist in this layer to hold the marker (docker's tars list it anyway).
+        parent = self.resolve_dir(parent_comps, entry, create=True)
+        assert parent is not None
+        dfd, real = parent
+        if name == OPAQUE:
+            os.setxattr(dfd, OVERLAY_OPAQUE, b"y")
+            self.opaque_dirs.add(real)
+            return
+        if real + (victim,) in self.layer_paths:
+            return  # whiteouts hide lower layers only, never entries of their own layer
+        try:
+            os.mknod(victim, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=dfd)
+        except FileExistsError:
+            return
+        if self.same_owner:
+            os.chown(victim, 0, 0, dir_fd=dfd, follow_symlinks=False)
 
     def clear_opaque(self, dfd: int, real: tuple[bytes, ...]) -> None:
         """Remove what lower layers put in this directory, keeping what this layer created."""
@@ -548,17 +588,27 @@ def _drain(data) -> None:
 
 def apply_layer(src: BinaryIO | str | os.PathLike, rootfs: str | os.PathLike, *, compression: str | None = None,
                 expected_diff_id: "str | Digest | None" = None, expected_digest: "str | Digest | None" = None,
-                same_owner: bool = True, xattrs: bool = True, threads: int = 1, workers: int = 2) -> Digest:
+                same_owner: bool = True, xattrs: bool = True, threads: int = 1, workers: int = 2,
+                whiteouts: str | None = None, blob_verified: bool = False) -> Digest:
     """Apply the layer blob `src` (a stream or a path) on top of the directory `rootfs`; return its diff_id.
 
     compression: None/'auto' sniffs the magic; 'gzip', 'zstd' or '' insist on one.
     same_owner: lchown entries to their uid/gid (False for rootless use).
     threads: gzip decompression threads (0: inline). workers: threads creating small files (0: inline).
+    whiteouts: None deletes what `.wh.NAME` / `.wh..wh..opq` hide (a flattened rootfs); "overlay" writes
+      overlayfs whiteouts instead -- a 0/0 char device NAME and the xattr trusted.overlay.opaque=y on opaque
+      dirs -- for a snapshotter applying each layer into its own (fresh) dir used as an overlay lowerdir.
+      In that mode trusted.overlay.* xattrs carried by the layer itself are dropped.
+    blob_verified: the caller already verified the compressed blob's digest (e.g. while downloading it):
+      the compressed bytes are not hashed again and expected_digest is not checked; diff_id still is.
+      Without expected_digest the compressed bytes are never hashed either.
     Raises UnsafeArchive for entries that would leave the rootfs, InvalidLayer for malformed tars,
     DigestMismatch if the stream does not match expected_diff_id/expected_digest (after applying!).
     """
+    if whiteouts not in (None, "overlay"):
+        raise OCIError(f"apply_layer: unknown whiteouts mode {whiteouts!r} (want None or 'overlay')")
     want_diff = Digest.parse(expected_diff_id) if expected_diff_id is not None else None
-    want_digest = Digest.parse(expected_digest) if expected_digest is not None else None
+    want_digest = Digest.parse(expected_digest) if expected_digest is not None and not blob_verified else None
     if isinstance(src, (str, bytes, os.PathLike)):
         try:
             f = open(src, "rb")
@@ -567,15 +617,17 @@ def apply_layer(src: BinaryIO | str | os.PathLike, rootfs: str | os.PathLike, *,
         with f:
             return apply_layer(f, rootfs, compression=compression, expected_diff_id=want_diff,
                                expected_digest=want_digest, same_owner=same_owner, xattrs=xattrs, threads=threads,
-                               workers=workers)
+                               workers=workers, whiteouts=whiteouts)
 
     try:
         root_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
         raise InvalidLayer(f"{os.fspath(rootfs)}: cannot open rootfs: {e.strerror}") from None
     reader = DecompressingReader(src, compression, algorithm=want_diff.algorithm if want_diff else "sha256",
-                                 digest_algorithm=want_digest.algorithm if want_digest else None, threads=threads)
-    applier = _Applier(root_fd, same_owner=same_owner, xattrs=xattrs, workers=workers)
+                                 digest_algorithm=want_digest.algorithm if want_digest else None, threads=threads,
+                                 hash_blob=want_digest is not None)
+    applier = _Applier(root_fd, same_owner=same_owner, xattrs=xattrs, workers=workers,
+                       overlay=whiteouts == "overlay")
     try:
         tar = tf.TarReader(reader.read)
         for entry in tar:

@@ -77,7 +77,7 @@ class _HashingSink(io.RawIOBase):
 
 @dataclass(frozen=True)
 class StreamDigests:
-    digest: Digest   # of the compressed bytes (the blob)
+    digest: Digest | None  # of the compressed bytes (the blob); None if the reader was told not to hash it
     diff_id: Digest  # of the uncompressed tar
     size: int        # compressed size in bytes (the blob's size)
     uncompressed_size: int
@@ -154,13 +154,23 @@ def _open_gzip_writer(sink: BinaryIO, level: int | None, threads: int) -> Binary
                          filename="")
 
 
+class _NoHash:
+    """Stands in for the blob hash when the caller verified the blob already (saves a sha256 pass)."""
+
+    def update(self, data) -> None:
+        pass
+
+    def hexdigest(self) -> str:
+        return ""
+
+
 class _PrefixedReader(io.RawIOBase):
     """Give back bytes already read to sniff the magic, then continue with the stream; hashes everything read."""
 
-    def __init__(self, head: bytes, stream: BinaryIO, algorithm: str) -> None:
+    def __init__(self, head: bytes, stream: BinaryIO, algorithm: str, hashing: bool = True) -> None:
         self._head = head
         self._stream = stream
-        self.hash = hashlib.new(algorithm)
+        self.hash = hashlib.new(algorithm) if hashing else _NoHash()
         self.hash.update(head)
         self.size = len(head)
 
@@ -208,7 +218,7 @@ class DecompressingReader:
     """
 
     def __init__(self, stream: BinaryIO, compression: str | None = None, *, algorithm: str = "sha256",
-                 digest_algorithm: str | None = None, threads: int = 1) -> None:
+                 digest_algorithm: str | None = None, threads: int = 1, hash_blob: bool = True) -> None:
         head = _read_exactly(stream, 4)
         found = detect(head)
         if compression is None or compression == "auto":
@@ -220,7 +230,8 @@ class DecompressingReader:
                                    f" ({found or 'no compression magic'})")
         self.compression = compression
         self._digest_algorithm = digest_algorithm or algorithm  # blob digest and diff_id may differ
-        self._raw = _PrefixedReader(head, stream, self._digest_algorithm)
+        self._raw = _PrefixedReader(head, stream, self._digest_algorithm, hash_blob)
+        self._hash_blob = hash_blob
         self._algorithm = algorithm
         self._diff = hashlib.new(algorithm)
         self.uncompressed_size = 0
@@ -253,7 +264,8 @@ class DecompressingReader:
         self._raw.drain()
         self.close()
         diff_id = Digest(self._algorithm, self._diff.hexdigest())
-        digest = Digest(self._digest_algorithm, self._raw.hash.hexdigest())
+        # without hash_blob the blob digest is unknown: None (callers that asked not to hash never read it)
+        digest = Digest(self._digest_algorithm, self._raw.hash.hexdigest()) if self._hash_blob else None
         return StreamDigests(digest, diff_id, self._raw.size, self.uncompressed_size)
 
     def close(self) -> None:
