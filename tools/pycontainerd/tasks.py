@@ -6,7 +6,14 @@ Logs go to `<root>/containers/<ns>/<id>/<id>-json.log`. The runtime keeps its st
 `<state>/runtime/<ns>` (a namespace each, as containerd's `/run/containerd/runc/<ns>`).
 
 Each task has a watcher (a `wait` call on its shim) that publishes `/tasks/exit` and runs the
-exit hooks (`manager.exit_hooks`: `fn(namespace, id, exit)`, for restart policies).
+exit hooks. Hooks other subsystems add (e.g. networking, restart policies), each called with
+exceptions of its own: a `create_hooks` failure fails the Create (and `release_hooks` run):
+  manager.create_hooks:  fn(namespace, id, spec, container) in a worker thread, before the runtime's
+                         create: may edit `spec` (network namespace path, /etc/hosts mounts, …)
+  manager.release_hooks: fn(namespace, id) in a worker thread, once the task is gone (deleted, or
+                         found dead at daemon start); must be idempotent
+  manager.exit_hooks:    fn(namespace, id, exit) on the event loop, once per exit (not again after a
+                         daemon restart), e.g. restart policies or auto-remove
 """
 
 from __future__ import annotations
@@ -193,6 +200,8 @@ class TaskManager:
         self.root = Path(daemon.state) / "tasks"
         self.tasks: dict[tuple[str, str], Task] = {}
         self.exit_hooks: list[Callable[[str, str, dict], None]] = []
+        self.create_hooks: list[Callable[[str, str, dict, dict], None]] = []
+        self.release_hooks: list[Callable[[str, str], None]] = []
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     # -- paths -----------------------------------------------------------------------------------
@@ -256,6 +265,8 @@ class TaskManager:
             stdin = bool(params.get("stdin", False)) or terminal
             spec["process"]["terminal"] = terminal
             ocispec.finalize(spec, spec["root"]["path"] if os.path.isabs(spec["root"]["path"]) else rootfs)
+            for hook in list(self.create_hooks):
+                hook(namespace, cid, spec, container)
             (bundle / "config.json").write_text(json.dumps(spec, indent=1))
             logopts = params.get("log") or {}
             log_path = "" if logopts.get("driver") == "none" else str(self.log_path(namespace, cid))
@@ -360,6 +371,11 @@ class TaskManager:
                             cid], capture_output=True, stdin=subprocess.DEVNULL)
         unmount_all(bundle / "rootfs")
         shutil.rmtree(bundle, ignore_errors=True)
+        for hook in list(self.release_hooks):
+            try:
+                hook(namespace, cid)
+            except Exception:
+                log.exception("release hook for %s/%s failed", namespace, cid)
 
     async def close(self) -> None:
         """Daemon shutdown: stop watching; the shims and their containers keep running."""
