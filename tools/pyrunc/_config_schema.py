@@ -3,7 +3,7 @@
 VERSION = "2.22.3"
 class Decimal:  # json.loads never produces one
     pass
-import re
+from pyrunc.schema_patterns import re
 class JsonSchemaValueException(ValueError):
     def __init__(self, message, value=None, name=None, definition=None, rule=None):
         super().__init__(message)

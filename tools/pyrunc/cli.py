@@ -3,7 +3,7 @@ one place mapping errors to messages and exit codes, logs as logrus writes them 
 
 from __future__ import annotations
 
-import json
+from . import fastjson as json  # `json` imports re and enum: ~8 ms a start
 import os
 import sys
 import time
@@ -184,6 +184,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     sys.exit(main())
+
+
+def main_exit() -> None:
+    """The lean launcher's entry: main(), then exit without the interpreter's teardown (module and object
+    clean-up costs ~5 ms a start and nothing is left to tidy: files are closed and output flushed here)."""
+    import gc
+
+    gc.disable()  # short-lived; the long-running commands (events, a foreground run) allocate no cycles to speak of
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code if isinstance(code, int) else 1)
 
 
 if __name__ == "__main__":

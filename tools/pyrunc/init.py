@@ -222,7 +222,7 @@ def install_early(seccomp, profile: dict, sock) -> None:
 
 def _reset_signals() -> None:
     """Python ignores SIGPIPE and SIGXFSZ; an ignored disposition survives execve, so restore the defaults."""
-    import signal
+    import _signal as signal
 
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)

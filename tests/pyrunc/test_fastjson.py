@@ -1,0 +1,55 @@
+"""pyrunc.fastjson gives json's results and json's errors (it runs json's own C scanner and encoder)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pyrunc import fastjson
+from pyrunc.schema_patterns import _KNOWN
+
+DOCS = [{"a": [1, 2.5, None, True, False, "x\u00e9\n\"", {"b": {}}], "c": -1e300, "d": "é😀"}, [], "s", 3, 1.0, None,
+        {"ociVersion": "1.0.2", "process": {"args": ["sh", "-c", "echo \\\"hi\\\""], "env": []}}]
+BAD = ["", "{", "{} x", "[1,]", '{"a" 1}', "\ufeff{}", '"\x01"', "nul", "{not json"]
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_same_as_json(doc):
+    assert fastjson.dumps(doc) == json.dumps(doc)
+    assert fastjson.dumps(doc, separators=(",", ":")) == json.dumps(doc, separators=(",", ":"))
+    text = json.dumps(doc)
+    assert repr(fastjson.loads(text)) == repr(json.loads(text))
+    assert repr(fastjson.loads(f" \n\t{text}\r\n".encode())) == repr(json.loads(text))
+
+
+def test_errors_as_json_even_before_json_is_imported():
+    """The C scanner needs json.decoder imported to raise; an isolated interpreter (the launcher's) has not."""
+    code = ("import sys; sys.path[:0] = [sys.argv[1]]\nfrom pyrunc import fastjson\n"
+            "for bad in sys.argv[2:]:\n"
+            "    try:\n        fastjson.loads(bad)\n    except ValueError as e:\n        print(type(e).__name__, e)\n")
+    import pyrunc
+
+    tools = str(__import__("pathlib").Path(pyrunc.__file__).parent.parent)
+    out = subprocess.run([sys.executable, "-IS", "-c", code, tools, *BAD], capture_output=True, text=True, timeout=30)
+    expected = []
+    for bad in BAD:
+        try:
+            json.loads(bad)
+        except ValueError as e:
+            expected.append(f"{type(e).__name__} {e}")
+    assert out.stdout.splitlines() == expected, out.stderr
+
+
+def test_schema_patterns_agree_with_re():
+    import re
+
+    samples = ["", "RLIMIT_", "RLIMIT_NOFILE", "RLIMIT_nofile", "RLIMIT_A\n", "xRLIMIT_A", "0-3,5", "0-3\n", "a",
+               "1GB", "10MB", "0GB", "1KB\n", "2TB", "GB", "1G", "MB:0=20", "MB:\n", "\n", "\n\n", "a\n", "c", "cc",
+               "p\n", "u", "12345KB"]
+    for source, check in _KNOWN.items():
+        compiled = re.compile(source)
+        for s in samples:
+            assert bool(compiled.search(s)) == check(s), (source, s)

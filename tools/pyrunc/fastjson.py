@@ -1,0 +1,87 @@
+"""json.loads/dumps through the C accelerator `_json` alone.
+
+The `json` package imports `re` (and `re` imports `enum`): ~8 ms of every container start.  The C scanner and
+encoder are the ones `json` itself uses, so results are the same; anything unusual (errors, indent, BOMs,
+non-UTF-8 bytes) goes to `json`, so its messages are kept too."""
+
+from __future__ import annotations
+
+import _json
+
+_WS = " \t\n\r"
+
+
+class _Context:
+    """The attributes _json.make_scanner reads from a JSONDecoder."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name: str) -> float:
+        return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}[name]
+
+
+_scan = _json.make_scanner(_Context())
+
+
+def _default(o):
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+def _encoder(separators: tuple[str, str]):
+    item_sep, key_sep = separators
+    return _json.make_encoder(None, _default, _json.encode_basestring_ascii, None, key_sep, item_sep, False, False,
+                              True)
+
+
+_ENCODERS = {(", ", ": "): _encoder((", ", ": "))}
+
+
+def loads(s: str | bytes):
+    if isinstance(s, (bytes, bytearray)):
+        try:
+            s = s.decode("utf-8")
+        except UnicodeDecodeError:
+            return _slow().loads(s)
+    if s.startswith("\ufeff"):
+        return _slow().loads(s)
+    start = len(s) - len(s.lstrip(_WS))
+    try:
+        obj, end = _scan(s, start)
+    except (StopIteration, ValueError, SystemError):
+        # an error: json raises it with its message (the C scanner reports errors through json.decoder, and
+        # raises SystemError while that module is not imported)
+        return _slow().loads(s)
+    if s[end:].strip(_WS):
+        return _slow().loads(s)  # "Extra data"
+    return obj
+
+
+def dumps(obj, separators: tuple[str, str] | None = None, indent=None, **kwargs) -> str:
+    if indent is not None or kwargs:
+        return _slow().dumps(obj, separators=separators, indent=indent, **kwargs)
+    seps = tuple(separators) if separators else (", ", ": ")
+    enc = _ENCODERS.get(seps)
+    if enc is None:
+        enc = _ENCODERS[seps] = _encoder(seps)
+    if isinstance(obj, str):
+        return _json.encode_basestring_ascii(obj)
+    return "".join(enc(obj, 0))
+
+
+def load(f):
+    return loads(f.read())
+
+
+def dump(obj, f, **kwargs) -> None:
+    f.write(dumps(obj, **kwargs))
+
+
+def _slow():
+    import json
+
+    return json
