@@ -294,3 +294,14 @@ def test_host_config_round_trip(store: VolumeStore, tmp_path: Path) -> None:
     assert inspect[-1]["Type"] == "volume" and inspect[-1]["Destination"] == "/anon" and len(inspect[-1]["Name"]) == 64
     with pytest.raises(errdefs.InvalidArgument, match="^Duplicate mount point: /data$"):
         mounts_from_host_config({"Binds": ["a1:/data"], "Tmpfs": {"/data": ""}})
+
+
+def test_release_all_removes_anonymous_volumes_with_rm_v(store: VolumeStore) -> None:
+    named = store.create("keep-me")["Name"]
+    anon = store.create()["Name"]
+    shared_anon = store.create()["Name"]
+    for name in (named, anon, shared_anon):
+        store.acquire(name, CID_A)
+    store.acquire(shared_anon, CID_B)
+    assert store.release_all(CID_A, remove_anonymous=True) == sorted([named, anon, shared_anon])
+    assert {v["Name"] for v in store.ls()} == {named, shared_anon}  # named stays; a shared anonymous one too

@@ -134,12 +134,22 @@ class VolumeStore:
     def release(self, name: str, container_id: str) -> None:
         (self.dir / name / "refs" / container_id).unlink(missing_ok=True)
 
-    def release_all(self, container_id: str) -> list[str]:
-        """At container removal: drops its references; returns the volumes it used."""
+    def release_all(self, container_id: str, remove_anonymous: bool = False) -> list[str]:
+        """At container removal: drops its references; returns the volumes it used.
+
+        remove_anonymous (docker rm -v, run --rm): its anonymous volumes that nobody else uses go too.
+        """
         names = []
         for ref in self.dir.glob(f"*/refs/{container_id}"):
             ref.unlink(missing_ok=True)
             names.append(ref.parent.parent.name)
+        if remove_anonymous:
+            for name in names:
+                try:
+                    if ANONYMOUS_LABEL in self._doc(name)["Labels"] and not self.users(name):
+                        self.rm(name)
+                except (OSError, ValueError, errdefs.Error):
+                    pass  # gone or taken meanwhile: leave it to prune
         return sorted(names)
 
     def rm(self, name: str, force: bool = False) -> None:
