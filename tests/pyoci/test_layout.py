@@ -485,3 +485,124 @@ def test_gc_running_beside_a_writer_never_breaks_a_tagged_image(tmp_path):
     assert int(out) >= 1  # the collector did run alongside and removed garbage
     layout.gc()
     assert blob_files(layout.path) == set(layout.reachable())
+
+
+# -- one Layout shared by threads -----------------------------------------------------------------------
+
+def _run_threads(targets) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def wrap(fn):
+        def run():
+            try:
+                fn()
+            except BaseException as e:  # reported by the test thread
+                errors.append(e)
+        return run
+
+    threads = [threading.Thread(target=wrap(t)) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a thread is stuck"
+    assert not errors, errors
+
+
+def test_threads_sharing_one_layout_put_and_tag_without_losing_tags(tmp_path):
+    layout = Layout.init(tmp_path / "L")
+
+    def writer(who: str):
+        def run():
+            for i in range(10):
+                with layout.lock(exclusive=False):
+                    build_image(layout, f"{who}-{i}", [{f"{who}{i}": f"{who}-{i}".encode() * 500}],
+                                compression="")
+                layout.tag("contended", layout.resolve(f"{who}-{i}"))
+        return run
+
+    def collector():
+        for _ in range(20):
+            layout.gc()  # exclusive beside the writers' shared holds, on the same object
+            time.sleep(0.005)
+
+    _run_threads([writer(w) for w in "abcd"] + [collector])
+    assert sorted(layout.tags()) == sorted([f"{w}-{i}" for w in "abcd" for i in range(10)] + ["contended"])
+    assert layout.problems() == []
+    assert_layout_files_valid(tmp_path / "L")
+
+
+def test_exclusive_hold_waits_for_other_threads_shared_holds(tmp_path):
+    import threading
+
+    layout = Layout.init(tmp_path / "L")
+    held, release, gc_done = threading.Event(), threading.Event(), threading.Event()
+    both_inside = threading.Barrier(2, timeout=10)
+
+    def reader():
+        with layout.lock(exclusive=False):
+            both_inside.wait()  # a second thread's shared hold is granted while this one is held
+            held.set()
+            release.wait(10)
+
+    def second_reader():
+        with layout.lock(exclusive=False):
+            both_inside.wait()
+
+    def collector():
+        held.wait(10)
+        with layout.lock():  # must wait for the reader (the old lock let a second thread straight in)
+            gc_done.set()
+
+    threads = [threading.Thread(target=f) for f in (reader, second_reader, collector)]
+    for t in threads:
+        t.start()
+    try:
+        assert held.wait(10)
+        assert not gc_done.wait(0.3), "exclusive hold granted while another thread held the lock shared"
+    finally:
+        release.set()
+        for t in threads:
+            t.join(10)
+    assert gc_done.is_set()
+
+
+def test_flock_released_with_the_last_thread_and_reentrant_within_one(tmp_path):
+    import fcntl
+    import threading
+
+    layout = Layout.init(tmp_path / "L")
+
+    def try_exclusive_elsewhere() -> bool:
+        fd = os.open(tmp_path / "L" / "blobs", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    inner_in, inner_out = threading.Event(), threading.Event()
+
+    def other():
+        with layout.lock(exclusive=False):
+            inner_in.set()
+            inner_out.wait(10)
+
+    t = threading.Thread(target=other)
+    with layout.lock(exclusive=False):
+        with layout.lock(exclusive=False):  # re-entrant
+            t.start()
+            assert inner_in.wait(10)
+        assert not try_exclusive_elsewhere()
+    assert not try_exclusive_elsewhere()  # the other thread still holds it
+    inner_out.set()
+    t.join(10)
+    assert try_exclusive_elsewhere()  # last holder gone: flock released
+    with layout.lock():
+        with layout.lock(exclusive=False):  # shared inside exclusive: no deadlock, still exclusive
+            assert not try_exclusive_elsewhere()
+    assert try_exclusive_elsewhere()

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import threading
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -396,37 +397,86 @@ class BlobSource:
 
 
 class _DirLock:
-    """flock on a directory, re-entrant within its owner; a shared hold is upgraded when exclusive is asked."""
+    """flock on a directory, shared by the threads of this process and re-entrant within a thread.
+
+    One flock (one fd) stands for every holder in the process: a reader/writer lock over threads,
+    guarded by a condition variable, counts who holds it shared and who exclusive; the fd is opened
+    with the first holder and closed (releasing the flock) with the last. A thread holding it shared
+    that asks for it exclusive waits for the other threads' shared holds to end, then upgrades the
+    flock (flock upgrades are not atomic across processes, as before). Two threads upgrading at once
+    would wait on each other: writers (gc) take it exclusive without holding it shared first.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._cond = threading.Condition(threading.Lock())
         self._fd: int | None = None
-        self._mode = 0
+        self._mode = 0  # flock mode held on _fd
+        self._shared: dict[int, int] = {}  # thread id -> shared hold depth
+        self._owner: int | None = None  # thread holding it exclusive
+        self._depth = 0  # exclusive hold depth of _owner
+
+    def _others_shared(self, me: int) -> bool:
+        return any(n for t, n in self._shared.items() if t != me)
+
+    def _flock(self, mode: int) -> None:
+        if self._fd is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(self._fd, mode)
+        except BaseException:
+            if not self._shared and self._owner is None:
+                self._close()
+            raise
+        self._mode = mode
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd, self._mode = self._fd, None, 0
+            os.close(fd)  # releases the flock
 
     @contextmanager
     def hold(self, exclusive: bool) -> Iterator[None]:
-        want = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        if self._fd is not None:
-            prev = self._mode
-            if want == fcntl.LOCK_EX and prev == fcntl.LOCK_SH:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-                self._mode = fcntl.LOCK_EX
-            try:
-                yield
-            finally:
-                if self._mode != prev and self._fd is not None:
-                    fcntl.flock(self._fd, prev)
-                    self._mode = prev
-            return
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                pass  # nested inside our own exclusive hold: nothing to take
+            elif exclusive:
+                self._cond.wait_for(lambda: self._owner is None and not self._others_shared(me))
+                self._flock(fcntl.LOCK_EX)  # take or upgrade (only this thread holds it now)
+            else:
+                self._cond.wait_for(lambda: self._owner is None)
+                if self._fd is None:
+                    self._flock(fcntl.LOCK_SH)
+            if exclusive or self._owner == me:
+                self._owner = me
+                self._depth += 1
+                mine = "ex"
+            else:
+                self._shared[me] = self._shared.get(me, 0) + 1
+                mine = "sh"
         try:
-            fcntl.flock(fd, want)
-            self._fd, self._mode = fd, want
             yield
         finally:
-            self._fd, self._mode = None, 0
-            os.close(fd)  # releases the flock
+            with self._cond:
+                if mine == "ex":
+                    self._depth -= 1
+                    if self._depth == 0:
+                        self._owner = None
+                        if self._shared.get(me):
+                            try:
+                                fcntl.flock(self._fd, fcntl.LOCK_SH)  # back to our shared hold
+                                self._mode = fcntl.LOCK_SH
+                            except OSError:
+                                pass
+                else:
+                    self._shared[me] -= 1
+                    if not self._shared[me]:
+                        del self._shared[me]
+                if self._owner is None and not self._shared:
+                    self._close()
+                self._cond.notify_all()
 
 
 class Layout(BlobSource):
