@@ -78,9 +78,20 @@ class Tracker:
 
 @pytest.fixture(scope="module")
 def module_tokens(tmp_path_factory):
-    """The final check, after the module: no netns, link or process carrying any test's marker."""
+    """The final check, after the module: no netns, link or process carrying any test's marker.
+
+    It also holds a host-wide lock: another pytest run of this module (another engineer's checkout,
+    `make test`) would use the same subnets on the same host, so the two take turns.
+    """
+    import fcntl
+
     tokens: list[str] = []
-    yield tokens
+    lock = os.open("/tmp/pytest-pycontainerd-network.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        yield tokens
+    finally:
+        os.close(lock)
     left_ns = {n for n in netns_names() if any(t in n for t in tokens)}
     left_links = {link for link in links() if any(t in link for t in tokens)}
     procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
@@ -305,7 +316,8 @@ def test_two_containers_reach_each_other_by_ip_and_name(manager: NetworkManager,
     manager.detach("3" * 64, net["Name"])
     assert f"{db.ip}\t" not in Path(web_hosts_path).read_text()
     assert veth not in links()
-    assert f" {db.ip}/32 " not in iptables_rules()
+    rules = iptables_rules()
+    assert f" {db.ip}/32 " not in rules, [line for line in rules.splitlines() if f" {db.ip}/32 " in line]
     assert not list((Path(manager.store.ipam_dir)).rglob(db.ip))
     with pytest.raises(errdefs.NotFound, match="is not connected to network"):
         manager.detach("3" * 64, net["Name"])
