@@ -10,7 +10,8 @@ an archive of it):
   by `gc` -- so gc never removes a temp file being written nor a blob about to be tagged;
 - the index lock on the layout directory: every change to index.json is a read-modify-write under it,
   so two taggers never lose each other's tags. Always taken after the blob lock, never before.
-One Layout object per thread (the locks are re-entrant within one object, not across threads).
+Both are thread-safe: one Layout may be shared by threads (shared holds coexist, exclusive waits for
+the other threads), and re-entrant within a thread.
 """
 
 from __future__ import annotations
