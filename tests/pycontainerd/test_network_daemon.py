@@ -1,0 +1,185 @@
+"""pycontainerd with network.service registered: tasks of pyctr-style containers get networks and
+volumes, lose them when deleted, and after a daemon restart only the dead ones lose them.
+
+The daemon is started through a small launcher that adds `network.service.register` to its
+services (the one line daemon.load_services is to get), with test-private bridge, subnets and netns
+prefix so it never touches a real pyctr0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pycontainerd import errdefs, ocispec
+from pycontainerd.network import container as netcontainer
+from tests.pycontainerd.daemon_fixture import running_daemon
+from tests.support import free_port, require
+
+LAUNCHER = """
+import sys
+import pycontainerd.daemon as d
+from pycontainerd.network import service
+
+options = {options!r}
+_load = d.Daemon.load_services
+
+def load_services(self):
+    _load(self)
+    service.register(self, **options)
+
+d.Daemon.load_services = load_services
+sys.exit(d.main(sys.argv[1:]))
+"""
+
+
+def iptables_rules() -> str:
+    return subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def netdaemon(tmp_path: Path):
+    runc = require("runc")
+    token = secrets.token_hex(3)
+    options = {"default_bridge": f"pytest{token}", "default_subnet": "10.218.0.0/24", "pool": "10.218.0.0/16",
+               "netns_prefix": f"pytest{token}-"}
+    launcher = tmp_path / "launch_pycontainerd.py"
+    launcher.write_text(LAUNCHER.format(options=options))
+    import fcntl
+
+    lock = os.open("/tmp/pytest-pycontainerd-network-daemon.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # another checkout's run of this module would use the same subnets
+    try:
+        with running_daemon(tmp_path, runtime=runc, start=False) as handle:
+            handle.command = lambda: [sys.executable, str(launcher), "--root", str(handle.root), "--state",
+                                      str(handle.state), "--address", handle.address, "--runtime", handle.runtime,
+                                      "--log-level", "debug"]
+            handle.start()
+            handle.options = options
+            try:
+                yield handle
+            finally:
+                # whatever the test left: tasks, containers, then the networks it made
+                c = handle.client if handle.proc and handle.proc.poll() is None else None
+                if c is not None:
+                    for row in c.call("Containers", "List", {}).get("containers", []):
+                        try:
+                            c.call("Tasks", "Delete", {"container_id": row["id"], "force": True})
+                        except errdefs.Error:
+                            pass
+                        c.call("Containers", "Delete", {"id": row["id"]})
+                    for n in c.call("Networks", "List", {})["networks"]:
+                        if n["Name"] not in ("bridge", "host", "none"):
+                            c.call("Networks", "Remove", {"name": n["Name"]})
+        # the default bridge of this daemon, and the check that nothing is left
+        bridge = options["default_bridge"]
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+        from pycontainerd.network import isolation
+        isolation.remove(bridge)
+        rules = iptables_rules()
+        assert "10.218." not in rules, [line for line in rules.splitlines() if "10.218." in line]
+        left = [n for n in os.listdir("/var/run/netns") if token in n] if os.path.isdir("/var/run/netns") else []
+        assert not left, f"netns left behind: {left}"
+    finally:
+        os.close(lock)
+
+
+def make_container(client, cid: str, rootfs: Path, args: list[str], docker: dict, name: str) -> None:
+    spec = ocispec.default_spec("default", cid)
+    spec["process"]["args"] = args
+    spec["process"]["env"] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+    spec["process"]["terminal"] = False
+    spec["root"] = {"path": str(rootfs), "readonly": False}
+    spec["hostname"] = cid[:12]
+    client.call("Containers", "Create", {"container": {
+        "id": cid, "image": "", "spec": spec, "labels": {"nerdctl/name": name},
+        "extensions": {"pyctr/docker": docker}}})
+
+
+def run_task(client, cid: str) -> int:
+    pid = client.call("Tasks", "Create", {"container_id": cid})["pid"]
+    client.call("Tasks", "Start", {"container_id": cid})
+    return pid
+
+
+def curl(url: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["curl", "-sS", "--max-time", "5", "--retry", "30", "--retry-connrefused", "--retry-delay",
+                           "0", url], capture_output=True, text=True)
+
+
+def test_daemon_networks_tasks_and_volumes(netdaemon, tmp_path: Path, busybox_rootfs: Path) -> None:
+    require("curl")
+    c = netdaemon.client
+    (busybox_rootfs / "www").mkdir()
+    (busybox_rootfs / "www" / "index.html").write_text("seeded from the image\n")
+    net = c.call("Networks", "Create", {"name": f"pytest-{secrets.token_hex(3)}"})["network"]
+    port = free_port()
+    bindings, exposed = netcontainer.port_bindings(
+        __import__("pycontainerd.network", fromlist=["parse_publish"]).parse_publish([f"{port}:80"]))
+    web_id, cli_id = secrets.token_hex(32), secrets.token_hex(32)
+    make_container(c, web_id, busybox_rootfs, ["httpd", "-f", "-p", "80", "-h", "/www"], {
+        "Config": {"ExposedPorts": exposed, "Volumes": {"/cache": {}}},
+        "HostConfig": {"NetworkMode": net["Name"], "PortBindings": bindings, "Binds": ["pytest-www:/www"]},
+        "NetworkingConfig": {"EndpointsConfig": {net["Name"]: {"Aliases": ["site"]}}}}, "web")
+    run_task(c, web_id)
+    assert curl(f"http://127.0.0.1:{port}/").stdout == "seeded from the image\n"
+    settings = c.call("Networks", "Settings", {"container_id": web_id})["settings"]
+    assert settings["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}
+    web_ip = settings["Networks"][net["Name"]]["IPAddress"]
+    assert web_ip.startswith("10.218.")
+    vols = {v["Name"]: v for v in c.call("Volumes", "List", {})["volumes"]}
+    assert "pytest-www" in vols and len(vols) == 2  # the named one and /cache's anonymous one
+    assert c.call("Volumes", "Users", {"name": "pytest-www"})["containers"] == [web_id]
+    with pytest.raises(errdefs.FailedPrecondition, match="volume is in use"):
+        c.call("Volumes", "Remove", {"name": "pytest-www"})
+    with pytest.raises(errdefs.FailedPrecondition, match="has active endpoints"):
+        c.call("Networks", "Remove", {"name": net["Name"]})
+    # a client container on the same network finds the server by name and alias
+    make_container(c, cli_id, busybox_rootfs, ["sh", "-c", "wget -q -O - http://web/ && wget -q -O - http://site/"],
+                   {"Config": {}, "HostConfig": {"NetworkMode": net["Name"]}}, "client")
+    run_task(c, cli_id)
+    status = c.call("Tasks", "Wait", {"container_id": cli_id}, timeout=30)
+    assert status.get("exit_status") == 0, netdaemon.log_text()[-2000:]
+    c.call("Tasks", "Delete", {"container_id": cli_id})
+    # daemon restart with the server still running: its networking stays
+    netdaemon.restart()
+    c = netdaemon.client
+    assert curl(f"http://127.0.0.1:{port}/").stdout == "seeded from the image\n"
+    assert web_id in c.call("Networks", "Inspect", {"name": net["Name"]})["network"]["Containers"]
+    # the server dies while the daemon is down: the restarted daemon releases its networking
+    shim_pid = int((Path(netdaemon.state) / "tasks" / "default" / web_id / "shim.pid").read_text())
+    netdaemon.kill()
+    subprocess.run(["runc", "--root", str(Path(netdaemon.state) / "runtime" / "default"), "kill", web_id, "KILL"],
+                   capture_output=True)
+    os.kill(shim_pid, signal.SIGKILL)
+    time.sleep(0.2)
+    netdaemon.start()
+    c = netdaemon.client
+    deadline = time.monotonic() + 10
+    while web_id in c.call("Networks", "Inspect", {"name": net["Name"]})["network"]["Containers"]:
+        assert time.monotonic() < deadline, "the dead container's endpoint was not released"
+        time.sleep(0.1)
+    rules = iptables_rules()
+    assert f"--dports {port}" not in rules and f" {web_ip}/32 " not in rules
+    assert not os.path.exists(f"/var/run/netns/{netdaemon.options['netns_prefix']}{web_id[:12]}")
+    # container records deleted: volume references go, the volume (data) stays until removed
+    for cid in (web_id, cli_id):
+        c.call("Containers", "Delete", {"id": cid})
+    deadline = time.monotonic() + 5
+    while c.call("Volumes", "Users", {"name": "pytest-www"})["containers"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    mountpoint = c.call("Volumes", "Inspect", {"name": "pytest-www"})["volume"]["Mountpoint"]
+    assert Path(mountpoint, "index.html").read_text() == "seeded from the image\n"
+    c.call("Volumes", "Remove", {"name": "pytest-www"})
+    assert c.call("Volumes", "Prune", {})["removed"] != []  # the anonymous /cache volume
+    c.call("Networks", "Remove", {"name": net["Name"]})
+    assert json.dumps(c.call("Networks", "List", {})).count(net["Name"]) == 0
