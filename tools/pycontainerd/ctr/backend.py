@@ -8,10 +8,12 @@ Docker-only metadata is kept as nerdctl does, in the container record: labels `n
 
 from __future__ import annotations
 
+import secrets
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from pyoci import reference
 from pyoci.errors import OCIError
@@ -158,6 +160,19 @@ class Backend:
 
     def call(self, service: str, method: str, params: dict | None = None, **kw) -> dict:
         return self.client.call(service, method, params or {}, **kw)
+
+    @contextmanager
+    def lease(self, expire_seconds: int = 3600) -> Iterator[str]:
+        """A lease protecting what a multi-call operation writes until its records reference it."""
+        lid = "pyctr-" + secrets.token_hex(8)
+        self.call("Leases", "Create", {"id": lid, "expire_seconds": expire_seconds})
+        try:
+            yield lid
+        finally:
+            try:
+                self.call("Leases", "Delete", {"id": lid})
+            except errdefs.Error:
+                pass
 
     def info(self) -> dict:
         if self._info is None:

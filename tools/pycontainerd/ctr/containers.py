@@ -155,20 +155,21 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
     labels = {**_labels(o.labels), NAME_LABEL: name, HOSTNAME_LABEL: config["Hostname"]}
     if o.rm and o.detach:
         labels[AUTO_REMOVE_LABEL] = "true"
-    try:
-        b.call("Snapshots", "Prepare", {"key": cid, "parent": cfg["chain_id"]})
-    except errdefs.Error as exc:
-        raise CLIError(f"Error response from daemon: {exc}", 125) from None
-    try:
-        record = b.call("Containers", "Create", {"container": {
-            "id": cid, "image": image["name"], "spec": spec, "snapshot_key": cid, "labels": labels,
-            "extensions": {DOCKER_EXT: docker}}})["container"]
-    except errdefs.Error as exc:
+    with b.lease() as lease:  # the snapshot is nobody's until the record names it
         try:
-            b.call("Snapshots", "Remove", {"key": cid})
-        except errdefs.Error:
-            pass
-        raise CLIError(f"Error response from daemon: {exc}", 125) from None
+            b.call("Snapshots", "Prepare", {"key": cid, "parent": cfg["chain_id"], "lease": lease})
+        except errdefs.Error as exc:
+            raise CLIError(f"Error response from daemon: {exc}", 125) from None
+        try:
+            record = b.call("Containers", "Create", {"container": {
+                "id": cid, "image": image["name"], "spec": spec, "snapshot_key": cid, "labels": labels,
+                "extensions": {DOCKER_EXT: docker}}})["container"]
+        except errdefs.Error as exc:
+            try:
+                b.call("Snapshots", "Remove", {"key": cid})
+            except errdefs.Error:
+                pass
+            raise CLIError(f"Error response from daemon: {exc}", 125) from None
     return ContainerView(record, None)
 
 

@@ -291,17 +291,18 @@ def import_rootfs(b: Backend, source: str, repo: str | None, message: str = "", 
               "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
               "history": [{"created": created, "created_by": "", "comment": message or "Imported from " + source}]}
     config_bytes = json.dumps(config, separators=(",", ":")).encode()
-    config_desc = _write_blob(b, config_bytes, mt.OCI_CONFIG)
-    layer_desc = _write_blob(b, data, mt.OCI_LAYER)
-    manifest = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": config_desc, "layers": [layer_desc]}
-    manifest_desc = _write_blob(b, json.dumps(manifest, separators=(",", ":")).encode(), mt.OCI_MANIFEST,
-                                refs=[config_desc["digest"], layer_desc["digest"]])
-    name = normalize(repo) if repo else f"import-{time.strftime('%Y-%m-%d')}@{manifest_desc['digest']}"
-    record = {"name": name, "target": manifest_desc}
-    try:
-        b.call("Images", "Create", {"image": record})
-    except errdefs.AlreadyExists:
-        b.call("Images", "Update", {"image": record, "update_mask": ["target"]})
+    with b.lease() as lease:  # the blobs are nobody's until the image record names the manifest
+        config_desc = _write_blob(b, config_bytes, mt.OCI_CONFIG, lease)
+        layer_desc = _write_blob(b, data, mt.OCI_LAYER, lease)
+        manifest = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": config_desc, "layers": [layer_desc]}
+        manifest_desc = _write_blob(b, json.dumps(manifest, separators=(",", ":")).encode(), mt.OCI_MANIFEST, lease,
+                                    refs=[config_desc["digest"], layer_desc["digest"]])
+        name = normalize(repo) if repo else f"import-{time.strftime('%Y-%m-%d')}@{manifest_desc['digest']}"
+        record = {"name": name, "target": manifest_desc}
+        try:
+            b.call("Images", "Create", {"image": record})
+        except errdefs.AlreadyExists:
+            b.call("Images", "Update", {"image": record, "update_mask": ["target"]})
     b.call("Images", "Unpack", {"name": name})
     print(config_desc["digest"])
 
@@ -311,11 +312,12 @@ def _arch() -> str:
     return platforms.default().architecture
 
 
-def _write_blob(b: Backend, data: bytes, media_type: str, refs: list[str] = ()) -> dict:
+def _write_blob(b: Backend, data: bytes, media_type: str, lease: str, refs: list[str] = ()) -> dict:
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     labels = {f"containerd.io/gc.ref.content.{i}": d for i, d in enumerate(refs)}
+    b.call("Leases", "AddResource", {"id": lease, "resource": {"id": digest, "type": "content"}})
     call = b.client.duplex("Content", "Write", {"ref": f"pyctr-import-{digest}", "expected": digest,
-                                                "total": len(data), "labels": labels})
+                                                "total": len(data), "labels": labels, "lease": lease})
     view = memoryview(data)
     for off in range(0, len(data), CHUNK):
         call.send_data(bytes(view[off:off + CHUNK]))
