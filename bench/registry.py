@@ -349,12 +349,12 @@ def main() -> int:
                         results[n][k].append(rate)
                         cpu[n][k].append((cpu_seconds(pid) - c0) / units)
                     print(f"run {run + 1}/{args.runs} {n:12s} " + "  ".join(
-                        f"{k} {results[n][k][-1]:.0f}" for k in GOALS), flush=True)
+                        f"{k} {results[n][k][-1]:.0f} ({cpu[n][k][-1]:.2f}s)" for k in GOALS), flush=True)
                 for p in tmp.iterdir():
                     p.unlink()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print()
+    print("(per run: rate, and in parentheses the server's CPU seconds for it)\n")
     print(f"{'metric':14s} {'pyregistry':>12s} {'distribution':>13s} {'ratio':>7s} {'goal':>6s}  verdict")
     for k, goal in GOALS.items():
         py, dist = statistics.median(results["pyregistry"][k]), statistics.median(results["distribution"][k])
