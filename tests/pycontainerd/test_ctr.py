@@ -259,6 +259,18 @@ def test_detached_lifecycle(ctr):
     assert ctr("rm", "site", "idle").out == "site\nidle\n"
 
 
+def test_concurrent_runs_one_name(ctr):
+    procs = [subprocess.Popen(ctr.argv("create", "--name", "same", "busybox"), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=REPO, env=env()) for _ in range(4)]
+    results = [(p.wait(60), p.stdout.read(), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert sorted(r[0] for r in results) == [0, 125, 125, 125], results
+    assert all('The container name "/same" is already in use' in r[2] for r in results if r[0] == 125)
+    assert ctr.ok("ps", "-a", "--format", "{{.Names}}") == "same\n"
+
+
 def test_stop_timeout_and_stopsignal(ctr, stopsig_archive):
     ctr.ok("load", "-i", str(stopsig_archive))
     ctr.ok("run", "-d", "--name", "deaf", "busybox", "sleep", "1000")

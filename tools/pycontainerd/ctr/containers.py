@@ -170,7 +170,24 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
             except errdefs.Error:
                 pass
             raise CLIError(f"Error response from daemon: {exc}", 125) from None
+    _claim_name(b, record, name)
     return ContainerView(record, None)
+
+
+def _claim_name(b: Backend, record: dict, name: str) -> None:
+    """Names are unique: of two records created at once with one name, the later one goes (the daemon
+    has no unique index on labels, so the check before creating can race)."""
+    owners = [r for r in b.call("Containers", "List").get("containers", [])
+              if (r.get("labels") or {}).get(NAME_LABEL) == name]
+    if len(owners) < 2:
+        return
+    first = min(owners, key=lambda r: (r.get("created_at", ""), r["id"]))
+    if first["id"] == record["id"]:
+        return
+    b.call("Containers", "Delete", {"id": record["id"], "cleanup_snapshot": True})
+    raise CLIError(f'Error response from daemon: Conflict. The container name "/{name}" is already in use by '
+                   f'container "{first["id"]}". You have to remove (or rename) that container to be able to '
+                   "reuse that name.", 125)
 
 
 def start_error(exc: Exception) -> CLIError:
