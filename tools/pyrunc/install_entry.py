@@ -16,8 +16,7 @@ import sysconfig
 TEMPLATE = """#!{python} -IS
 # pyrunc's lean launcher, written by `python -m pyrunc.install_entry` (no `site`, no console-script imports)
 import sys
-sys.path[:0] = {front!r}
-sys.path += {back!r}
+sys.path += {paths!r}
 from pyrunc.cli import main_exit
 main_exit()
 """
@@ -30,7 +29,8 @@ def render(python: str) -> str:
         p = sysconfig.get_paths()[key]
         if p not in libs:
             libs.append(p)
-    return TEMPLATE.format(python=python, front=[package_parent], back=libs)
+    # the order `site` gives: the stdlib, site-packages, then the editable install's .pth entry
+    return TEMPLATE.format(python=python, paths=[*libs, package_parent])
 
 
 def main(argv: list[str]) -> int:
