@@ -128,15 +128,11 @@ def manager(tmp_path: Path, tracker: Tracker):
             for iface in (ep.get("result") or {}).get("interfaces", []):
                 if not iface.get("sandbox"):
                     tracker.veths.add(iface["name"])
-            m.detach_all(ep["container_id"])
         for doc in m.list():
             tracker.bridges.add(doc["Options"].get("com.docker.network.bridge.name", ""))
             tracker.cni_names.add(m._cni_name(doc))
-            if doc["Name"] not in ("host", "none"):
-                if doc["Name"] == "bridge":
-                    m._teardown(doc)
-                else:
-                    m.remove(doc["Name"])
+        m.purge(remove_default_bridge=True)
+        assert [n["Name"] for n in m.list()] == ["bridge", "host", "none"] and not m.store.all_endpoints()
         for name in tracker.netns:
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         tracker.netns.clear()

@@ -67,27 +67,26 @@ def netdaemon(tmp_path: Path):
             try:
                 yield handle
             finally:
-                # whatever the test left: tasks, containers, then the networks it made
-                c = handle.client if handle.proc and handle.proc.poll() is None else None
-                if c is not None:
-                    for row in c.call("Containers", "List", {}).get("containers", []):
-                        try:
-                            c.call("Tasks", "Delete", {"container_id": row["id"], "force": True})
-                        except errdefs.Error:
-                            pass
-                        c.call("Containers", "Delete", {"id": row["id"]})
-                    for n in c.call("Networks", "List", {})["networks"]:
-                        if n["Name"] not in ("bridge", "host", "none"):
-                            c.call("Networks", "Remove", {"name": n["Name"]})
-        # the default bridge of this daemon, and the check that nothing is left
-        bridge = options["default_bridge"]
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
-        from pycontainerd.network import isolation
-        isolation.remove(bridge)
+                # whatever the test left, even with the daemon dead mid-test: endpoints, netns, networks
+                if handle.proc is not None and handle.proc.poll() is None:
+                    handle.stop()
+                # container processes (their rootfs is outside the daemon's paths, so the daemon
+                # fixture's sweep would not recognise them): by the runtime's own list
+                runtime_dir = Path(handle.state) / "runtime"
+                for ns_root in (runtime_dir.iterdir() if runtime_dir.is_dir() else []):
+                    ids = subprocess.run([runc, "--root", str(ns_root), "list", "-q"], capture_output=True,
+                                         text=True).stdout.split()
+                    for cid in ids:
+                        subprocess.run([runc, "--root", str(ns_root), "delete", "-f", cid], capture_output=True)
+                from pycontainerd.network import NetworkManager
+                NetworkManager(handle.root, handle.state, **options).purge(remove_default_bridge=True)
+        # nothing is left: rules, netns, the bridge
         rules = iptables_rules()
         assert "10.218." not in rules, [line for line in rules.splitlines() if "10.218." in line]
         left = [n for n in os.listdir("/var/run/netns") if token in n] if os.path.isdir("/var/run/netns") else []
         assert not left, f"netns left behind: {left}"
+        links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+        assert options["default_bridge"] not in links
     finally:
         os.close(lock)
 

@@ -333,6 +333,18 @@ class NetworkManager:
                         shutil.rmtree(d, ignore_errors=True)
         return sorted(set(gone))
 
+    def purge(self, remove_default_bridge: bool = False) -> None:
+        """Everything this root made, for a test fixture or an uninstall: every endpoint released (and
+        our named netns), every user network removed; the default bridge device only when asked,
+        as other daemons on the host may share it."""
+        self.cleanup_stale(set())
+        for doc in self.list():
+            if doc["Name"] not in PREDEFINED:
+                self.remove(doc["Id"])
+            elif doc["Name"] == "bridge" and remove_default_bridge:
+                with self.store.locked():
+                    self._teardown(doc)
+
     # hosts, hostname, resolv.conf
 
     def _write_container_files(self, container_id: str, ep: dict) -> None:
