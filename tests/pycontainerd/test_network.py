@@ -653,3 +653,24 @@ def test_port_lines() -> None:
     assert port_lines(ports, "80") == ["0.0.0.0:8080", "127.0.0.1:8081"]
     with pytest.raises(errdefs.NotFound, match="^No public port '53/udp' published for container$"):
         port_lines(ports, "53/udp")
+
+
+def test_host_config_fields_from_flags() -> None:
+    fields = container_module.host_config_fields(
+        network="appnet", publish=["8080:80", "127.0.0.1::53/udp"], publish_all=True, exposed=["9000"],
+        dns=["1.1.1.1"], add_hosts=["db:10.0.0.5"], aliases=["web"])
+    assert fields["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "", "HostPort": "8080"}],
+                                                    "53/udp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}
+    assert fields["Config"]["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}, "9000/tcp": {}}
+    assert fields["NetworkingConfig"] == {"EndpointsConfig": {"appnet": {"Aliases": ["web"]}}}
+    request = container_module.NetworkRequest.from_docker(fields, name="web")
+    assert request.mode == "appnet" and request.aliases == ["web"] and request.extra_hosts == ["db:10.0.0.5"]
+    assert request.ports == [PortSpec(80, "tcp", "", "8080"), PortSpec(53, "udp", "127.0.0.1", ""), PortSpec(9000)]
+    assert container_module.NetworkRequest.from_docker(container_module.host_config_fields()).mode == "bridge"
+    for kwargs, message in [(dict(publish=["foo"]), "invalid containerPort: foo"),
+                            (dict(add_hosts=["nohost"]), 'invalid argument "nohost" for "--add-host" flag'),
+                            (dict(dns=["x"]), "x is not an ip address"),
+                            (dict(aliases=["a"]), "network-scoped alias is supported only")]:
+        with pytest.raises(errdefs.InvalidArgument) as info:
+            container_module.host_config_fields(**kwargs)
+        assert message in str(info.value)

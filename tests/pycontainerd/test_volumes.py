@@ -305,3 +305,20 @@ def test_release_all_removes_anonymous_volumes_with_rm_v(store: VolumeStore) -> 
     store.acquire(shared_anon, CID_B)
     assert store.release_all(CID_A, remove_anonymous=True) == sorted([named, anon, shared_anon])
     assert {v["Name"] for v in store.ls()} == {named, shared_anon}  # named stays; a shared anonymous one too
+
+
+def test_host_config_fields_from_flags(tmp_path: Path) -> None:
+    from pycontainerd.volumes import host_config_fields, mounts_from_host_config
+
+    hc, config_volumes = host_config_fields(
+        volumes=["data:/data:ro", "/anon", f"{tmp_path}:/host"], mounts=["type=tmpfs,target=/scratch"],
+        tmpfs=["/run:size=1m"], image_volumes={"/var/lib/db": {}})
+    assert hc == {"Binds": ["data:/data:ro", f"{tmp_path}:/host"], "Tmpfs": {"/run": "size=1m"},
+                  "Mounts": [{"Type": "tmpfs", "Source": "", "Target": "/scratch"}]}
+    assert config_volumes == {"/var/lib/db": {}, "/anon": {}}
+    assert [m.target for m in mounts_from_host_config(hc)] == ["/data", "/host", "/scratch", "/run"]
+    assert host_config_fields() == ({"Binds": None, "Tmpfs": None}, {})
+    with pytest.raises(errdefs.InvalidArgument, match="^Duplicate mount point: /x$"):
+        host_config_fields(volumes=["a1:/x"], tmpfs=["/x"])
+    with pytest.raises(errdefs.InvalidArgument, match="bind source path does not exist: /no/such"):
+        host_config_fields(mounts=["type=bind,source=/no/such,target=/x"])

@@ -545,3 +545,29 @@ def docker_mounts(store: VolumeStore, specs: list[MountSpec], oci: list[dict]) -
             out.append({"Type": "tmpfs", "Source": "", "Destination": o["destination"], "Mode": "", "RW": rw,
                         "Propagation": ""})
     return out
+
+
+def host_config_fields(volumes: list[str] = (), mounts: list[str] = (), tmpfs: list[str] = (),
+                       image_volumes: dict | list = ()) -> tuple[dict, dict]:
+    """pyctr's `-v`/`--mount`/`--tmpfs` flags validated (docker's errors) and stored as docker does:
+    (HostConfig fields {"Binds", "Mounts", "Tmpfs"}, Config.Volumes). `-v /path` alone is an anonymous
+    volume: it goes to Config.Volumes, beside the image's VOLUMEs, not to Binds."""
+    binds, config_volumes = [], {v: {} for v in image_volumes}
+    parsed = []
+    for raw in volumes:
+        m = parse_volume(raw)
+        parsed.append(m)
+        if m.type == "volume" and not m.source:
+            config_volumes[m.target] = {}
+        else:
+            binds.append(raw)
+    mount_specs = [parse_mount(raw) for raw in mounts]
+    tmpfs_map = {}
+    for raw in tmpfs:
+        spec = parse_tmpfs(raw)
+        tmpfs_map[spec.target] = raw.partition(":")[2]
+    check_duplicates(parsed + mount_specs + [MountSpec("tmpfs", "", t) for t in tmpfs_map])
+    fields: dict = {"Binds": binds or None, "Tmpfs": tmpfs_map or None}
+    if mount_specs:
+        fields["Mounts"] = [mount_to_docker(m) for m in mount_specs]
+    return fields, config_volumes

@@ -136,3 +136,32 @@ def network_settings(manager: NetworkManager, container_id: str) -> dict:
         "IPPrefixLen": default.prefix_len if default else 0, "IPv6Gateway": "",
         "MacAddress": default.mac if default else "", "Networks": networks,
     }
+
+
+def host_config_fields(network: str = "default", publish: list[str] = (), publish_all: bool = False,
+                       exposed: list[str] = (), dns: list[str] = (), dns_search: list[str] = (),
+                       dns_options: list[str] = (), add_hosts: list[str] = (), aliases: list[str] = ()) -> dict:
+    """pyctr's network flags validated (docker's errors) and stored as docker stores them:
+    {"HostConfig": {...}, "Config": {"ExposedPorts"}, "NetworkingConfig": {...}} to merge into the
+    container's docker document; NetworkRequest.from_docker reads them back in the daemon."""
+    from . import hosts
+    from .ports import parse_publish
+
+    for h in add_hosts:
+        hosts.parse_add_host(h)
+    hosts.render_resolv("", list(dns))  # validates the addresses
+    specs = parse_publish(list(publish))
+    bindings, exposed_ports = port_bindings(specs)
+    for e in exposed:
+        proto, port = split_proto_port(e)
+        exposed_ports.setdefault(f"{port}/{proto or 'tcp'}", {})
+    mode = network or "default"
+    if aliases and mode in ("default", "bridge", "host", "none"):
+        raise errdefs.InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+    return {
+        "HostConfig": {"NetworkMode": mode, "PortBindings": bindings, "PublishAllPorts": publish_all,
+                       "Dns": list(dns), "DnsSearch": list(dns_search), "DnsOptions": list(dns_options),
+                       "ExtraHosts": list(add_hosts) or None},
+        "Config": {"ExposedPorts": exposed_ports or None},
+        "NetworkingConfig": {"EndpointsConfig": {mode: {"Aliases": list(aliases) or None}}},
+    }

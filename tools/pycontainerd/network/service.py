@@ -170,7 +170,14 @@ class _Lifecycle:
 
 
 def register(daemon, **manager_options) -> ContainerHooks:
-    """manager_options: NetworkManager's (default_bridge, default_subnet, pool, netns_prefix, …)."""
+    """manager_options: NetworkManager's (default_bridge, default_subnet, pool, netns_prefix, …);
+    daemon flags, when the daemon's Config has them (docker's --bridge/--bip, a --cni-path), fill
+    the ones not given."""
+    cfg = getattr(daemon, "config", None)
+    for attr, key in (("bridge", "default_bridge"), ("bip", "default_subnet"), ("cni_path", "cni_path")):
+        value = getattr(cfg, attr, None)
+        if value:
+            manager_options.setdefault(key, value)
     networks = NetworkManager(daemon.root, daemon.state, **manager_options)
     volumes = VolumeStore(daemon.root)
     daemon.networks, daemon.volumes = networks, volumes
