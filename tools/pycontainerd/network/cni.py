@@ -59,7 +59,8 @@ def _run(plugin: dict, conf_name: str, command: str, container_id: str, netns: s
     if prev is not None:
         conf["prevResult"] = prev
     env = {
-        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        # the plugins run iptables/ip: make sure the sbin directories are there whatever our PATH is
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/local/sbin:/usr/sbin:/sbin",
         "CNI_COMMAND": command,
         "CNI_CONTAINERID": container_id,
         "CNI_NETNS": netns,
