@@ -203,19 +203,22 @@ def _drop_bounding(keep: int) -> None:
             raise _fail("unable to apply bounding set")
 
 
-def apply_bounding(caps: dict | None) -> None:
-    """Drop from the bounding set every capability not listed (needs CAP_SETPCAP in the effective set)."""
+def apply_bounding(caps: dict | None) -> bool:
+    """Drop from the bounding set every capability not listed (needs CAP_SETPCAP in the effective set); whether
+    it could (apply() then need not drop them again)."""
     keep = masks(caps)["bounding"]
     effective, permitted, _ = capget()
     if effective >> CAP_SETPCAP & 1:
         _drop_bounding(keep)
+        return True
+    return False
 
 
-def apply(caps: dict | None) -> None:
+def apply(caps: dict | None, bounding_done: bool = False) -> None:
     """Set all five sets for this thread: bounding, then effective/permitted/inheritable, then ambient."""
     m = masks(caps)
     effective, permitted, inheritable = capget()
-    if permitted >> CAP_SETPCAP & 1:
+    if permitted >> CAP_SETPCAP & 1 and not bounding_done:
         # After a KEEPCAPS uid switch the effective set is empty: raise it from permitted for the drops.
         if not effective >> CAP_SETPCAP & 1:
             capset(permitted, permitted, inheritable)

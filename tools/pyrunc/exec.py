@@ -223,9 +223,9 @@ def _exec_init(proc: Process, sock, seccomp_spec) -> None:
             install_early(seccomp, seccomp_spec, sock)
         else:
             late = seccomp_spec
-    process.drop_bounding(proc)
+    bounded = process.drop_bounding(proc)
     process.set_user(proc.user)
-    process.apply_caps(proc)
+    process.apply_caps(proc, bounded)
     sync.send(sock, "ready")
     sock.close()
     if late is not None:

@@ -20,11 +20,10 @@ from .specconv import Spec
 def preload(terminal: bool, hooks: bool, seccomp: bool) -> None:
     """Import now every module the children need later: after setns(mnt) or pivot_root the interpreter's
     files are out of reach, so a lazy import there would fail."""
-    import array  # noqa: F401 - used by socket.send_fds (console socket, seccomp listener)
-
     from . import capabilities, process, rlimits, rootfs, devices  # noqa: F401
 
     if terminal:
+        import array  # noqa: F401 - used by socket.send_fds (console socket)
         import termios  # noqa: F401
 
         from . import console  # noqa: F401
@@ -196,9 +195,9 @@ def _init(spec: Spec, sock, state_dir: str, opts, in_userns: bool, fifo_fd: int)
     os.write(w, b"0")
     os.close(fifo)
     try:
-        process.drop_bounding(proc)
+        bounded = process.drop_bounding(proc)
         process.set_user(proc.user)
-        process.apply_caps(proc)
+        process.apply_caps(proc, bounded)
         if spec.hooks.get("startContainer"):
             from . import hooks
 

@@ -66,17 +66,17 @@ def set_user(user: User) -> None:
     os.umask(user.umask if user.umask is not None else 0o022)
 
 
-def drop_bounding(proc: Process) -> None:
+def drop_bounding(proc: Process) -> bool:
     """Drop the bounding set while still uid 0 with CAP_SETPCAP (runc's finalizeNamespace order)."""
     from . import capabilities
 
-    capabilities.apply_bounding(proc.capabilities)
+    return capabilities.apply_bounding(proc.capabilities)
 
 
-def apply_caps(proc: Process) -> None:
+def apply_caps(proc: Process, bounding_done: bool = False) -> None:
     from . import capabilities
 
-    capabilities.apply(proc.capabilities)  # ambient caps the kernel refuses are skipped there, as runc does
+    capabilities.apply(proc.capabilities, bounding_done)  # ambient caps the kernel refuses are skipped there, as runc does
 
 
 def apply_rlimits(proc: Process) -> None:
