@@ -271,6 +271,28 @@ def test_concurrent_runs_one_name(ctr):
     assert ctr.ok("ps", "-a", "--format", "{{.Names}}") == "same\n"
 
 
+def test_network_and_mount_flags_recorded(ctr, tmp_path):
+    """-p/-v/--mount/--tmpfs/--network… land in the docker document the daemon's network and volume
+    hooks read (HostConfig, Config.ExposedPorts, NetworkingConfig), checked by their parsers first."""
+    cid = ctr.ok("create", "--name", "netbox", "-p", "127.0.0.1:8080:80", "-p", "53/udp", "--expose", "9000",
+                 "-v", f"{tmp_path}:/host:ro", "--mount", "type=volume,source=data,target=/data", "--tmpfs",
+                 "/scratch:size=1m", "--network-alias", "web", "--dns", "10.0.0.1", "--add-host", "db:10.0.0.2",
+                 "busybox").strip()
+    [doc] = json.loads(ctr.ok("inspect", cid))
+    hc = doc["HostConfig"]
+    assert hc["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}],
+                                  "53/udp": [{"HostIp": "", "HostPort": ""}]}
+    assert set(doc["Config"]["ExposedPorts"]) == {"80/tcp", "53/udp", "9000/tcp"}
+    assert hc["Binds"] == [f"{tmp_path}:/host:ro"] and hc["Tmpfs"] == {"/scratch": "size=1m"}
+    assert hc["Mounts"] == [{"Type": "volume", "Source": "data", "Target": "/data"}]
+    assert hc["Dns"] == ["10.0.0.1"] and hc["ExtraHosts"] == ["db:10.0.0.2"] and hc["NetworkMode"] == "default"
+    r = ctr("create", "-p", "notaport", "busybox")
+    assert r.status == 125 and r.err.startswith("pyctr: Error response from daemon: ") and "notaport" in r.err, r
+    r = ctr("create", "-v", "/a:/same", "-v", "/b:/same", "busybox")
+    assert r.status == 125 and "/same" in r.err, r
+    assert ctr.ok("ps", "-a", "--format", "{{.Names}} {{.Networks}}") == "netbox bridge\n"
+
+
 def test_stop_timeout_and_stopsignal(ctr, stopsig_archive):
     ctr.ok("load", "-i", str(stopsig_archive))
     ctr.ok("run", "-d", "--name", "deaf", "busybox", "sleep", "1000")

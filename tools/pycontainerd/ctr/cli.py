@@ -84,6 +84,18 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restart", default="no")
     p.add_argument("--log-opt", action="append", default=[])
     p.add_argument("--pull", default="missing", choices=["missing", "always", "never"])
+    p.add_argument("-p", "--publish", action="append", default=[])
+    p.add_argument("-P", "--publish-all", action="store_true")
+    p.add_argument("--expose", action="append", default=[])
+    p.add_argument("--network", "--net", default="default")
+    p.add_argument("--network-alias", "--net-alias", action="append", default=[])
+    p.add_argument("--dns", action="append", default=[])
+    p.add_argument("--dns-search", action="append", default=[])
+    p.add_argument("--dns-option", "--dns-opt", action="append", default=[])
+    p.add_argument("--add-host", action="append", default=[])
+    p.add_argument("-v", "--volume", action="append", default=[])
+    p.add_argument("--mount", action="append", default=[])
+    p.add_argument("--tmpfs", action="append", default=[])
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -248,7 +260,9 @@ def _options(a) -> containers.CreateOptions:
         user=a.user, entrypoint=a.entrypoint, interactive=a.interactive, tty=a.tty, cpus=a.cpus, memory=a.memory,
         pids_limit=a.pids_limit, read_only=a.read_only, cap_add=a.cap_add, cap_drop=a.cap_drop,
         privileged=a.privileged, init=a.init, hostname=a.hostname, labels=a.label, rm=a.rm, detach=a.detach,
-        restart=a.restart, log_opts=a.log_opt, pull=a.pull)
+        restart=a.restart, log_opts=a.log_opt, pull=a.pull, publish=a.publish, publish_all=a.publish_all,
+        expose=a.expose, network=a.network, network_aliases=a.network_alias, dns=a.dns, dns_search=a.dns_search,
+        dns_options=a.dns_option, add_hosts=a.add_host, volumes=a.volume, mounts=a.mount, tmpfs=a.tmpfs)
 
 
 def dispatch(b: Backend, a) -> int:

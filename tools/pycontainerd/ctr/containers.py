@@ -53,6 +53,49 @@ class CreateOptions:
     restart: str = "no"
     log_opts: list[str] = field(default_factory=list)
     pull: str = "missing"
+    publish: list[str] = field(default_factory=list)       # -p
+    publish_all: bool = False                              # -P
+    expose: list[str] = field(default_factory=list)
+    network: str = "default"                               # --network
+    network_aliases: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    add_hosts: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)       # -v
+    mounts: list[str] = field(default_factory=list)        # --mount
+    tmpfs: list[str] = field(default_factory=list)         # --tmpfs
+
+
+def network_and_mounts(o: CreateOptions, image_cfg: dict) -> tuple[dict, dict, dict]:
+    """(Config, HostConfig, NetworkingConfig) fields of the network and mount flags, checked with the
+    daemon's own parsers (pycontainerd.network, pycontainerd.volumes) so errors come before anything exists."""
+    from ..network.container import port_bindings
+    from ..network.ports import parse_publish
+    from ..volumes import check_duplicates, mount_to_docker, parse_mount, parse_tmpfs, parse_volume
+
+    exposed_keys = [e if "/" in e else f"{e}/tcp" for e in o.expose] + list(image_cfg.get("ExposedPorts") or {})
+    try:
+        bindings, exposed = port_bindings(parse_publish(o.publish, exposed_keys, o.publish_all))
+        specs = [parse_volume(v) for v in o.volumes] + [parse_mount(m) for m in o.mounts] + \
+            [parse_tmpfs(t) for t in o.tmpfs]
+        check_duplicates(specs)
+    except (errdefs.Error, ValueError) as exc:
+        raise CLIError(f"Error response from daemon: {exc}", 125) from None
+    exposed.update({k: {} for k in exposed_keys})
+    config = {"ExposedPorts": exposed} if exposed else {}
+    tmpfs = {}
+    for t in o.tmpfs:
+        path, _, opts = t.partition(":")
+        tmpfs[path] = opts
+    host = {"Binds": list(o.volumes) or None, "NetworkMode": o.network or "default", "PortBindings": bindings,
+            "PublishAllPorts": o.publish_all, "Dns": list(o.dns), "DnsOptions": list(o.dns_options),
+            "DnsSearch": list(o.dns_search), "ExtraHosts": list(o.add_hosts) or None,
+            **({"Mounts": [mount_to_docker(parse_mount(m)) for m in o.mounts]} if o.mounts else {}),
+            **({"Tmpfs": tmpfs} if tmpfs else {})}
+    mode = "bridge" if (o.network or "default") == "default" else o.network
+    networking = {"EndpointsConfig": {mode: {"Aliases": list(o.network_aliases) or None}}}
+    return config, host, networking
 
 
 def read_env_file(path: str) -> list[str]:
@@ -130,6 +173,8 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
               "OnBuild": None, "Labels": {**(image_cfg.get("Labels") or {}), **_labels(o.labels)}}
     if image_cfg.get("StopSignal"):
         config["StopSignal"] = image_cfg["StopSignal"]
+    net_config, net_host, networking = network_and_mounts(o, image_cfg)
+    config.update(net_config)
     res = spec["linux"].get("resources") or {}
     host_config = {
         "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": _labels(o.log_opts)},
@@ -150,8 +195,10 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
         "PidsLimit": o.pids_limit or None, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0,
         "IOMaximumBandwidth": 0, "MaskedPaths": spec["linux"].get("maskedPaths"),
         "ReadonlyPaths": spec["linux"].get("readonlyPaths"), "Init": o.init or None}
+    host_config.update(net_host)
     docker = {"Created": rfc3339nano(time.time()), "Path": args[0], "Args": args[1:], "Config": config,
-              "HostConfig": host_config, "ImageID": cfg["manifest"]["config"]["digest"]}
+              "HostConfig": host_config, "NetworkingConfig": networking,
+              "ImageID": cfg["manifest"]["config"]["digest"]}
     labels = {**_labels(o.labels), NAME_LABEL: name, HOSTNAME_LABEL: config["Hostname"]}
     if o.rm and o.detach:
         labels[AUTO_REMOVE_LABEL] = "true"
@@ -505,10 +552,28 @@ def ps_rows(views: list[ContainerView], no_trunc: bool) -> list[dict]:
                      "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(c.created)),
                      "ID": c.id if no_trunc else c.id[:12], "Image": c.image_name,
                      "Labels": ",".join(f"{k}={v}" for k, v in sorted(user_labels.items())),
-                     "LocalVolumes": "0", "Mounts": "", "Names": c.name, "Networks": "", "Ports": "",
+                     "LocalVolumes": "0", "Mounts": "", "Names": c.name,
+                     "Networks": _networks(c), "Ports": _ports(c) if c.running else "",
                      "RunningFor": ago(c.created, now), "Size": "0B", "State": c.status,
                      "Status": c.status_text(now)})
     return rows
+
+
+def _ports(c: ContainerView) -> str:
+    """docker ps's PORTS from the bindings asked for (`0.0.0.0:8080->80/tcp`); random host ports unknown here."""
+    out = []
+    for key, entries in sorted(((c.docker.get("HostConfig") or {}).get("PortBindings") or {}).items()):
+        for e in entries or []:
+            if e.get("HostPort"):
+                out.append(f"{e.get('HostIp') or '0.0.0.0'}:{e['HostPort']}->{key}")
+            else:
+                out.append(key)
+    return ", ".join(out)
+
+
+def _networks(c: ContainerView) -> str:
+    mode = (c.docker.get("HostConfig") or {}).get("NetworkMode") or "default"
+    return "bridge" if mode == "default" else mode
 
 
 def ps(b: Backend, args) -> None:
