@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 
@@ -15,6 +16,11 @@ from pycontainerd import errdefs
 
 CNI_VERSION = "1.0.0"
 TIMEOUT = 30
+
+
+def tool(name: str) -> str:
+    """iptables and friends by path when our PATH lacks the sbin directories."""
+    return shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/sbin") or name
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,7 @@ def sweep_masquerade(conf_name: str, container_id: str) -> int:
 
     comment = f'name: "{conf_name}" id: "{container_id}"'
     try:
-        saved = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
+        saved = subprocess.run([tool("iptables-save"), "-t", "nat"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return 0
     rules, chains = [], set()
@@ -150,10 +156,10 @@ def sweep_masquerade(conf_name: str, container_id: str) -> int:
     for words in rules:
         if words[0] in chains:
             continue  # flushed below with its chain
-        if subprocess.run(["iptables", "-w", "-t", "nat", "-D", *words], capture_output=True).returncode == 0:
+        if subprocess.run([tool("iptables"), "-w", "-t", "nat", "-D", *words], capture_output=True).returncode == 0:
             removed += 1
     for chain in chains:
-        subprocess.run(["iptables", "-w", "-t", "nat", "-F", chain], capture_output=True)
-        if subprocess.run(["iptables", "-w", "-t", "nat", "-X", chain], capture_output=True).returncode == 0:
+        subprocess.run([tool("iptables"), "-w", "-t", "nat", "-F", chain], capture_output=True)
+        if subprocess.run([tool("iptables"), "-w", "-t", "nat", "-X", chain], capture_output=True).returncode == 0:
             removed += 1
     return removed

@@ -11,12 +11,14 @@ from __future__ import annotations
 import shlex
 import subprocess
 
+from .cni import tool
+
 CHAIN = "CNI-ADMIN"
 TAG = "pyctr-isolation"
 
 
 def _iptables(*args: str) -> int:
-    return subprocess.run(["iptables", "-w", "-t", "filter", *args], capture_output=True).returncode
+    return subprocess.run([tool("iptables"), "-w", "-t", "filter", *args], capture_output=True).returncode
 
 
 def _ensure_chain() -> None:
@@ -45,7 +47,7 @@ def isolate(bridge: str, others: list[str], internal: bool = False) -> None:
 def remove(bridge: str) -> int:
     """Delete every isolation rule naming `bridge` (its own and the other networks' towards it)."""
     try:
-        saved = subprocess.run(["iptables-save", "-t", "filter"], capture_output=True, text=True, check=True).stdout
+        saved = subprocess.run([tool("iptables-save"), "-t", "filter"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return 0
     removed = 0

@@ -167,7 +167,7 @@ class NetworkManager:
         if bridge:
             isolation.remove(bridge)
         if bridge and Path(f"/sys/class/net/{bridge}").exists():
-            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+            subprocess.run([cni.tool("ip"), "link", "del", bridge], capture_output=True)
         shutil.rmtree(self.store.ipam_dir / self._cni_name(doc), ignore_errors=True)
 
     def prune(self) -> list[str]:

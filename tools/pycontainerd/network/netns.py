@@ -12,6 +12,8 @@ import subprocess
 
 from pycontainerd import errdefs
 
+from .cni import tool
+
 NETNS_DIR = "/var/run/netns"
 PREFIX = "pyctr-"
 
@@ -29,7 +31,7 @@ def create(container_id: str, prefix: str = PREFIX) -> str:
     path = path_for(container_id, prefix)
     if os.path.exists(path):
         return path
-    proc = subprocess.run(["ip", "netns", "add", name_for(container_id, prefix)], capture_output=True, text=True)
+    proc = subprocess.run([tool("ip"), "netns", "add", name_for(container_id, prefix)], capture_output=True, text=True)
     if proc.returncode != 0 and not os.path.exists(path):
         raise errdefs.Internal(f"ip netns add {name_for(container_id, prefix)}: {proc.stderr.strip()}")
     return path
@@ -38,7 +40,7 @@ def create(container_id: str, prefix: str = PREFIX) -> str:
 def delete(container_id: str, prefix: str = PREFIX) -> None:
     """Remove it (idempotent); call after NetworkManager.detach_all so CNI DEL still sees the veth."""
     if os.path.exists(path_for(container_id, prefix)):
-        subprocess.run(["ip", "netns", "del", name_for(container_id, prefix)], capture_output=True)
+        subprocess.run([tool("ip"), "netns", "del", name_for(container_id, prefix)], capture_output=True)
 
 
 def spec_namespace(path: str) -> dict:

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Iterator
 
 from pycontainerd import errdefs
+
+from .cni import tool
 from pyoci.fsutil import atomic_write
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -63,7 +65,7 @@ def network_doc(name: str, driver: str, subnet: str = "", gateway: str = "", int
 def host_routes() -> list[ipaddress.IPv4Network]:
     """IPv4 destinations the host already routes (so a new subnet does not shadow the LAN)."""
     try:
-        out = subprocess.run(["ip", "-j", "-4", "route", "show"], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run([tool("ip"), "-j", "-4", "route", "show"], capture_output=True, text=True, check=True).stdout
         routes = json.loads(out or "[]")
     except (OSError, subprocess.CalledProcessError, ValueError):
         return []
