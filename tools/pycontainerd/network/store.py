@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Iterator
 
 from pycontainerd import errdefs
+from pyoci.fsutil import atomic_write
 
 from .cni import tool
-from pyoci.fsutil import atomic_write
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 BRIDGE_OPTION = "com.docker.network.bridge.name"
