@@ -674,3 +674,10 @@ def test_host_config_fields_from_flags() -> None:
         with pytest.raises(errdefs.InvalidArgument) as info:
             container_module.host_config_fields(**kwargs)
         assert message in str(info.value)
+
+
+def test_default_bridge_takes_bip_form(tmp_path: Path) -> None:
+    m = NetworkManager(tmp_path / "root", tmp_path / "state", default_bridge="pytestbip", default_subnet="10.219.5.1/24")
+    assert m.inspect("bridge")["IPAM"]["Config"] == [{"Subnet": "10.219.5.0/24", "Gateway": "10.219.5.1"}]
+    m2 = NetworkManager(tmp_path / "root2", tmp_path / "state2", default_bridge="pytestbip", default_subnet="10.219.6.0/24")
+    assert m2.inspect("bridge")["IPAM"]["Config"] == [{"Subnet": "10.219.6.0/24", "Gateway": "10.219.6.1"}]

@@ -137,6 +137,11 @@ def test_daemon_networks_tasks_and_volumes(netdaemon, tmp_path: Path, busybox_ro
     vols = {v["Name"]: v for v in c.call("Volumes", "List", {})["volumes"]}
     assert "pytest-www" in vols and len(vols) == 2  # the named one and /cache's anonymous one
     assert c.call("Volumes", "Users", {"name": "pytest-www"})["containers"] == [web_id]
+    used = c.call("Volumes", "UsedBy", {"container_id": web_id})["volumes"]
+    assert "pytest-www" in used and len(used) == 2
+    mounts = {m["Destination"]: m for m in c.call("Volumes", "Mounts", {"container_id": web_id})["mounts"]}
+    assert mounts["/www"]["Name"] == "pytest-www" and mounts["/www"]["RW"] is True
+    assert mounts["/cache"]["Type"] == "volume" and len(mounts["/cache"]["Name"]) == 64
     with pytest.raises(errdefs.FailedPrecondition, match="volume is in use"):
         c.call("Volumes", "Remove", {"name": "pytest-www"})
     with pytest.raises(errdefs.FailedPrecondition, match="has active endpoints"):

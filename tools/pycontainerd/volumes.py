@@ -134,6 +134,22 @@ class VolumeStore:
     def release(self, name: str, container_id: str) -> None:
         (self.dir / name / "refs" / container_id).unlink(missing_ok=True)
 
+    def used_by(self, container_id: str) -> list[str]:
+        """The volumes a container holds references to."""
+        return sorted(ref.parent.parent.name for ref in self.dir.glob(f"*/refs/{container_id}"))
+
+    # inspect's Mounts of each container, kept from its last start until the container is deleted
+    def save_mounts(self, container_id: str, mounts: list[dict]) -> None:
+        d = self.dir / ".mounts"
+        d.mkdir(exist_ok=True)
+        atomic_write(d / f"{container_id}.json", json.dumps(mounts).encode())
+
+    def mounts(self, container_id: str) -> list[dict]:
+        try:
+            return json.loads((self.dir / ".mounts" / f"{container_id}.json").read_text())
+        except (OSError, ValueError):
+            return []
+
     def release_all(self, container_id: str, remove_anonymous: bool = False) -> list[str]:
         """At container removal: drops its references; returns the volumes it used.
 
@@ -143,6 +159,7 @@ class VolumeStore:
         for ref in self.dir.glob(f"*/refs/{container_id}"):
             ref.unlink(missing_ok=True)
             names.append(ref.parent.parent.name)
+        (self.dir / ".mounts" / f"{container_id}.json").unlink(missing_ok=True)
         if remove_anonymous:
             for name in names:
                 try:

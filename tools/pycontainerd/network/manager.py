@@ -64,8 +64,11 @@ class NetworkManager:
             if self.store.find(name) is not None:
                 continue
             if name == "bridge":
-                net = ipaddress.ip_network(self.default_subnet)
-                doc = network_doc("bridge", "bridge", str(net), str(net.network_address + 1),
+                # a subnet (10.213.0.0/24) or docker's --bip form, the gateway's address (10.213.0.1/24)
+                iface = ipaddress.ip_interface(self.default_subnet)
+                net = iface.network
+                gateway = iface.ip if iface.ip != net.network_address else net.network_address + 1
+                doc = network_doc("bridge", "bridge", str(net), str(gateway),
                                   options={BRIDGE_OPTION: self.default_bridge,
                                            "com.docker.network.bridge.default_bridge": "true",
                                            "com.docker.network.bridge.enable_icc": "true",

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from pycontainerd import errdefs
-from pycontainerd.volumes import VolumeStore, mounts_from_host_config
+from pycontainerd.volumes import VolumeStore, docker_mounts, mounts_from_host_config
 
 from . import container as netcontainer
 from . import netns
@@ -51,8 +51,9 @@ class ContainerHooks:
             root = (spec.get("root") or {}).get("path", "")
             if root and not os.path.isabs(root) and self.bundle_of is not None:
                 root = str(Path(self.bundle_of(namespace, cid)) / root)
-            spec["mounts"] = (spec.get("mounts") or []) + self.volumes.resolve(
-                specs, cid, image_volumes, rootfs=root or None)
+            oci = self.volumes.resolve(specs, cid, image_volumes, rootfs=root or None)
+            spec["mounts"] = (spec.get("mounts") or []) + oci
+            self.volumes.save_mounts(cid, docker_mounts(self.volumes, specs, oci))
 
     def on_release(self, namespace: str, cid: str) -> None:
         netcontainer.release(self.networks, cid)
@@ -135,6 +136,19 @@ class VolumesService:
 
     def Users(self, ctx, params):
         return {"containers": self.store.users(params.get("name", ""))}
+
+    def UsedBy(self, ctx, params):
+        """{container_id} → {"volumes": names}: for `rm -v` to remove its anonymous ones afterwards."""
+        return {"volumes": self.store.used_by(params.get("container_id", ""))}
+
+    def Mounts(self, ctx, params):
+        """{container_id} → {"mounts": inspect's Mounts list as of its last start}."""
+        return {"mounts": self.store.mounts(params.get("container_id", ""))}
+
+    def Release(self, ctx, params):
+        """{container_id, remove_anonymous} → {"volumes"}: what container delete does, on demand."""
+        return {"volumes": self.store.release_all(params.get("container_id", ""),
+                                                  bool(params.get("remove_anonymous")))}
 
 
 class _Lifecycle:
