@@ -436,6 +436,11 @@ def main(argv: list[str] | None = None) -> int:
         status = 125 if a.verb in ("run", "create") else 1
     except BrokenPipeError:
         status = 1
+    except Exception as exc:  # a bug of ours: one line, never a traceback (PYCTR_DEBUG=1 shows it)
+        if os.environ.get("PYCTR_DEBUG"):
+            raise
+        print(f"Error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        status = 125 if a.verb in ("run", "create") else 1
     finally:
         try:
             sys.stdout.flush()
