@@ -322,6 +322,15 @@ def test_cp_both_ways_stays_inside(ctr, tmp_path):
     assert ctr("cp", str(src), f"box:/escape{host_target}").status == 0
     assert not host_target.exists()
     assert ctr.proc("exec", "box", "cat", str(host_target)).out == "from host\n"
+    # a copied tree meeting a container's symlink to / half way down stays inside too
+    tree = tmp_path / "tree"
+    (tree / "escape" / "tmp").mkdir(parents=True)
+    (tree / "escape" / "tmp" / host_target.name).write_text("deep\n")
+    assert ctr("cp", str(tree) + "/.", "box:/").status == 0
+    assert not host_target.exists()
+    assert ctr.proc("exec", "box", "cat", str(host_target)).out == "deep\n"
+    assert ctr("cp", str(tree), "box:/").status == 0
+    assert ctr.proc("exec", "box", "cat", f"/tree/escape/tmp/{host_target.name}").out == "deep\n"
     # out: a directory, a symlink kept as a link, -L followed inside the container
     assert ctr("cp", "box:/data", str(tmp_path / "data")).status == 0
     assert (tmp_path / "data" / "sub" / "f").read_text() == "inner\n"

@@ -106,6 +106,28 @@ def _copy(src: str, dest: str, src_spec: str, follow: bool = False) -> None:
             shutil.copy2(src, dest)
 
 
+def _copy_in(src: str, root: str, target: str) -> None:
+    """`src` (host) to the container path `target`, every path resolved again inside `root`, so that a
+    symlink the container holds (even one met half way down a copied tree) never leads out of it."""
+    dest = secure_join(root, target)
+    if os.path.isdir(src) and not os.path.islink(src):
+        if not os.path.isdir(dest):
+            os.mkdir(dest)
+            shutil.copystat(src, dest)
+        for entry in sorted(os.listdir(src)):
+            _copy_in(os.path.join(src, entry), root, target.rstrip("/") + "/" + entry)
+        return
+    if os.path.islink(src):
+        link = os.path.join(secure_join(root, os.path.dirname(target) or "/"), os.path.basename(target))
+        if os.path.lexists(link) and not os.path.isdir(link):
+            os.unlink(link)
+        os.symlink(os.readlink(src), link)
+        return
+    if os.path.isdir(dest):
+        raise CLIError(f"Error: cannot overwrite directory {target} with non-directory {src}")
+    shutil.copy2(src, dest)
+
+
 def cp(b: Backend, src_arg: str, dest_arg: str, follow: bool = False) -> None:
     src_ctr, src_path = _split(src_arg)
     dest_ctr, dest_path = _split(dest_arg)
@@ -136,4 +158,11 @@ def cp(b: Backend, src_arg: str, dest_arg: str, follow: bool = False) -> None:
             parent = os.path.dirname(dest.rstrip("/"))
             if not os.path.isdir(parent):
                 raise CLIError(f"Error: No such container:path: {ref}:{os.path.dirname(dest_path.rstrip('/'))}")
-            _copy(src, dest, src_path, follow)
+            target = dest_path if dest_path.startswith("/") else "/" + dest_path
+            if os.path.isdir(dest) and not src_path.endswith("/."):
+                target = target.rstrip("/") + "/" + os.path.basename(src.rstrip("/"))
+            elif not os.path.isdir(dest) and dest_path.endswith("/"):
+                raise CLIError(f"Error: No such container:path: {ref}:{dest_path}")
+            if follow and os.path.islink(src):
+                src = os.path.realpath(src)
+            _copy_in(src, root, target)
