@@ -95,3 +95,4 @@ def test_secure_join_never_escapes(tmp_path):
     assert cp.secure_join(str(root), "/etc/up/tmp/x") == str(root / "tmp" / "x")
     assert cp.secure_join(str(root), "../../x") == str(root / "x")
     assert cp.secure_join(str(root), "/pw") == str(root / "etc" / "passwd")
+    assert cp.secure_join(str(root), "/..") == str(root)

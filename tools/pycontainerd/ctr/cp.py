@@ -140,9 +140,10 @@ def cp(b: Backend, src_arg: str, dest_arg: str, follow: bool = False) -> None:
         raise CLIError(f"Error: No such container:path: {src_arg if src_ctr else dest_arg}")
     with rootfs_of(b, record["id"]) as root:
         if src_ctr is not None:
-            src = secure_join(root, src_path) if follow or not src_path.rstrip("/") else \
-                os.path.join(secure_join(root, os.path.dirname(src_path.rstrip("/")) or "/"),
-                             os.path.basename(src_path.rstrip("/")))
+            base = os.path.basename(src_path.rstrip("/"))
+            # the last component is not followed (docker copies a symlink as a link) unless -L
+            src = secure_join(root, src_path) if follow or base in ("", ".", "..") else \
+                os.path.join(secure_join(root, os.path.dirname(src_path.rstrip("/")) or "/"), base)
             if not os.path.lexists(src):
                 raise CLIError(f"Error: No such container:path: {ref}:{src_path}")
             if dest_path == "-":
