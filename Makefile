@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 # Debian packages of the real peers the interop tests compare against: command -> package.
 PEERS  := runc:runc skopeo:skopeo umoci:umoci docker-registry:docker-registry jq:jq \
           oci-image-tool:oci-image-tool htpasswd:apache2-utils curl:curl containerd:containerd ctr:containerd \
-          tini-static:tini wrk:wrk buildah:buildah /usr/lib/cni/bridge:containernetworking-plugins
+          tini-static:tini wrk:wrk buildah:buildah /usr/lib/cni/bridge:containernetworking-plugins \
+          ip:iproute2 iptables:iptables
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: install peers test demo bench clean
