@@ -156,3 +156,28 @@ def test_native_snapshotter_fallback(tmp_path, registry, image_layout):
         check_rootfs(Path(m["source"]))
         with pytest.raises(errdefs.NotFound):
             c.call("Snapshots", "Prepare", {"key": "n2", "parent": top, "snapshotter": "btrfs"})
+
+
+def test_staged_overlay_layer_holds_overlay_whiteouts_and_checks_diff_id(image_layout, tmp_path):
+    """The snapshotter applies through pyoci's whiteouts="overlay": the layer dir keeps the whiteout as a
+    0/0 char device and the opaque dir as its xattr; a wrong diff_id leaves no staging dir behind."""
+    from pyoci.errors import DigestMismatch
+    from pyoci.layout import Layout
+    from pycontainerd.snapshots import OverlaySnapshotter
+
+    layout = Layout.open(image_layout)
+    manifest = layout.read_json(layout.resolve("v1"))
+    diff_ids = layout.read_json(manifest["config"])["rootfs"]["diff_ids"]
+    snaps = OverlaySnapshotter(tmp_path / "root", tmp_path / "meta")
+    blob = layout.blob_path(manifest["layers"][1]["digest"])
+    staged = snaps.stage_layer(blob, diff_ids[1])
+    try:
+        gone = staged / "fs" / "etc" / "gone"
+        assert gone.is_char_device() and os.stat(gone, follow_symlinks=False).st_rdev == os.makedev(0, 0)
+        assert os.getxattr(staged / "fs" / "opt", "trusted.overlay.opaque") == b"y"
+        assert (staged / "fs" / "opt" / "new").read_text() == "upper\n"
+    finally:
+        subprocess.run(["rm", "-rf", str(staged)], check=True)
+    with pytest.raises(DigestMismatch, match="diff_id"):
+        snaps.stage_layer(blob, diff_ids[0])
+    assert list(snaps.tmp.iterdir()) == []
