@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 PEERS  := runc:runc skopeo:skopeo umoci:umoci docker-registry:docker-registry jq:jq \
           oci-image-tool:oci-image-tool htpasswd:apache2-utils curl:curl containerd:containerd ctr:containerd \
           tini-static:tini wrk:wrk buildah:buildah /usr/lib/cni/bridge:containernetworking-plugins \
-          ip:iproute2 iptables:iptables
+          ip:iproute2 iptables:iptables dockerd:docker.io
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: install peers test demo bench clean
