@@ -181,3 +181,22 @@ def test_staged_overlay_layer_holds_overlay_whiteouts_and_checks_diff_id(image_l
     with pytest.raises(DigestMismatch, match="diff_id"):
         snaps.stage_layer(blob, diff_ids[0])
     assert list(snaps.tmp.iterdir()) == []
+
+
+def test_committed_usage_is_walked_once(image_layout, tmp_path, monkeypatch):
+    from pyoci.layout import Layout
+    from pycontainerd import snapshots as S
+
+    layout = Layout.open(image_layout)
+    manifest = layout.read_json(layout.resolve("v1"))
+    diff_ids = layout.read_json(manifest["config"])["rootfs"]["diff_ids"]
+    snaps = S.OverlaySnapshotter(tmp_path / "root", tmp_path / "meta")
+    chain = chain_ids(diff_ids)[0]
+    assert snaps.unpack_layer("ns", chain, "", layout.blob_path(manifest["layers"][0]["digest"]), diff_ids[0])
+    first = snaps.usage("ns", chain)
+    assert first["size"] > 1_000_000 and first["inodes"] > 100  # busybox and its applet links
+    monkeypatch.setattr(S.os, "walk", lambda *_a, **_k: pytest.fail("committed layer walked again"))
+    assert snaps.usage("ns", chain) == first
+    snaps.remove("ns", chain)
+    snaps.sweep_storage()
+    assert chain not in snaps._usage

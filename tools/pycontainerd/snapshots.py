@@ -73,6 +73,7 @@ class Snapshotter:
         self.records = NamespacedTables(metadata, f"snapshots.{self.name}.json", "snapshot")
         self._lock = threading.RLock()
         self._unpacking: dict[str, threading.Lock] = {}
+        self._usage: dict[str, dict] = {}  # committed storage never changes: its usage is walked once
 
     # -- storage -----------------------------------------------------------------------------------
     def fs(self, sid: str) -> Path:
@@ -204,9 +205,12 @@ class Snapshotter:
             os.rename(path, trash)
             remove_tree(trash)
         self.storage.discard(sid)
+        self._usage.pop(sid, None)
 
     def usage(self, namespace: str, key: str) -> dict:
         row = self.records(namespace).get(key)
+        if row["kind"] == COMMITTED and row["sid"] in self._usage:
+            return dict(self._usage[row["sid"]])
         size = inodes = 0
         root = self.dirs / self.storage.get(row["sid"])["id"] / "fs"
         for dirpath, dirnames, filenames in os.walk(root):
@@ -217,7 +221,10 @@ class Snapshotter:
                     continue
                 inodes += 1
                 size += st.st_blocks * 512
-        return {"size": size, "inodes": inodes + 1}
+        out = {"size": size, "inodes": inodes + 1}
+        if row["kind"] == COMMITTED:
+            self._usage[row["sid"]] = dict(out)
+        return out
 
     # -- unpacking -----------------------------------------------------------------------------------
     def has_committed(self, namespace: str, chain_id: str) -> bool:
