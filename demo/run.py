@@ -1,8 +1,7 @@
 """`make demo`: the toolchain's main job end to end on this machine — build, push, pull, run.
 
 Everything runs under a temp dir on 127.0.0.1 and is removed at the end. Each step uses the tool a user
-would: pybuild, pyregistry, pyctr/pycontainerd, pyrunc; a tool not built yet is named and its step is
-done by the pyoci library instead, so the job still runs end to end.
+would: pybuild, pyregistry, pyctr/pycontainerd, pyrunc.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from pathlib import Path
 import requests
 
 BIN = Path(sys.executable).parent
-TOOLS = Path(__file__).resolve().parent.parent / "tools"
 BUSYBOX = "/bin/busybox"
 DOCKERFILE = """\
 FROM base
@@ -44,8 +42,8 @@ def note(text: str) -> None:
 
 
 def have(tool: str) -> bool:
-    """A tool counts as built when its console script exists and its package is there."""
-    return (BIN / tool).exists() and (TOOLS / tool).is_dir() and any((TOOLS / tool).glob("cli.py"))
+    """A tool is there when `make install` made its console script."""
+    return (BIN / tool).exists()
 
 
 def run(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -93,6 +91,30 @@ def start_registry(work: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"demo: pyregistry did not start; see {work / 'pyregistry.log'}")
 
 
+def start_daemon(work: Path) -> tuple[subprocess.Popen, str]:
+    sock = str(work / "d.sock")
+    log = open(work / "pycontainerd.log", "wb")
+    proc = subprocess.Popen([BIN / "pycontainerd", "--root", work / "root", "--state", work / "state",
+                             "--address", sock, "--runtime", BIN / "pyrunc"], stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(200):
+        if os.path.exists(sock):
+            return proc, sock
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"demo: pycontainerd did not start; see {work / 'pycontainerd.log'}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def main() -> int:
     if not os.path.exists(BUSYBOX):
         print("demo: /bin/busybox is missing: apt-get install busybox-static (make test installs it)", file=sys.stderr)
@@ -102,7 +124,7 @@ def main() -> int:
     from pyoci.registry import copy
 
     work = Path(tempfile.mkdtemp(prefix="pyoci-demo-"))
-    registry = None
+    registry = daemon = None
     todo: list[str] = []
     try:
         step(1, "base image: Debian's busybox-static as a one-layer OCI image (pyoci)")
@@ -137,35 +159,32 @@ def main() -> int:
         desc = app_layout.resolve(app_tag)
         note(f"image {app}:{app_tag} validated against the OCI schemas: {desc['digest']}")
 
-        pulled = Layout.init(work / "pulled")
-        if have("pyregistry"):
-            step(3, "push it to a pyregistry started for the demo on 127.0.0.1")
-            registry, host = start_registry(work)
-            ref = f"{host}/demo/hello:1"
-            copy.push(app_layout, app_tag, ref)
-            note(f"pushed {ref}")
-            step(4, "pull it back (pyoci's registry client; pyctr/pycontainerd are still to come)")
-            todo.append("pycontainerd + pyctr (pull/run through the daemon)")
-            got = copy.pull(ref, pulled, "1")
-            note(f"pulled {ref} -> {work / 'pulled'}:1  {got['digest']}")
-            assert got["digest"] == desc["digest"], "digest changed on the way through the registry"
+        if not have("pyregistry"):
+            raise SystemExit("demo: pyregistry is missing: run `make install`")
+        step(3, "push it to a pyregistry started for the demo on 127.0.0.1")
+        registry, host = start_registry(work)
+        ref = f"{host}/demo/hello:1"
+        copy.push(app_layout, app_tag, ref)
+        note(f"pushed {ref}")
+
+        if have("pycontainerd"):
+            step(4, "pull it with pyctr through a pycontainerd daemon started for the demo (runtime: pyrunc)")
+            daemon, sock = start_daemon(work)
+            ctr = [BIN / "pyctr", "--address", sock]
+            run(*ctr, "pull", ref)
+            run(*ctr, "images")
+            step(5, "run it: pyctr run --rm (pycontainerd -> shim -> pyrunc)")
+            result = subprocess.run([*map(str, ctr), "run", "--rm", ref], capture_output=True, text=True, timeout=120)
         else:
-            step(3, "push/pull through a registry: pyregistry is still to come (copying layout to layout)")
-            todo.append("pyregistry (push/pull)")
-            pulled.copy_from(app_layout, desc)
-            pulled.tag("1", desc)
-
-        step(5, "unpack the image into a runtime bundle (pyoci: layers applied with whiteouts, config.json)")
-        bundle = work / "bundle"
-        image.unpack(pulled, "1", bundle, progress=note)
-        note(f"bundle {bundle}")
-
-        runtime = BIN / "pyrunc" if have("pyrunc") else Path(shutil.which("runc") or "runc")
-        if not have("pyrunc"):
-            todo.append("pyrunc")
-        step(6, f"run it ({runtime.name} run)")
-        result = subprocess.run([runtime, "--root", work / "state", "run", "-b", bundle, "pyoci-demo"],
-                                capture_output=True, text=True, timeout=60)
+            step(4, "pull it back (pyoci's registry client; pycontainerd is missing)")
+            todo.append("pycontainerd + pyctr")
+            pulled = Layout.init(work / "pulled")
+            got = copy.pull(ref, pulled, "1")
+            note(f"pulled {ref}: {got['digest']}")
+            step(5, "unpack it into a bundle and run it with pyrunc")
+            image.unpack(pulled, "1", work / "bundle", progress=note)
+            result = subprocess.run([BIN / "pyrunc", "--root", work / "state", "run", "-b", work / "bundle", "pyoci-demo"],
+                                    capture_output=True, text=True, timeout=60)
         for line in result.stdout.splitlines():
             note(f"| {line}")
         if result.returncode != 0:
@@ -176,12 +195,12 @@ def main() -> int:
             print("still to come: " + "; ".join(todo))
         return 0
     finally:
+        if daemon is not None:
+            stop(daemon)
         if registry is not None:
-            registry.send_signal(signal.SIGTERM)
-            try:
-                registry.wait(10)
-            except subprocess.TimeoutExpired:
-                registry.kill()
+            stop(registry)
+        # Whatever a failed step left mounted under the work dir goes before the dir does.
+        subprocess.run(["umount", "-R", "--lazy", str(work / "state")], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
 
