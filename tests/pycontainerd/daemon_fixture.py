@@ -9,14 +9,19 @@
         c = daemon.new_client(namespace="other")
 
 `daemon.root`, `.state` (short, under /tmp, so socket paths fit), `.address`, `.log` (the daemon's
-stderr), `.runtime`. Teardown (also on failure): the daemon is stopped; every shim and container
+stderr), `.runtime`, `.bridge`/`.subnet`/`.pool` (each daemon's own default bridge `pytest<hex>` and
+10.X.0.0/16, X held by a lock file for the daemon's life, so parallel daemons never share a subnet).
+Teardown (also on failure): the daemon is stopped; every shim and container
 process it left (found by our private paths in their command line, cwd or root) is killed by pid;
-every mount under our paths is unmounted, deepest first; the paths are removed.
+every mount under our paths is unmounted, deepest first; the daemon's networking (endpoints, netns,
+iptables rules, user networks, its bridge) is purged; the paths are removed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -50,14 +55,28 @@ class DaemonHandle:
     runtime: str
     extra_args: list[str] = field(default_factory=list)
     env: dict | None = None
+    bridge: str = ""
+    subnet_octet: int = 0
     proc: subprocess.Popen | None = None
     clients: list[Client] = field(default_factory=list)
     _client: Client | None = None
 
+    @property
+    def bip(self) -> str:
+        return f"10.{self.subnet_octet}.0.1/24"
+
+    @property
+    def pool(self) -> str:
+        return f"10.{self.subnet_octet}.0.0/16"
+
+    def network_args(self) -> list[str]:
+        return ["--bridge", self.bridge, "--bip", self.bip, "--default-address-pool", self.pool]
+
     # -- lifecycle -----------------------------------------------------------------------------
     def command(self) -> list[str]:
         return [sys.executable, "-m", "pycontainerd.daemon", "--root", str(self.root), "--state", str(self.state),
-                "--address", self.address, "--runtime", self.runtime, "--log-level", "debug", *self.extra_args]
+                "--address", self.address, "--runtime", self.runtime, "--log-level", "debug",
+                *self.network_args(), *self.extra_args]
 
     def start(self, timeout: float = 20.0) -> "DaemonHandle":
         assert self.proc is None or self.proc.poll() is not None, "daemon already running"
@@ -128,9 +147,38 @@ class DaemonHandle:
         try:
             self.stop(timeout=10)
         finally:
-            kill_leftovers([str(self.root), str(self.state)])
-            unmount_under([str(self.root), str(self.state)])
-            shutil.rmtree(self.state, ignore_errors=True)
+            try:
+                kill_leftovers([str(self.root), str(self.state)])
+                self.purge_network()
+            finally:
+                unmount_under([str(self.root), str(self.state)])
+                shutil.rmtree(self.state, ignore_errors=True)
+
+    def purge_network(self) -> None:
+        """Endpoints (CNI DEL: veths, port rules, leases), netns, user networks and our bridge."""
+        from pycontainerd.network import NetworkManager
+
+        NetworkManager(self.root, self.state, default_bridge=self.bridge, default_subnet=self.bip,
+                       pool=self.pool).purge(remove_default_bridge=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)  # made, never recorded
+
+
+# X of 10.X.0.0/16: away from docker's 172.x, podman's 10.88-89, nerdctl's 10.4 and pyctr's 10.213
+_OCTETS = range(100, 200)
+
+
+def _reserve_octet() -> tuple[int, int]:
+    """A 10.X/16 no other test daemon on this host holds: (X, the lock fd to close when done)."""
+    start = secrets.randbelow(len(_OCTETS))
+    for i in range(len(_OCTETS)):
+        octet = _OCTETS[(start + i) % len(_OCTETS)]
+        fd = os.open(f"/tmp/pytest-pycontainerd-net-{octet}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return octet, fd
+        except BlockingIOError:
+            os.close(fd)
+    raise RuntimeError("no free 10.X/16 for a test daemon")
 
 
 def _under(path: str, prefixes: list[str]) -> bool:
@@ -197,15 +245,20 @@ def running_daemon(tmp_path: Path, runtime: str | None = None, extra_args: list[
     root = tmp_path / "pycontainerd-root"
     root.mkdir(parents=True, exist_ok=True)
     state = Path(tempfile.mkdtemp(prefix="pcd-", dir="/tmp"))  # short: shim/daemon sockets must fit 108 bytes
+    octet, lock_fd = _reserve_octet()
     handle = DaemonHandle(root=root, state=state, address=str(state / "pycontainerd.sock"),
                           log=tmp_path / "pycontainerd.log", runtime=runtime or default_runtime(),
-                          extra_args=list(extra_args or []), env=env)
+                          extra_args=list(extra_args or []), env=env, bridge=f"pytest{secrets.token_hex(4)}",
+                          subnet_octet=octet)
     try:
         if start:
             handle.start()
         yield handle
     finally:
-        handle.cleanup()
+        try:
+            handle.cleanup()
+        finally:
+            os.close(lock_fd)
 
 
 @pytest.fixture

@@ -1,9 +1,8 @@
 """pycontainerd with network.service registered: tasks of pyctr-style containers get networks and
 volumes, lose them when deleted, and after a daemon restart only the dead ones lose them.
 
-The daemon is started through a small launcher that adds `network.service.register` to its
-services (the one line daemon.load_services is to get), with test-private bridge, subnets and netns
-prefix so it never touches a real pyctr0.
+The real daemon (daemon.load_services registers network.service) with the fixture's test-private
+bridge and 10.X/16 (--bridge/--bip/--default-address-pool), so it never touches a real pyctr0.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,23 +22,6 @@ from pycontainerd.network import container as netcontainer
 from tests.pycontainerd.daemon_fixture import running_daemon
 from tests.support import free_port, require
 
-LAUNCHER = """
-import sys
-import pycontainerd.daemon as d
-from pycontainerd.network import service
-
-options = {options!r}
-_load = d.Daemon.load_services
-
-def load_services(self):
-    _load(self)
-    service.register(self, **options)
-
-d.Daemon.load_services = load_services
-sys.exit(d.main(sys.argv[1:]))
-"""
-
-
 def iptables_rules() -> str:
     return subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
 
@@ -48,47 +29,23 @@ def iptables_rules() -> str:
 @pytest.fixture
 def netdaemon(tmp_path: Path):
     runc = require("runc")
-    token = secrets.token_hex(3)
-    options = {"default_bridge": f"pytest{token}", "default_subnet": "10.218.0.0/24", "pool": "10.218.0.0/16",
-               "netns_prefix": f"pytest{token}-"}
-    launcher = tmp_path / "launch_pycontainerd.py"
-    launcher.write_text(LAUNCHER.format(options=options))
-    import fcntl
-
-    lock = os.open("/tmp/pytest-pycontainerd-network-daemon.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-    fcntl.flock(lock, fcntl.LOCK_EX)  # another checkout's run of this module would use the same subnets
-    try:
-        with running_daemon(tmp_path, runtime=runc, start=False) as handle:
-            handle.command = lambda: [sys.executable, str(launcher), "--root", str(handle.root), "--state",
-                                      str(handle.state), "--address", handle.address, "--runtime", handle.runtime,
-                                      "--log-level", "debug"]
-            handle.start()
-            handle.options = options
-            try:
-                yield handle
-            finally:
-                # whatever the test left, even with the daemon dead mid-test: endpoints, netns, networks
-                if handle.proc is not None and handle.proc.poll() is None:
-                    handle.stop()
-                # container processes (their rootfs is outside the daemon's paths, so the daemon
-                # fixture's sweep would not recognise them): by the runtime's own list
-                runtime_dir = Path(handle.state) / "runtime"
-                for ns_root in (runtime_dir.iterdir() if runtime_dir.is_dir() else []):
-                    ids = subprocess.run([runc, "--root", str(ns_root), "list", "-q"], capture_output=True,
-                                         text=True).stdout.split()
-                    for cid in ids:
-                        subprocess.run([runc, "--root", str(ns_root), "delete", "-f", cid], capture_output=True)
-                from pycontainerd.network import NetworkManager
-                NetworkManager(handle.root, handle.state, **options).purge(remove_default_bridge=True)
-        # nothing is left: rules, netns, the bridge
-        rules = iptables_rules()
-        assert "10.218." not in rules, [line for line in rules.splitlines() if "10.218." in line]
-        left = [n for n in os.listdir("/var/run/netns") if token in n] if os.path.isdir("/var/run/netns") else []
-        assert not left, f"netns left behind: {left}"
-        links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
-        assert options["default_bridge"] not in links
-    finally:
-        os.close(lock)
+    with running_daemon(tmp_path, runtime=runc) as handle:
+        net = f"10.{handle.subnet_octet}."
+        yield handle
+        # whatever the test left, even with the daemon dead mid-test: the fixture's purge
+        # (endpoints, netns, networks, the bridge) must leave nothing
+        handle.stop()
+        runtime_dir = Path(handle.state) / "runtime"
+        for ns_root in (runtime_dir.iterdir() if runtime_dir.is_dir() else []):
+            ids = subprocess.run([runc, "--root", str(ns_root), "list", "-q"], capture_output=True,
+                                 text=True).stdout.split()
+            for cid in ids:
+                subprocess.run([runc, "--root", str(ns_root), "delete", "-f", cid], capture_output=True)
+        handle.purge_network()
+    rules = iptables_rules()
+    assert net not in rules, [line for line in rules.splitlines() if net in line]
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    assert handle.bridge not in links
 
 
 def make_container(client, cid: str, rootfs: Path, args: list[str], docker: dict, name: str) -> None:
@@ -133,7 +90,7 @@ def test_daemon_networks_tasks_and_volumes(netdaemon, tmp_path: Path, busybox_ro
     settings = c.call("Networks", "Settings", {"container_id": web_id})["settings"]
     assert settings["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}
     web_ip = settings["Networks"][net["Name"]]["IPAddress"]
-    assert web_ip.startswith("10.218.")
+    assert web_ip.startswith(f"10.{netdaemon.subnet_octet}.")
     vols = {v["Name"]: v for v in c.call("Volumes", "List", {})["volumes"]}
     assert "pytest-www" in vols and len(vols) == 2  # the named one and /cache's anonymous one
     assert c.call("Volumes", "Users", {"name": "pytest-www"})["containers"] == [web_id]
@@ -173,7 +130,7 @@ def test_daemon_networks_tasks_and_volumes(netdaemon, tmp_path: Path, busybox_ro
         time.sleep(0.1)
     rules = iptables_rules()
     assert f"--dports {port}" not in rules and f" {web_ip}/32 " not in rules
-    assert not os.path.exists(f"/var/run/netns/{netdaemon.options['netns_prefix']}{web_id[:12]}")
+    assert not os.path.exists(f"/var/run/netns/pyctr-{web_id[:12]}")
     # container records deleted: volume references go, the volume (data) stays until removed
     for cid in (web_id, cli_id):
         c.call("Containers", "Delete", {"id": cid})

@@ -1,12 +1,16 @@
 """The pycontainerd daemon: stores, services and the socket server, run in the foreground.
 
     pycontainerd [--root DIR] [--state DIR] [--address SOCK] [--runtime PATH] [--log-level LEVEL]
+                 [--bridge NAME] [--bip CIDR] [--default-address-pool CIDR] [--cni-path DIR]
 
 SIGTERM/SIGINT stop the daemon gracefully: calls are cancelled, the socket removed; containers
 (held by their shims) keep running and are found again by the next daemon.
 
 Services live in `pycontainerd.services.<name>` modules, each with `register(daemon)` that calls
-`daemon.server.register("Name", handler)`. A handler object may define `async def start(self)`
+`daemon.server.register("Name", handler)`. After them, networking and volumes
+(`pycontainerd.network.service`: the Networks and Volumes services and the task create/release
+hooks; --bridge/--bip/--default-address-pool/--cni-path configure them) and the lifecycle policies
+(`pycontainerd.policies`: auto-remove and restart policies as task exit hooks). A handler object may define `async def start(self)`
 (called before the socket opens, e.g. to reconnect to shims) and `async def stop(self)`.
 """
 
@@ -49,6 +53,10 @@ class Config:
     runtime: str = ""
     log_level: str = "info"
     snapshotter: str = ""  # "" picks overlayfs when the kernel allows it, else native
+    bridge: str = ""       # docker's --bridge: the default network's device ("" = pyctr0)
+    bip: str = ""          # docker's --bip: the default bridge's gateway/prefix, e.g. 10.213.0.1/24
+    pool: str = ""         # the range user networks' subnets come from ("" = 10.213.0.0/16)
+    cni_path: str = ""     # where the CNI plugins are ("" = /usr/lib/cni)
 
     def __post_init__(self) -> None:
         self.root = os.path.abspath(self.root)
@@ -171,6 +179,20 @@ class Daemon:
                     continue
                 raise
             module.register(self)
+        self._load_extensions()
+
+    def _load_extensions(self) -> None:
+        """Networks/Volumes (after Tasks: their hooks go into its manager), then lifecycle policies."""
+        from .network import service as network_service
+
+        network_service.register(self)
+        try:
+            policies = importlib.import_module("pycontainerd.policies")
+        except ModuleNotFoundError as exc:
+            if exc.name != "pycontainerd.policies":
+                raise
+            return
+        policies.register(self)
 
     async def _hooks(self, name: str) -> None:
         for service, handler in list(self.server.services.items()):
@@ -241,11 +263,16 @@ def parse_args(argv: list[str] | None) -> Config:
     p.add_argument("--runtime", default="", help="runc-compatible runtime binary (default: pyrunc)")
     p.add_argument("--snapshotter", default="", choices=["", "overlayfs", "native"],
                    help="default: overlayfs when available, else native")
+    p.add_argument("--bridge", "-b", default="", help="the default network's bridge device (default pyctr0)")
+    p.add_argument("--bip", default="", help="the default bridge's address/prefix (default 10.213.0.1/24)")
+    p.add_argument("--default-address-pool", dest="pool", default="",
+                   help="range user networks' /24 subnets are taken from (default 10.213.0.0/16)")
+    p.add_argument("--cni-path", default="", help="directory of the CNI plugins (default /usr/lib/cni)")
     p.add_argument("--log-level", "-l", default="info",
                    choices=["trace", "debug", "info", "warn", "warning", "error", "fatal", "panic"])
     a = p.parse_args(argv)
     return Config(root=a.root, state=a.state, address=a.address, runtime=a.runtime, log_level=a.log_level,
-                  snapshotter=a.snapshotter)
+                  snapshotter=a.snapshotter, bridge=a.bridge, bip=a.bip, pool=a.pool, cni_path=a.cni_path)
 
 
 def _level(name: str) -> int:

@@ -188,7 +188,8 @@ def register(daemon, **manager_options) -> ContainerHooks:
     daemon flags, when the daemon's Config has them (docker's --bridge/--bip, a --cni-path), fill
     the ones not given."""
     cfg = getattr(daemon, "config", None)
-    for attr, key in (("bridge", "default_bridge"), ("bip", "default_subnet"), ("cni_path", "cni_path")):
+    for attr, key in (("bridge", "default_bridge"), ("bip", "default_subnet"), ("pool", "pool"),
+                      ("cni_path", "cni_path")):
         value = getattr(cfg, attr, None)
         if value:
             manager_options.setdefault(key, value)
