@@ -184,6 +184,8 @@ def main() -> int:
             print(f"bench/pycontainerd: {tool} is not installed", file=sys.stderr)
             return 1
 
+    import pytest
+
     from tests.pycontainerd.daemon_fixture import kill_leftovers, running_daemon, running_registry, unmount_under
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -240,20 +242,25 @@ def main() -> int:
             else:
                 print("run: pyctr not ready", flush=True)
         bench_apply(results)
-    except (RuntimeError, subprocess.TimeoutExpired, OSError) as e:
-        print(f"bench/pycontainerd: {e}", file=sys.stderr)
+    except (Exception, pytest.fail.Exception) as e:  # the fixtures' helpers report with pytest.fail
+        last = (str(e).strip().splitlines() or [""])[-1]
+        print(f"bench/pycontainerd: {type(e).__name__}: {last}", file=sys.stderr)
         return 1
     finally:
         if cd is not None:
             cd.stop()
-        kill_leftovers([str(base)])
+        killed = kill_leftovers([str(base)])
         unmount_under([str(base)])
         shutil.rmtree(base, ignore_errors=True)
+        with open("/proc/self/mounts") as f:
+            mounted = [line.split()[1] for line in f if str(base) in line]
+        print(f"cleanup: {len(killed)} stray processes killed, {len(mounted)} mounts left"
+              + (f" ({mounted})" if mounted else ""), flush=True)
 
     med = {k: statistics.median(v) for k, v in results.items()}
-    print(f"\n{'step':<24}{'median':>10}  runs")
+    print(f"\n{'step':<28}{'median':>10}  runs")
     for k, v in results.items():
-        print(f"{k:<24}{med[k]:>9.2f}s  " + " ".join(f"{x:.2f}" for x in v))
+        print(f"{k:<28}{med[k]:>9.2f}s  " + " ".join(f"{x:.2f}" for x in v))
     print()
     for ours, theirs, goal in (("pyctr pull", "ctr pull", 1.2), ("pyctr run --rm", "ctr run --rm", 1.5),
                                ("pyctr run --rm (runc)", "ctr run --rm", 1.5)):
