@@ -158,3 +158,41 @@ def test_blob_verified_does_not_hash_the_blob(tmp_path: Path, monkeypatch) -> No
         d.mkdir()
         apply_layer(io.BytesIO(blob), d, **kw)
     assert made == [False, False, True]
+
+
+def _tar_raw(members: list[tarfile.TarInfo]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for m in members:
+            t.addfile(m, io.BytesIO(b"") if m.isreg() else None)
+    return buf.getvalue()
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    m = tarfile.TarInfo(name)
+    m.type, m.linkname, m.mode = kind, linkname, 0o755 if kind == tarfile.DIRTYPE else 0o644
+    return m
+
+
+def test_overlay_whiteouts_stay_inside_the_rootfs(tmp_path: Path) -> None:
+    from pyoci.errors import UnsafeArchive
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim").write_text("keep\n")
+    for i, members in enumerate([
+        [_member("../.wh.victim")],
+        [_member("esc", tarfile.SYMTYPE, "../../outside"), _member("esc/.wh.victim")],
+        [_member("d", tarfile.DIRTYPE), _member("d/.wh..")],
+    ]):
+        root = tmp_path / f"r{i}"
+        root.mkdir()
+        with pytest.raises(UnsafeArchive):
+            apply_layer(io.BytesIO(_tar_raw(members)), root, whiteouts="overlay")
+    # an absolute symlink in the parent path is followed inside the rootfs, never on the host
+    root = tmp_path / "abs"
+    root.mkdir()
+    apply_layer(io.BytesIO(_tar_raw([_member("abs", tarfile.SYMTYPE, str(outside)),
+                                     _member("abs/.wh.victim")])), root, whiteouts="overlay")
+    assert (outside / "victim").read_text() == "keep\n" and sorted(os.listdir(outside)) == ["victim"]
+    assert (root / outside.relative_to("/") / "victim").is_char_device()
