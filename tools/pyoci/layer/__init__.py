@@ -2,7 +2,8 @@
 
     create_layer(src_dir, out, "gzip"|"zstd"|"", *, whiteouts=None|"overlay", mtime=None) -> LayerInfo
     create_layer_from_diff(lower, upper_full, out, compression) -> LayerInfo
-    apply_layer(blob_or_path, rootfs, *, expected_diff_id=None, expected_digest=None) -> diff_id
+    apply_layer(blob_or_path, rootfs, *, expected_diff_id=None, expected_digest=None,
+                whiteouts=None|"overlay", blob_verified=False) -> diff_id
 
 `digest` is always the blob's (compressed) digest, for manifests; `diff_id` the uncompressed tar's,
 for the config's rootfs.diff_ids. Errors: pyoci.errors.UnsafeArchive / DigestMismatch, InvalidLayer.
