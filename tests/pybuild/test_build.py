@@ -290,8 +290,6 @@ def test_outputs_oci_archive_docker_archive_and_no_output(builder, tmp_path):
         assert json.load(t.extractfile("manifest.json"))[0]["RepoTags"] == ["example.com/a/b:v1"]
     r = builder.build(ctx)
     assert "remain in the build cache" in r.err
-    r = builder.build(ctx, "--load", check=False)
-    assert r.code == 1 and "not supported yet: --load needs pycontainerd" in r.err
 
 
 def test_runtime_runc_and_pyrunc_give_the_same_layers(builder, tmp_path):

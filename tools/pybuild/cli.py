@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--output", dest="outputs", action="append", default=[],
                    metavar="type=oci|docker|local|registry,dest=PATH")
     b.add_argument("--push", action="store_true", help="shorthand for --output=type=registry")
-    b.add_argument("--load", action="store_true", help="load the image into pycontainerd (not yet)")
+    b.add_argument("--load", action="store_true", help="load the image into pycontainerd (via `pyctr load`; $PYCTR_ADDRESS names the socket)")
     b.add_argument("--progress", default="auto", choices=["auto", "plain", "tty", "quiet"])
     b.add_argument("--runtime", default=os.environ.get("PYBUILD_RUNTIME", "pyrunc"),
                    help="pyrunc (default), runc, or a path to a runc-compatible binary")
@@ -93,11 +93,12 @@ def _secrets(values: list[str]) -> dict[str, str]:
 def build(args: argparse.Namespace) -> int:
     progress = Progress(choose_mode("quiet" if args.quiet else args.progress))
     try:
-        if args.load:
-            raise BuildError("not supported yet: --load needs pycontainerd")
         from .outputs import OutputSpec, export, parse_output
 
         outputs = [parse_output(o) for o in args.outputs]
+        if args.load and not any(o.type == "docker" and not o.dest for o in outputs):
+            # buildx's --load: a docker-archive handed to the daemon's `load` (here `pyctr load`).
+            outputs.append(OutputSpec("docker"))
         if args.push and not any(o.type == "registry" for o in outputs):
             outputs.append(OutputSpec("registry"))
         if not os.path.isdir(args.context):

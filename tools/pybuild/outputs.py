@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -97,6 +98,33 @@ def _tmp_beside(dest: str, suffix: str = "") -> str:
     return tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.tmp-", suffix=suffix, dir=parent)
 
 
+def _pyctr() -> str:
+    beside = os.path.join(os.path.dirname(sys.executable), "pyctr")
+    found = beside if os.access(beside, os.X_OK) else shutil.which("pyctr")
+    if not found:
+        raise BuildError("--load: pyctr not found (run `make install`)")
+    return found
+
+
+def _load_into_daemon(layout: Layout, manifest: dict, names: list[str], info: Callable[[str], None]) -> None:
+    """--load: the image as a docker-archive into pycontainerd through `pyctr load`, as buildx uses `docker load`."""
+    if not names:
+        raise BuildError("--load needs a tag (-t NAME)")
+    fd, tmp = tempfile.mkstemp(prefix="pybuild-load-", suffix=".tar")
+    os.close(fd)
+    try:
+        write_docker_archive(tmp, [(layout, manifest, names)])
+        r = subprocess.run([_pyctr(), "load", "-i", tmp], capture_output=True, text=True)
+        if r.returncode != 0:
+            lines = (r.stderr or r.stdout).strip().splitlines()
+            raise BuildError(f"--load: {lines[-1] if lines else 'pyctr load failed'}")
+        for line in r.stdout.splitlines():
+            info(line)
+    finally:
+        os.unlink(tmp)
+    info("importing to pycontainerd done")
+
+
 def export(spec: OutputSpec, layout: Layout, manifest: dict, chain_layers: list[dict], tags: Sequence[str],
            info: Callable[[str], None]) -> None:
     """Write the image (`manifest` in the cache `layout`) as `spec` says."""
@@ -136,8 +164,11 @@ def _export(spec: OutputSpec, layout: Layout, manifest: dict, chain_layers: list
         names = list(tags)
         if spec.attrs.get("name"):
             names += spec.attrs["name"].split(",")
-        write_docker_archive(spec.dest, [(layout, manifest, names)])
-        info(f"sending tarball {spec.dest} done")
+        if spec.dest:
+            write_docker_archive(spec.dest, [(layout, manifest, names)])
+            info(f"sending tarball {spec.dest} done")
+        else:
+            _load_into_daemon(layout, manifest, names, info)
     elif spec.type in ("local", "tar"):
         tmp = _tmp_beside(spec.dest)
         try:
