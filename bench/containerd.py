@@ -32,8 +32,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-# this script's own dir comes first on sys.path and its name would shadow the pycontainerd package
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 sys.path.insert(0, str(REPO))
 OUT = REPO / "bench" / "out" / "pycontainerd"
 IMAGE = OUT / "image"
@@ -181,7 +179,7 @@ def main() -> int:
     args = ap.parse_args()
     for tool in ("containerd", "ctr", "docker-registry", "runc"):
         if not shutil.which(tool):
-            print(f"bench/pycontainerd: {tool} is not installed", file=sys.stderr)
+            print(f"bench/containerd: {tool} is not installed", file=sys.stderr)
             return 1
 
     import pytest
@@ -244,7 +242,7 @@ def main() -> int:
         bench_apply(results)
     except (Exception, pytest.fail.Exception) as e:  # the fixtures' helpers report with pytest.fail
         last = (str(e).strip().splitlines() or [""])[-1]
-        print(f"bench/pycontainerd: {type(e).__name__}: {last}", file=sys.stderr)
+        print(f"bench/containerd: {type(e).__name__}: {last}", file=sys.stderr)
         return 1
     finally:
         if cd is not None:
