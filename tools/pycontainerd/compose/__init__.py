@@ -1,0 +1,1 @@
+"""`pyctr compose`: compose files (the Compose spec) to running apps on pycontainerd."""
