@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pycontainerd.daemon_fixture import REPO, running_daemon
+from tests.pycontainerd.daemon_fixture import running_daemon
 from tests.pycontainerd.test_ctr_support import Ctr, busybox_archive, env
 from tests.support import require
 
@@ -77,9 +77,9 @@ def test_two_service_app_up_ps_logs_down(app):
     assert net["Labels"]["com.docker.compose.project"] == project
     bridge = net["Options"]["com.docker.network.bridge.name"]
     subnet = net["IPAM"]["Config"][0]["Subnet"]
-    veths = {name for name in links() if name.startswith("veth")} & set(
-        subprocess.run(["ip", "-o", "link", "show", "master", bridge], capture_output=True, text=True)
-        .stdout.replace("@", ": ").split(": ")[1::3])
+    veths = {link["ifname"] for link in json.loads(subprocess.run(
+        ["ip", "-j", "link", "show", "master", bridge], capture_output=True, text=True, check=True).stdout)}
+    assert veths, f"web's endpoint on {bridge}"
 
     ps = compose(d, ctr, appdir, "-p", project, "ps", "-a")
     assert ps.returncode == 0, ps.stderr
@@ -135,3 +135,94 @@ def test_bad_file_is_one_line_naming_the_key(app):
     r = compose(d, ctr, appdir, "up", "-d")
     assert r.returncode == 1 and r.stderr == 'Error: service "web" depends on undefined service "db"\n'
     assert ctr.ok("ps", "-a", "-q") == ""
+
+
+FEATURES = """
+services:
+  web:
+    image: busybox
+    command: ["httpd", "-f", "-p", "80", "-h", "/data"]
+    ports: ["127.0.0.1:${PORT}:80"]
+    volumes: ["data:/data", "./host:/host:ro"]
+    networks:
+      front:
+        aliases: [www]
+    stop_grace_period: 1s
+  probe:
+    image: busybox
+    command: ["sleep", "300"]
+    networks: [front, back]
+    stop_grace_period: 1s
+networks: {front: {}, back: {}}
+volumes: {data: {}}
+"""
+
+
+def fetch(port: int) -> str:
+    import urllib.request
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                return r.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_volumes_ports_networks_recreate_down_v(app):
+    from tests.support import free_port
+
+    d, ctr, appdir = app
+    port = free_port()
+    (appdir / "compose.yaml").write_text(textwrap.dedent(FEATURES))
+    (appdir / ".env").write_text(f"PORT={port}\n")
+    (appdir / "host").mkdir()
+    (appdir / "host" / "note").write_text("from-host\n")
+    project = "feat" + secrets.token_hex(2)
+    up = compose(d, ctr, appdir, "-p", project, "up", "-d")
+    assert up.returncode == 0, up.stderr
+    for what in (f"Network {project}_front  Created", f"Network {project}_back  Created",
+                 f"Volume {project}_data  Created"):
+        assert what in up.stderr
+    assert f"Network {project}_default" not in up.stderr   # no service is on it
+
+    r = compose(d, ctr, appdir, "-p", project, "exec", "-T", "web", "sh", "-c",
+                "cat /host/note > /data/index.html && ! touch /host/x 2>/dev/null")
+    assert r.returncode == 0, r.stderr
+    assert fetch(port) == "from-host\n"                          # published on the host
+    r = compose(d, ctr, appdir, "-p", project, "exec", "-T", "probe", "wget", "-qO-", "http://www:80/")
+    assert (r.returncode, r.stdout) == (0, "from-host\n"), r.stderr   # by alias on the shared network
+    probe = json.loads(ctr.ok("inspect", f"{project}-probe-1"))[0]
+    assert set(probe["NetworkSettings"]["Networks"]) >= {f"{project}_front", f"{project}_back"}
+
+    # a changed service is recreated, the other left running; the volume's data stays
+    (appdir / "compose.yaml").write_text(textwrap.dedent(FEATURES).replace(
+        "    stop_grace_period: 1s\n  probe:", "    stop_grace_period: 1s\n    environment: [CHANGED=1]\n  probe:"))
+    up = compose(d, ctr, appdir, "-p", project, "up", "-d")
+    assert up.returncode == 0, up.stderr
+    assert f"Container {project}-web-1  Removed" in up.stderr and f"Container {project}-web-1  Started" in up.stderr
+    assert f"Container {project}-probe-1  Running" in up.stderr
+    assert "CHANGED=1" in json.loads(ctr.ok("inspect", f"{project}-web-1"))[0]["Config"]["Env"]
+    assert fetch(port) == "from-host\n"
+
+    stop = compose(d, ctr, appdir, "-p", project, "stop", "web")
+    assert stop.returncode == 0, stop.stderr
+    ps = compose(d, ctr, appdir, "-p", project, "ps")
+    assert [r.split()[0] for r in ps.stdout.splitlines()[1:]] == [f"{project}-probe-1"]
+    ps = compose(d, ctr, appdir, "-p", project, "ps", "-a")
+    assert "Exited" in next(r for r in ps.stdout.splitlines() if r.startswith(f"{project}-web-1"))
+    start = compose(d, ctr, appdir, "-p", project, "start")
+    assert start.returncode == 0, start.stderr
+    assert fetch(port) == "from-host\n"
+
+    down = compose(d, ctr, appdir, "-p", project, "down", "-v")
+    assert down.returncode == 0, down.stderr
+    assert f"Volume {project}_data  Removed" in down.stderr
+    assert ctr.ok("ps", "-a", "-q") == ""
+    vols = [v["Name"] for v in d.client.call("Volumes", "List", namespace=ctr.namespace)["volumes"]]
+    nets = [n["Name"] for n in d.client.call("Networks", "List", namespace=ctr.namespace)["networks"]]
+    assert not [v for v in vols if v.startswith(project)] and not [n for n in nets if n.startswith(project)]
+    assert (appdir / "host" / "note").read_text() == "from-host\n"   # a bind's source is the user's
