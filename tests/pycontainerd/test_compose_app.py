@@ -226,3 +226,63 @@ def test_volumes_ports_networks_recreate_down_v(app):
     nets = [n["Name"] for n in d.client.call("Networks", "List", namespace=ctr.namespace)["networks"]]
     assert not [v for v in vols if v.startswith(project)] and not [n for n in nets if n.startswith(project)]
     assert (appdir / "host" / "note").read_text() == "from-host\n"   # a bind's source is the user's
+
+
+def test_build_through_pybuild_then_down_rmi_local(app):
+    from tests.support import make_busybox_rootfs
+
+    d, ctr, appdir = app
+    ctx = appdir / "ctx"
+    make_busybox_rootfs(ctx / "rootfs")
+    (ctx / "hello.txt").write_text("built-by-pybuild\n")
+    (ctx / "Containerfile").write_text('FROM scratch\nCOPY rootfs/ /\nARG WHO\nCOPY hello.txt /hello.txt\n'
+                                       'CMD ["sh", "-c", "cat /hello.txt; echo arg=$WHO"]\n')
+    (appdir / "compose.yaml").write_text(textwrap.dedent("""
+        services:
+          app:
+            build: {context: ./ctx, dockerfile: Containerfile, args: {WHO: me}}
+            environment: [WHO=env]
+    """))
+    project = "bld" + secrets.token_hex(2)
+    up = compose(d, ctr, appdir, "-p", project, "up", "-d")
+    assert up.returncode == 0, up.stderr
+    assert f"Image {project}-app  Built" in up.stderr
+    assert f"{project}-app:latest" in ctr.ok("images", "--format", "{{.Repository}}:{{.Tag}}")
+    deadline = time.monotonic() + 10
+    while "arg=" not in (logs := compose(d, ctr, appdir, "-p", project, "logs", "--no-log-prefix")).stdout:
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.2)
+    assert logs.stdout == "built-by-pybuild\narg=env\n"
+    down = compose(d, ctr, appdir, "-p", project, "down", "--rmi", "local")
+    assert down.returncode == 0, down.stderr
+    assert f"{project}-app" not in ctr.ok("images", "--format", "{{.Repository}}")
+
+
+def test_up_attached_streams_until_exit_and_config(app):
+    d, ctr, appdir = app
+    (appdir / "compose.yaml").write_text(textwrap.dedent("""
+        services:
+          one:
+            image: busybox
+            command: sh -c 'echo first; echo second >&2'
+          two:
+            image: busybox
+            entrypoint: [/bin/echo]
+            command: ["${GREETING}"]
+    """))
+    project = "att" + secrets.token_hex(2)
+    up = compose(d, ctr, appdir, "-p", project, "up")
+    assert up.returncode == 0, up.stderr
+    lines = up.stdout.splitlines()
+    assert sorted(lines) == sorted([f"{project}-one-1  | first", f"{project}-one-1  | second",
+                                    f"{project}-two-1  | hello-from-dotenv"]), up.stdout
+    cfg = compose(d, ctr, appdir, "-p", project, "config")
+    import yaml
+    doc = yaml.safe_load(cfg.stdout)
+    assert doc["name"] == project
+    assert doc["services"]["two"]["entrypoint"] == ["/bin/echo"]
+    assert doc["services"]["two"]["command"] == ["hello-from-dotenv"]
+    assert doc["services"]["one"]["command"] == ["sh", "-c", "echo first; echo second >&2"]
+    assert doc["networks"]["default"]["name"] == f"{project}_default"
+    assert compose(d, ctr, appdir, "-p", project, "down").returncode == 0
+    assert ctr.ok("ps", "-a", "-q") == ""
