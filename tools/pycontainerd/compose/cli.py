@@ -155,8 +155,8 @@ def main(argv: list[str], address: str, namespace: str) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     except ComposeError as exc:
-        print(exc if str(exc).startswith("Error") else f"Error: {exc}" if "depends on undefined" in str(exc)
-              else str(exc), file=sys.stderr)
+        text = str(exc)  # key errors as compose's validator (`services.web.ports[0]: …`); project errors `Error: …`
+        print(f"Error: {text}" if text.startswith('service "') else text, file=sys.stderr)
         return 1
     except CLIError as exc:
         print(exc.message, file=sys.stderr)
