@@ -127,3 +127,16 @@ def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert err.count("\n") == 1 and "Traceback" not in err
     assert main(["config", "--services"], "/nonexistent.sock", "default") == 0
     assert capsys.readouterr().out == "web\n"
+
+
+def test_image_healthcheck_and_service_override():
+    from pycontainerd.compose.health import effective, from_image
+
+    image = from_image({"Test": ["CMD-SHELL", "true"], "Interval": 2_000_000_000, "Retries": 7})
+    assert (image.test, image.interval, image.retries, image.timeout) == (["CMD-SHELL", "true"], 2, 7, 30)
+    assert from_image({"Test": ["NONE"]}).disable and from_image(None) is None
+    assert effective(None, image) is image
+    own = Healthcheck(test=["CMD", "x"])
+    assert effective(own, image) is own
+    merged = effective(Healthcheck(interval=0.5, retries=2), image)
+    assert (merged.test, merged.interval, merged.retries) == (["CMD-SHELL", "true"], 0.5, 2)

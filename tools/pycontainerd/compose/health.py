@@ -17,6 +17,31 @@ from ..ctr.backend import Backend
 from .model import ComposeError, Healthcheck
 
 
+def from_image(doc: dict | None) -> Healthcheck | None:
+    """An image config's Healthcheck (docker's: Test, durations in nanoseconds) in compose's terms."""
+    if not doc or not doc.get("Test"):
+        return None
+    h = Healthcheck(test=list(doc["Test"]))
+    if h.test == ["NONE"]:
+        return Healthcheck(disable=True)
+    for key, attr in (("Interval", "interval"), ("Timeout", "timeout"), ("StartPeriod", "start_period")):
+        if doc.get(key):
+            setattr(h, attr, int(doc[key]) / 1e9)
+    if doc.get("Retries"):
+        h.retries = int(doc["Retries"])
+    return h
+
+
+def effective(service_check: Healthcheck | None, image_check: Healthcheck | None) -> Healthcheck | None:
+    """The service's healthcheck over the image's HEALTHCHECK: a check without a test keeps the image's."""
+    if service_check is None:
+        return image_check
+    if service_check.disable or service_check.test or image_check is None:
+        return service_check
+    return Healthcheck(image_check.test, service_check.interval, service_check.timeout, service_check.retries,
+                       service_check.start_period)
+
+
 def probe_args(h: Healthcheck) -> list[str]:
     if h.test and h.test[0] == "CMD-SHELL":
         return ["/bin/sh", "-c", " ".join(h.test[1:])]
