@@ -30,6 +30,7 @@ services:
       interval: 200ms
       timeout: 2s
       retries: 50
+    stop_grace_period: 1s   # httpd as pid 1 ignores SIGTERM: down would wait the default 10 s
   client:
     image: busybox
     command: ["sh", "-c", "wget -qO- http://web:80/ && echo client-done"]
