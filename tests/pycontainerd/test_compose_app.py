@@ -54,10 +54,12 @@ def app(tmp_path: Path):
         yield d, ctr, appdir
 
 
-def compose(d, ctr: Ctr, appdir: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def compose(d, ctr: Ctr, appdir: Path, *args: str, timeout: float = 60, input: str = "") -> \
+        subprocess.CompletedProcess:
     argv = [sys.executable, "-m", "pycontainerd.compose", "-H", f"unix://{d.address}", "--namespace",
             ctr.namespace, *args]
-    return subprocess.run(argv, cwd=appdir, capture_output=True, text=True, timeout=timeout, env=env())
+    return subprocess.run(argv, cwd=appdir, capture_output=True, text=True, timeout=timeout, env=env(),
+                          input=input)
 
 
 def links() -> set[str]:
@@ -107,6 +109,8 @@ def test_two_service_app_up_ps_logs_down(app):
 
     ex = compose(d, ctr, appdir, "-p", project, "exec", "-T", "web", "cat", "/www/index.html")
     assert (ex.returncode, ex.stdout) == (0, "hello-from-dotenv\n"), ex.stderr
+    ex = compose(d, ctr, appdir, "-p", project, "exec", "-T", "web", "sh", "-c", "tr a-z A-Z; exit 3", input="piped\n")
+    assert (ex.returncode, ex.stdout) == (3, "PIPED\n"), ex.stderr   # stdin attached, the exec's status
 
     again = compose(d, ctr, appdir, "-p", project, "up", "-d")  # unchanged: nothing recreated
     assert again.returncode == 0, again.stderr

@@ -125,8 +125,9 @@ def run(a, address: str, namespace: str) -> int:
             if not a.command:
                 raise UsageError('"exec" requires at least 2 arguments')
             s = project.service(a.service)
+            # compose's defaults: stdin attached (--interactive=true), a terminal when ours is one and no -T
             tty = not a.no_tty and not a.detach and sys.stdin.isatty()
-            return execlogs.exec_(b, c.container_name(s), a.command, tty, tty, a.env, a.workdir, a.user,
+            return execlogs.exec_(b, c.container_name(s), a.command, not a.detach, tty, a.env, a.workdir, a.user,
                                   a.detach)
         elif v == "start":
             c.start(a.services or None)
