@@ -291,3 +291,33 @@ def test_up_attached_streams_until_exit_and_config(app):
     assert doc["networks"]["default"]["name"] == f"{project}_default"
     assert compose(d, ctr, appdir, "-p", project, "down").returncode == 0
     assert ctr.ok("ps", "-a", "-q") == ""
+
+
+def test_dependency_conditions_completed_and_unhealthy(app):
+    d, ctr, appdir = app
+    (appdir / "compose.yaml").write_text(textwrap.dedent("""
+        services:
+          migrate:
+            image: busybox
+            command: sh -c 'sleep 0.3; echo migrated'
+          app:
+            image: busybox
+            command: sleep 30
+            stop_grace_period: 0s
+            depends_on: {migrate: {condition: service_completed_successfully}}
+            healthcheck: {test: "exit 1", interval: 100ms, retries: 2}
+          front:
+            image: busybox
+            command: echo never
+            depends_on: {app: {condition: service_healthy}}
+    """))
+    project = "dep" + secrets.token_hex(2)
+    up = compose(d, ctr, appdir, "-p", project, "up", "-d")
+    assert up.returncode == 1
+    assert up.stderr.splitlines()[-1] == f"dependency failed to start: container {project}-app-1 is unhealthy"
+    assert up.stderr.index(f"{project}-migrate-1  Exited") < up.stderr.index(f"{project}-app-1  Started")
+    ps = compose(d, ctr, appdir, "-p", project, "ps", "-a", "--services")
+    assert sorted(ps.stdout.split()) == ["app", "front", "migrate"]   # front created, never started
+    assert compose(d, ctr, appdir, "-p", project, "logs", "front").stdout == ""
+    assert compose(d, ctr, appdir, "-p", project, "down").returncode == 0
+    assert ctr.ok("ps", "-a", "-q") == ""
