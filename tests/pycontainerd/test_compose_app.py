@@ -5,7 +5,9 @@ service name) comes up, shows in ps, logs the client's fetch, and `down` leaves 
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
 import subprocess
 import sys
 import textwrap
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.pycontainerd.daemon_fixture import running_daemon
-from tests.pycontainerd.test_ctr_support import Ctr, busybox_archive, env
+from tests.pycontainerd.test_ctr_support import Ctr, busybox_archive, env, remove_cgroups
 from tests.support import require
 
 COMPOSE = """
@@ -40,18 +42,34 @@ services:
 """
 
 
+def kill_namespace_processes(namespace: str) -> None:
+    """SIGKILL, by pid, whatever still runs in the namespace's cgroups (runc puts containers under /<ns>/)."""
+    for cgroup_file in Path("/proc").glob("[0-9]*/cgroup"):
+        try:
+            if f":/{namespace}/" in cgroup_file.read_text():
+                os.kill(int(cgroup_file.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+
 @pytest.fixture
 def app(tmp_path: Path):
     runc = require("runc")
-    with running_daemon(tmp_path, runtime=runc) as d:
-        ctr = Ctr(d, "cmp" + secrets.token_hex(2))
-        r = ctr("load", "-i", str(busybox_archive(tmp_path / "bb")))
-        assert r.status == 0, r
-        appdir = tmp_path / "app"
-        appdir.mkdir()
-        (appdir / "compose.yaml").write_text(textwrap.dedent(COMPOSE))
-        (appdir / ".env").write_text("GREETING=hello-from-dotenv\n")
-        yield d, ctr, appdir
+    namespace = "cmp" + secrets.token_hex(2)
+    try:
+        with running_daemon(tmp_path, runtime=runc) as d:
+            ctr = Ctr(d, namespace)
+            r = ctr("load", "-i", str(busybox_archive(tmp_path / "bb")))
+            assert r.status == 0, r
+            appdir = tmp_path / "app"
+            appdir.mkdir()
+            (appdir / "compose.yaml").write_text(textwrap.dedent(COMPOSE))
+            (appdir / ".env").write_text("GREETING=hello-from-dotenv\n")
+            yield d, ctr, appdir
+    finally:  # the daemon fixture's cleanup is by paths; this is by cgroup, and drops /<ns> itself
+        kill_namespace_processes(namespace)
+        time.sleep(0.1)
+        assert remove_cgroups(namespace) == [], "containers' cgroups left behind"
 
 
 def compose(d, ctr: Ctr, appdir: Path, *args: str, timeout: float = 60, input: str = "") -> \
