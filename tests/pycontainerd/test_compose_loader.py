@@ -354,3 +354,18 @@ def test_names_and_config_output(tmp_path):
                                                   "volume": {}}]
     assert doc["services"]["db"]["networks"] == {"default": None}
     assert doc["networks"]["ext"] == {"name": "ext", "external": True}
+
+
+def test_profiles(tmp_path):
+    text = "services:\n  web: {image: x}\n  debug: {image: x, profiles: [dev]}\n"
+    assert sorted(project(tmp_path, text).services) == ["web"]
+    assert sorted(project(tmp_path, text, env={"COMPOSE_PROFILES": "dev"}).services) == ["debug", "web"]
+    assert sorted(project(tmp_path, text, profiles=["dev"]).services) == ["debug", "web"]
+
+
+def test_older_resource_keys_and_deploy_precedence(tmp_path):
+    s = service(tmp_path, "image: x\nmem_limit: 32m\ncpus: 0.25\npids_limit: 9\n"
+                          "deploy: {resources: {limits: {memory: 64m}}}\n")
+    assert (s.limits.cpus, s.limits.memory, s.limits.pids) == (0.25, 64 << 20, 9)
+    with pytest.raises(ComposeError, match='services.web.cpus: invalid number "lots"'):
+        service(tmp_path, "image: x\ncpus: lots\n")

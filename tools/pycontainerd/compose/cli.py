@@ -41,6 +41,7 @@ def build_parser() -> Parser:
     p.add_argument("-p", "--project-name", default="")
     p.add_argument("--project-directory", default="")
     p.add_argument("--env-file", default=None)
+    p.add_argument("--profile", action="append", default=None, help="enable services of this profile")
     sub = p.add_subparsers(dest="verb", parser_class=Parser)
     s = sub.add_parser("up", help="create and start containers")
     s.add_argument("-d", "--detach", action="store_true")
@@ -86,7 +87,7 @@ def build_parser() -> Parser:
 def run(a, address: str, namespace: str) -> int:
     cwd = a.project_directory or os.getcwd()
     files = [os.path.abspath(f) for f in a.file] or None
-    project = load(files, a.project_name, cwd=cwd, env_file=a.env_file)
+    project = load(files, a.project_name, cwd=cwd, env_file=a.env_file, profiles=a.profile)
     if a.verb == "config":
         if a.services:
             print("\n".join(project.order()))

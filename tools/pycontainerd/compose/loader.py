@@ -23,8 +23,9 @@ SERVICE_KEYS = {
     "depends_on", "restart", "healthcheck", "container_name", "labels", "deploy", "working_dir", "user", "hostname",
     "stop_signal", "stop_grace_period", "tty", "stdin_open", "init", "read_only", "cap_add", "cap_drop",
     "privileged", "extra_hosts", "dns", "expose", "network_mode",
+    "profiles", "mem_limit", "cpus", "pids_limit",   # the older resource keys; deploy's limits win
     # accepted and not acted on (no effect on a single-host daemon)
-    "platform", "pull_policy", "logging", "profiles", "domainname", "mem_limit", "cpus", "pids_limit",
+    "platform", "pull_policy", "logging", "domainname",
 }
 BUILD_KEYS = {"context", "dockerfile", "args", "target", "labels", "cache_from", "network"}
 HEALTH_KEYS = {"test", "interval", "timeout", "retries", "start_period", "start_interval", "disable"}
@@ -60,6 +61,15 @@ def _int(v: Any, where: str) -> int:
         return int(str(v))
     except ValueError:
         raise _type_error(where, "integer") from None
+
+
+def _float(v: Any, where: str) -> float:
+    if isinstance(v, bool):
+        raise _type_error(where, "number")
+    try:
+        return float(str(v) or 0)
+    except ValueError:
+        raise ComposeError(f'{where}: invalid number "{v}"') from None
 
 
 def _list(v: Any, where: str) -> list:
@@ -359,18 +369,22 @@ def _service(name: str, d: Any, project_dir: str, env: Mapping[str, str]) -> Ser
     if d.get("healthcheck") is not None:
         s.healthcheck = _healthcheck(d["healthcheck"], f"{where}.healthcheck")
     s.labels = {k: v or "" for k, v in _kv_map(d.get("labels"), f"{where}.labels").items()}
+    w = where
+    s.limits = Limits(_float(d.get("cpus", 0), f"{w}.cpus"),
+                      byte_size(d["mem_limit"], f"{w}.mem_limit") if "mem_limit" in d else 0,
+                      _int(d.get("pids_limit", 0), f"{w}.pids_limit"))
     if d.get("deploy") is not None:
         dep = _map(d["deploy"], f"{where}.deploy")
         res = _map(dep.get("resources") or {}, f"{where}.deploy.resources")
         lim = _map(res.get("limits") or {}, f"{where}.deploy.resources.limits")
         w = f"{where}.deploy.resources.limits"
         _keys(lim, {"cpus", "memory", "pids"}, w)
-        try:
-            cpus = float(lim.get("cpus", 0) or 0)
-        except ValueError:
-            raise ComposeError(f'{w}.cpus: invalid number "{lim["cpus"]}"') from None
-        s.limits = Limits(cpus, byte_size(lim["memory"], f"{w}.memory") if "memory" in lim else 0,
-                          _int(lim.get("pids", 0), f"{w}.pids"))
+        if "cpus" in lim:
+            s.limits.cpus = _float(lim["cpus"], f"{w}.cpus")
+        if "memory" in lim:
+            s.limits.memory = byte_size(lim["memory"], f"{w}.memory")
+        if "pids" in lim:
+            s.limits.pids = _int(lim["pids"], f"{w}.pids")
     for key in ("container_name", "working_dir", "user", "hostname", "stop_signal"):
         if key in d:
             setattr(s, key, _str(d[key], f"{where}.{key}"))
@@ -482,7 +496,8 @@ def _read(path: str) -> dict:
 
 
 def load(files: list[str] | None = None, project_name: str = "", cwd: str | None = None,
-         env: Mapping[str, str] | None = None, env_file: str | None = None) -> Project:
+         env: Mapping[str, str] | None = None, env_file: str | None = None,
+         profiles: list[str] | None = None) -> Project:
     """The project of the compose files (`-f`, else the defaults), named by `-p`, COMPOSE_PROJECT_NAME, the
     top-level `name:` or the directory of the first file."""
     cwd = cwd or os.getcwd()
@@ -507,7 +522,15 @@ def load(files: list[str] | None = None, project_name: str = "", cwd: str | None
     services_raw = _map(doc.get("services") or {}, "services")
     if not services_raw:
         raise ComposeError("no service selected" if "services" in doc else "services: must be defined")
-    services = {str(k): _service(str(k), v, project_dir, env) for k, v in services_raw.items()}
+    active = set(profiles if profiles is not None else filter(None, env.get("COMPOSE_PROFILES", "").split(",")))
+    services = {}
+    for k, v in services_raw.items():
+        wanted = _strs((v or {}).get("profiles") or [], f"services.{k}.profiles") if isinstance(v, dict) else []
+        if wanted and not active.intersection(wanted):
+            continue  # a service with profiles runs only when one of them is active (--profile, COMPOSE_PROFILES)
+        services[str(k)] = _service(str(k), v, project_dir, env)
+    if not services:
+        raise ComposeError("no service selected")
 
     networks: dict[str, Network] = {}
     for k, v in _map(doc.get("networks") or {}, "networks").items():

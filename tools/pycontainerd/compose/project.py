@@ -116,7 +116,7 @@ class Compose:
         if s.network_mode:
             if s.network_mode.startswith(("service:", "container:")):
                 raise ComposeError(f"services.{s.name}.network_mode: {s.network_mode} is not supported")
-            network, aliases, = s.network_mode, []
+            network, aliases = s.network_mode, []
         else:
             first = next(iter(s.networks))
             cfg = s.networks[first]
