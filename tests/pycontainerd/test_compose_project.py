@@ -140,3 +140,11 @@ def test_image_healthcheck_and_service_override():
     assert effective(own, image) is own
     merged = effective(Healthcheck(interval=0.5, retries=2), image)
     assert (merged.test, merged.interval, merged.retries) == (["CMD-SHELL", "true"], 0.5, 2)
+
+
+def test_logs_flag_and_service_errors(tmp_path):
+    c = compose_of(tmp_path, "services:\n  web: {image: busybox}\n")
+    with pytest.raises(ComposeError, match='invalid value "x" for flag -n/--tail'):
+        c.logs(tail="x")
+    with pytest.raises(ComposeError, match="no such service: db"):
+        c.logs(["db"])

@@ -331,6 +331,10 @@ class Compose:
     def logs(self, names: list[str] | None = None, follow: bool = False, tail: str = "all",
              timestamps: bool = False, no_prefix: bool = False, address: str = "") -> None:
         """Each container's output, lines prefixed `NAME  | ` as compose does; -f follows until all exit."""
+        if tail not in ("all", "") and not tail.isdigit():
+            raise ComposeError(f'invalid value "{tail}" for flag -n/--tail: a number or "all"')
+        for n in names or []:
+            self.project.service(n)
         views = self.project_containers(names or None)
         width = max((len(c.name) for c in views), default=0)
         lock = threading.Lock()
