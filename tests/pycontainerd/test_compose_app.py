@@ -339,3 +339,35 @@ def test_dependency_conditions_completed_and_unhealthy(app):
     assert compose(d, ctr, appdir, "-p", project, "logs", "front").stdout == ""
     assert compose(d, ctr, appdir, "-p", project, "down").returncode == 0
     assert ctr.ok("ps", "-a", "-q") == ""
+
+
+def test_restart_always_brings_a_killed_service_back(app):
+    d, ctr, appdir = app
+    (appdir / "compose.yaml").write_text(textwrap.dedent("""
+        services:
+          svc:
+            image: busybox
+            command: sleep 300
+            restart: always
+            stop_grace_period: 0s
+    """))
+    project = "rst" + secrets.token_hex(2)
+    assert compose(d, ctr, appdir, "-p", project, "up", "-d").returncode == 0
+    name = f"{project}-svc-1"
+    cid = json.loads(ctr.ok("inspect", name))[0]["Id"]
+    first = d.client.call("Tasks", "Get", {"container_id": cid}, namespace=ctr.namespace)["process"]["pid"]
+    d.client.call("Tasks", "Kill", {"container_id": cid, "signal": "SIGKILL"}, namespace=ctr.namespace)
+    deadline = time.monotonic() + 15
+    while True:
+        task = d.client.call("Tasks", "List", namespace=ctr.namespace)["tasks"]
+        now = [t for t in task if t["container_id"] == cid and t.get("status") == "running"]
+        if now and now[0]["pid"] != first:
+            break
+        assert time.monotonic() < deadline, task
+        time.sleep(0.2)
+    stop = compose(d, ctr, appdir, "-p", project, "stop")   # a stop is the user's: not restarted
+    assert stop.returncode == 0, stop.stderr
+    time.sleep(1.5)
+    assert "Exited" in compose(d, ctr, appdir, "-p", project, "ps", "-a").stdout
+    assert compose(d, ctr, appdir, "-p", project, "down").returncode == 0
+    assert ctr.ok("ps", "-a", "-q") == ""
