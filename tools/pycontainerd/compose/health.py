@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 
-from .. import errdefs
+from .. import errdefs, protocol
 from ..ctr.backend import Backend
 from .model import ComposeError, Healthcheck
 
@@ -66,7 +66,6 @@ def run_probe(b: Backend, cid: str, args: list[str], timeout: float) -> tuple[in
     output = bytearray()
     try:
         call = b.client.duplex("Tasks", "Attach", {"container_id": cid, "exec_id": exec_id, "stdin": False})
-        from .. import protocol
         for frame in call:
             if frame.get("attached"):
                 b.call("Tasks", "Start", {"container_id": cid, "exec_id": exec_id})
