@@ -57,9 +57,16 @@ class DaemonHandle:
     env: dict | None = None
     bridge: str = ""
     subnet_octet: int = 0
+    _octet_lock: int | None = None
     proc: subprocess.Popen | None = None
     clients: list[Client] = field(default_factory=list)
     _client: Client | None = None
+
+    def __post_init__(self) -> None:
+        if not self.subnet_octet:
+            self.subnet_octet, self._octet_lock = _reserve_octet()
+        if not self.bridge:
+            self.bridge = f"pytest{secrets.token_hex(4)}"
 
     @property
     def bip(self) -> str:
@@ -153,6 +160,9 @@ class DaemonHandle:
             finally:
                 unmount_under([str(self.root), str(self.state)])
                 shutil.rmtree(self.state, ignore_errors=True)
+                if self._octet_lock is not None:
+                    os.close(self._octet_lock)
+                    self._octet_lock = None
 
     def purge_network(self) -> None:
         """Endpoints (CNI DEL: veths, port rules, leases), netns, user networks and our bridge."""
@@ -245,20 +255,15 @@ def running_daemon(tmp_path: Path, runtime: str | None = None, extra_args: list[
     root = tmp_path / "pycontainerd-root"
     root.mkdir(parents=True, exist_ok=True)
     state = Path(tempfile.mkdtemp(prefix="pcd-", dir="/tmp"))  # short: shim/daemon sockets must fit 108 bytes
-    octet, lock_fd = _reserve_octet()
     handle = DaemonHandle(root=root, state=state, address=str(state / "pycontainerd.sock"),
                           log=tmp_path / "pycontainerd.log", runtime=runtime or default_runtime(),
-                          extra_args=list(extra_args or []), env=env, bridge=f"pytest{secrets.token_hex(4)}",
-                          subnet_octet=octet)
+                          extra_args=list(extra_args or []), env=env)
     try:
         if start:
             handle.start()
         yield handle
     finally:
-        try:
-            handle.cleanup()
-        finally:
-            os.close(lock_fd)
+        handle.cleanup()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pyoci.errors import OCIError
 
 from .. import errdefs, protocol
 from ..client import Client
-from . import containers, cp, execlogs, images, inspection, observe, system
+from . import containers, cp, execlogs, images, inspection, netvol, observe, system
 from .backend import Backend, CLIError
 
 PROG = "pyctr"
@@ -226,12 +226,106 @@ def build_parser() -> Parser:
     s = _add(sub, "load")
     s.add_argument("-i", "--input", default=None)
     s.add_argument("-q", "--quiet", action="store_true")
+    _network_volume_parsers(sub)
     s = _add(sub, "import")
     s.add_argument("-c", "--change", action="append", default=[])
     s.add_argument("-m", "--message", default="")
     s.add_argument("file")
     s.add_argument("reference", nargs="?")
     return p
+
+
+def _network_volume_parsers(sub) -> None:
+    s = _add(sub, "port")
+    s.add_argument("container")
+    s.add_argument("spec", nargs="?", default="")
+    net = _add(sub, "network").add_subparsers(dest="sub", parser_class=Parser)
+    s = _add(net, "create")
+    s.add_argument("-d", "--driver", default="bridge")
+    s.add_argument("--subnet", default="")
+    s.add_argument("--gateway", default="")
+    s.add_argument("--internal", action="store_true")
+    s.add_argument("--label", action="append", default=[])
+    s.add_argument("-o", "--opt", action="append", default=[])
+    s.add_argument("name")
+    for name in ("ls", "list"):
+        s = _add(net, name)
+        s.add_argument("-q", "--quiet", action="store_true")
+        s.add_argument("--no-trunc", action="store_true")
+        s.add_argument("--format", default="")
+        s.add_argument("-f", "--filter", action="append", default=[])
+    s = _add(net, "inspect")
+    s.add_argument("-f", "--format", default="")
+    s.add_argument("names", nargs="+")
+    for name in ("rm", "remove"):
+        _add(net, name).add_argument("names", nargs="+")
+    s = _add(net, "prune")
+    s.add_argument("-f", "--force", action="store_true")
+    s = _add(net, "connect")
+    s.add_argument("--alias", action="append", default=[])
+    s.add_argument("network")
+    s.add_argument("container")
+    s = _add(net, "disconnect")
+    s.add_argument("-f", "--force", action="store_true")
+    s.add_argument("network")
+    s.add_argument("container")
+    vol = _add(sub, "volume").add_subparsers(dest="sub", parser_class=Parser)
+    s = _add(vol, "create")
+    s.add_argument("-d", "--driver", default="local")
+    s.add_argument("--label", action="append", default=[])
+    s.add_argument("-o", "--opt", action="append", default=[])
+    s.add_argument("name", nargs="?", default="")
+    for name in ("ls", "list"):
+        s = _add(vol, name)
+        s.add_argument("-q", "--quiet", action="store_true")
+        s.add_argument("--format", default="")
+        s.add_argument("-f", "--filter", action="append", default=[])
+    s = _add(vol, "inspect")
+    s.add_argument("-f", "--format", default="")
+    s.add_argument("names", nargs="+")
+    for name in ("rm", "remove"):
+        s = _add(vol, name)
+        s.add_argument("-f", "--force", action="store_true")
+        s.add_argument("names", nargs="+")
+    s = _add(vol, "prune")
+    s.add_argument("-f", "--force", action="store_true")
+    s.add_argument("-a", "--all", action="store_true")
+
+
+def _dispatch_network_volume(b: Backend, a) -> int:
+    v, sub = a.verb, getattr(a, "sub", None)
+    if v == "port":
+        netvol.port(b, a.container, a.spec)
+        return 0
+    if not sub:
+        raise FlagError(f'"{PROG} {v}" requires a subcommand: see \'{PROG} {v} --help\'', v)
+    if v == "network":
+        if sub == "create":
+            netvol.network_create(b, a.name, a.driver, a.subnet, a.gateway, a.internal, a.label, a.opt)
+        elif sub in ("ls", "list"):
+            netvol.network_ls(b, a.quiet, a.no_trunc, a.format)
+        elif sub == "inspect":
+            return netvol.network_inspect(b, a.names, a.format)
+        elif sub in ("rm", "remove"):
+            return netvol.network_rm(b, a.names)
+        elif sub == "prune":
+            netvol.network_prune(b, a.force)
+        elif sub == "connect":
+            netvol.network_connect(b, a.network, a.container, a.alias)
+        elif sub == "disconnect":
+            netvol.network_disconnect(b, a.network, a.container)
+        return 0
+    if sub == "create":
+        netvol.volume_create(b, a.name, a.driver, a.label, a.opt)
+    elif sub in ("ls", "list"):
+        netvol.volume_ls(b, a.quiet, a.filter, a.format)
+    elif sub == "inspect":
+        return netvol.volume_inspect(b, a.names, a.format)
+    elif sub in ("rm", "remove"):
+        return netvol.volume_rm(b, a.names, a.force)
+    elif sub == "prune":
+        netvol.volume_prune(b, a.force, a.all)
+    return 0
 
 
 def _rewrite(argv: list[str]) -> list[str]:
@@ -290,7 +384,9 @@ def dispatch(b: Backend, a) -> int:
     if v == "kill":
         return containers.kill(b, a.containers, a.signal)
     if v == "rm":
-        return containers.rm(b, a.containers, a.force)
+        return containers.rm(b, a.containers, a.force, a.volumes)
+    if v in ("network", "volume", "port"):
+        return _dispatch_network_volume(b, a)
     if v in ("pause", "unpause"):
         return containers.pause(b, a.containers, v == "unpause")
     if v == "wait":

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from .. import errdefs, ocispec
+from ..policies import MANUAL_STOP_LABEL, parse_restart
 from .backend import (AUTO_REMOVE_LABEL, DOCKER_EXT, HOSTNAME_LABEL, NAME_LABEL, Backend, CLIError,
                       ContainerView, familiar)
 from .formatting import print_rows
@@ -174,12 +175,17 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
     if image_cfg.get("StopSignal"):
         config["StopSignal"] = image_cfg["StopSignal"]
     net_config, net_host, networking = network_and_mounts(o, image_cfg)
+    try:
+        restart_policy = parse_restart(o.restart)
+    except ValueError as exc:
+        raise CLIError(f"Error response from daemon: {exc}", 125) from None
+    if o.rm and restart_policy["Name"] != "no":
+        raise CLIError("Conflicting options: --restart and --rm", 125)
     config.update(net_config)
     res = spec["linux"].get("resources") or {}
     host_config = {
         "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": _labels(o.log_opts)},
-        "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": o.restart or "no",
-                                                                       "MaximumRetryCount": 0},
+        "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": restart_policy,
         "AutoRemove": o.rm, "VolumeDriver": "", "VolumesFrom": None, "CapAdd": o.cap_add or None,
         "CapDrop": o.cap_drop or None, "CgroupnsMode": "private", "Dns": [], "DnsOptions": [], "DnsSearch": [],
         "ExtraHosts": None, "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None,
@@ -266,7 +272,19 @@ def create_task(b: Backend, c: ContainerView) -> None:
         raise err from None
 
 
+def mark_manually_stopped(b: Backend, cid: str, stopped: bool) -> None:
+    """The daemon's restart policies leave a container the user stopped alone (docker's rule); set
+    before the signal, so the exit it causes already sees it."""
+    try:
+        b.call("Containers", "Update", {"container": {"id": cid, "labels": {MANUAL_STOP_LABEL: "true" if stopped
+                                                                            else ""}},
+                                        "update_mask": [f"labels.{MANUAL_STOP_LABEL}"]})
+    except errdefs.NotFound:
+        pass
+
+
 def start_task(b: Backend, cid: str) -> None:
+    mark_manually_stopped(b, cid, False)
     try:
         b.call("Tasks", "Start", {"container_id": cid})
     except errdefs.Error as exc:
@@ -288,15 +306,20 @@ def record_exit(b: Backend, cid: str) -> None:
                      ExitCode=int(task.get("exit_status") or 0))
 
 
-def remove(b: Backend, c: ContainerView, force: bool = False) -> None:
+def remove(b: Backend, c: ContainerView, force: bool = False, volumes: bool = False) -> None:
     if c.running and not force:
         raise CLIError(f"Error response from daemon: You cannot remove a running container {c.id}. Stop the "
                        "container before attempting removal or force remove")
     if c.task is not None:
+        if c.running:
+            mark_manually_stopped(b, c.id, True)
         try:
             b.call("Tasks", "Delete", {"container_id": c.id, "force": True})
         except errdefs.NotFound:
             pass
+    if volumes:  # before the record goes: the delete's own release keeps anonymous volumes
+        from .netvol import release_volumes
+        release_volumes(b, c.id)
     b.call("Containers", "Delete", {"id": c.id, "cleanup_snapshot": True})
 
 
@@ -338,7 +361,7 @@ def run(b: Backend, o: CreateOptions) -> int:
     finally:
         if o.rm and not o.detach:
             try:
-                remove(b, b.container(c.id), force=True)
+                remove(b, b.container(c.id), force=True, volumes=True)
             except (CLIError, errdefs.Error):
                 pass
 
@@ -383,6 +406,7 @@ def stop(b: Backend, refs: list[str], timeout: int | None) -> int:
     for ref in refs:
         try:
             c = b.container(ref, daemon_wording=True)
+            mark_manually_stopped(b, c.id, True)  # also ends a restart policy's back-off wait
             if c.running:
                 t = DEFAULT_STOP_TIMEOUT if timeout is None else timeout
                 if c.status == "paused":
@@ -391,7 +415,10 @@ def stop(b: Backend, refs: list[str], timeout: int | None) -> int:
                 try:
                     b.call("Tasks", "Wait", {"container_id": c.id}, timeout=max(t, 0.001))
                 except errdefs.DeadlineExceeded:
-                    b.call("Tasks", "Kill", {"container_id": c.id, "signal": "SIGKILL", "all": True})
+                    try:
+                        b.call("Tasks", "Kill", {"container_id": c.id, "signal": "SIGKILL", "all": True})
+                    except errdefs.Error:
+                        pass  # it ended between the wait's timeout and this kill (the wait below tells)
                     b.call("Tasks", "Wait", {"container_id": c.id}, timeout=30)
                 record_exit(b, c.id)
             print(ref, flush=True)
@@ -427,16 +454,17 @@ def kill(b: Backend, refs: list[str], sig: str) -> int:
                   file=sys.stderr)
             status = 1
             continue
+        mark_manually_stopped(b, c.id, True)
         b.call("Tasks", "Kill", {"container_id": c.id, "signal": value})
         print(ref, flush=True)
     return status
 
 
-def rm(b: Backend, refs: list[str], force: bool) -> int:
+def rm(b: Backend, refs: list[str], force: bool, volumes: bool = False) -> int:
     status = 0
     for ref in refs:
         try:
-            remove(b, b.container(ref), force)
+            remove(b, b.container(ref), force, volumes)
             print(ref, flush=True)
         except CLIError as exc:
             print(exc.message, file=sys.stderr)

@@ -8,11 +8,20 @@ import sys
 from pyoci import reference
 from pyoci.errors import OCIError
 
+from . import netvol
 from .backend import Backend, CLIError, ContainerView
 from .formatting import render
 from .humanize import rfc3339nano
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _no_network() -> dict:
+    return {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "", "SecondaryIPAddresses": None,
+            "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+            "Networks": {}}
 
 
 def container_json(b: Backend, c: ContainerView) -> dict:
@@ -30,7 +39,7 @@ def container_json(b: Backend, c: ContainerView) -> dict:
         "Path": d.get("Path", args[0] if args else ""),
         "Args": d.get("Args", args[1:]),
         "State": {"Status": st, "Running": st in ("running", "paused"), "Paused": st == "paused",
-                  "Restarting": False, "OOMKilled": bool(task.get("oom_killed")), "Dead": False, "Pid": c.pid,
+                  "Restarting": bool(state.get("Restarting")) and st != "running", "OOMKilled": bool(task.get("oom_killed")), "Dead": False, "Pid": c.pid,
                   "ExitCode": c.exit_code if st == "exited" or state.get("Error") else 0,
                   "Error": state.get("Error", ""),
                   "StartedAt": rfc3339nano(c.started_at) if c.started_at else ZERO_TIME,
@@ -45,13 +54,9 @@ def container_json(b: Backend, c: ContainerView) -> dict:
         "ExecIDs": [e.get("id") if isinstance(e, dict) else str(e) for e in task.get("execs") or []] or None,
         "HostConfig": d.get("HostConfig") or {},
         "GraphDriver": {"Data": None, "Name": c.record.get("snapshotter") or "overlayfs"},
-        "Mounts": [],
+        "Mounts": netvol.mounts(b, c),
         "Config": d.get("Config") or {},
-        "NetworkSettings": {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
-                            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
-                            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
-                            "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
-                            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": {}},
+        "NetworkSettings": netvol.settings(b, c) or _no_network(),
     }
 
 
