@@ -10,8 +10,9 @@ Services live in `pycontainerd.services.<name>` modules, each with `register(dae
 `daemon.server.register("Name", handler)`. After them, networking and volumes
 (`pycontainerd.network.service`: the Networks and Volumes services and the task create/release
 hooks; --bridge/--bip/--default-address-pool/--cni-path configure them) and the lifecycle policies
-(`pycontainerd.policies`: auto-remove and restart policies as task exit hooks). A handler object may define `async def start(self)`
-(called before the socket opens, e.g. to reconnect to shims) and `async def stop(self)`.
+(`pycontainerd.policies`: auto-remove and restart policies as task exit hooks). A handler object
+may define `async def start(self)` (called before the socket opens, e.g. to reconnect to shims) and
+`async def stop(self)`.
 """
 
 from __future__ import annotations
