@@ -5,6 +5,7 @@ a named volume outlives its container, and everything goes when removed."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -103,5 +104,7 @@ def test_user_network_names_and_volumes(ctr: Ctr, pcd) -> None:
     assert net in ctr.ok("network", "prune", "-f")
     r = ctr("run", "--rm", "--network", "none", "busybox", "sh", "-c", "ip -o link | wc -l")
     assert r.status == 0 and r.out.strip() == "1", r
+    r = ctr("run", "--rm", "--network", "host", "busybox", "hostname")
+    assert r.status == 0 and r.out.strip() == socket.gethostname(), r
     ctr.ok("volume", "create", vol)
     assert vol in ctr.ok("volume", "prune", "-f", "-a")

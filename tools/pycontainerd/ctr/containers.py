@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -163,6 +164,8 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
     image_cfg = (cfg.get("config") or {}).get("config") or {}
     process = spec["process"]
     args = process["args"]
+    if o.network == "host" and not o.hostname:
+        spec["hostname"] = socket.gethostname()  # docker: --network host shares the host's name too
     config = {"Hostname": spec.get("hostname", cid[:12]), "Domainname": "", "User": o.user or image_cfg.get("User", ""),
               "AttachStdin": o.interactive and not o.detach, "AttachStdout": not o.detach,
               "AttachStderr": not o.detach, "Tty": o.tty, "OpenStdin": o.interactive, "StdinOnce": o.interactive
