@@ -81,6 +81,17 @@ def test_user_network_names_and_volumes(ctr: Ctr, pcd) -> None:
     assert ctr("run", "--rm", "busybox", "wget", "-q", "-T", "2", "-O-", "http://web/").status != 0
     r = ctr("network", "rm", net)
     assert r.status == 1 and "active endpoints" in r.err, r
+    # connect/disconnect a running container to a second network
+    net2 = net + "-b"
+    ctr.ok("network", "create", net2)
+    ctr.ok("network", "connect", "--alias", "other", net2, "web")
+    nets = json.loads(ctr.ok("inspect", "web"))[0]["NetworkSettings"]["Networks"]
+    assert set(nets) == {net, net2} and nets[net2]["IPAddress"], nets
+    r = ctr("run", "--rm", "--network", net2, "busybox", "wget", "-qO-", "http://other/")
+    assert r.status == 0 and r.out.startswith("hello from "), r
+    ctr.ok("network", "disconnect", net2, "web")
+    assert set(json.loads(ctr.ok("inspect", "web"))[0]["NetworkSettings"]["Networks"]) == {net}
+    ctr.ok("network", "rm", net2)
     # a named volume: created on first use, its data outlives the container
     assert ctr("run", "--name", "writer", "-v", f"{vol}:/data", "busybox", "sh", "-c",
                "echo kept > /data/f").status == 0
