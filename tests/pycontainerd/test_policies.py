@@ -124,6 +124,8 @@ def test_always_comes_back_after_daemon_restart(ctr: Ctr, pcd) -> None:
     ctr.ok("run", "-d", "--name", "once", "busybox", "sleep", "1000")
     stopped = ctr.ok("run", "-d", "--name", "held", "--restart", "unless-stopped", "busybox", "sleep", "1000").strip()
     ctr.ok("stop", "-t", "0", "held")
+    ctr.ok("run", "-d", "--name", "alw", "--restart", "always", "busybox", "sleep", "1000")
+    ctr.ok("stop", "-t", "0", "alw")
     old_pid = inspect(ctr, "svc")["State"]["Pid"]
     # the daemon goes down and the containers die with their shims (a host reboot, say)
     pcd.kill()
@@ -139,4 +141,7 @@ def test_always_comes_back_after_daemon_restart(ctr: Ctr, pcd) -> None:
     wait_for(lambda: inspect(ctr, "svc")["State"]["Running"], 20, "svc running again")
     assert inspect(ctr, "svc")["State"]["Pid"] != old_pid
     assert inspect(ctr, "held")["State"]["Status"] == "exited"  # unless-stopped, stopped by the user
+    # always: a user's stop holds only until the daemon starts again (docker's rule)
+    wait_for(lambda: inspect(ctr, "alw")["State"]["Running"], 20, "alw running again")
+    assert inspect(ctr, "once")["State"]["Status"] == "exited"  # no policy: stays down
     assert stopped

@@ -82,7 +82,8 @@ class ContainerView:
             if st == "created":
                 return "created"
             return "exited" if self.task.get("exit_status") is not None else "created"
-        return "exited" if self.saved_state.get("FinishedAt") else "created"
+        # started once and its task gone (e.g. found dead at a daemon restart): exited, not created
+        return "exited" if self.saved_state.get("FinishedAt") or self.saved_state.get("StartedAt") else "created"
 
     @property
     def running(self) -> bool:
