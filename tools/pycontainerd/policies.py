@@ -156,7 +156,11 @@ class Policies:
             b.delay = min(max(b.delay * 2, BACKOFF_START), BACKOFF_MAX)
         self._backoff[key] = b
         self._set_state(namespace, cid, Restarting=True, ExitCode=status, FinishedAt=rfc3339nano())
-        await asyncio.sleep(b.delay)
+        try:
+            await asyncio.sleep(b.delay)
+        except asyncio.CancelledError:  # the daemon stops: no restart pending in the record
+            self._set_state(namespace, cid, Restarting=False)
+            raise
         try:
             record = self.daemon.containers.get(namespace, cid)
         except errdefs.NotFound:

@@ -122,7 +122,9 @@ class ContainerView:
             return text + " (Paused)" if st == "paused" else text
         if st == "exited":
             finished = self.finished_at
-            return f"Exited ({self.exit_code}) " + (ago(finished, now) if finished else "")
+            # the daemon's restart policy is waiting out its back-off
+            word = "Restarting" if self.saved_state.get("Restarting") else "Exited"
+            return f"{word} ({self.exit_code}) " + (ago(finished, now) if finished else "")
         return "Created"
 
     @property

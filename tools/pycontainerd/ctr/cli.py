@@ -298,7 +298,7 @@ def _dispatch_network_volume(b: Backend, a) -> int:
         netvol.port(b, a.container, a.spec)
         return 0
     if not sub:
-        raise FlagError(f'"{PROG} {v}" requires a subcommand: see \'{PROG} {v} --help\'', v)
+        raise FlagError(f'"{PROG} {v}" requires a subcommand.', v)
     if v == "network":
         if sub == "create":
             netvol.network_create(b, a.name, a.driver, a.subnet, a.gateway, a.internal, a.label, a.opt)
