@@ -478,6 +478,12 @@ def run_error(exc: CLIError, verb: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = _rewrite(list(sys.argv[1:] if argv is None else argv))
+    if _verb(argv) == "compose":  # compose parses its own flags: hand it everything after the verb
+        from ..compose.cli import main as compose_main
+
+        i = next(i for i, x in enumerate(argv) if x == "compose" and _verb(argv[:i + 1]) == "compose")
+        g = build_parser().parse_args(argv[:i])
+        return compose_main(argv[i + 1:], g.address, g.namespace)
     parser = build_parser()
     try:
         a = parser.parse_args(argv)
