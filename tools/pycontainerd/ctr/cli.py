@@ -455,6 +455,16 @@ def dispatch(b: Backend, a) -> int:
     raise FlagError(f"{PROG}: '{v}' is not a {PROG} command.", "")
 
 
+def _unsupported_flag(a: argparse.Namespace) -> str:
+    """Flags docker has that pyctr parses but does not implement yet: refused, never silently ignored."""
+    checks = {"ps": (("size", "--size"),), "inspect": (("size", "--size"),), "logs": (("details", "--details"),),
+              "images": (("filter", "--filter"),)}
+    for attr, flag in checks.get(a.verb, ()):
+        if getattr(a, attr, None):
+            return flag
+    return ""
+
+
 def _verb(argv: list[str]) -> str:
     i = 0
     while i < len(argv):
@@ -501,6 +511,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.verb == "run" and not a.image:
         return 125
+    unsupported = _unsupported_flag(a)
+    if unsupported:
+        print(f"{PROG}: not supported yet: {a.verb} {unsupported}", file=sys.stderr)
+        return 125 if a.verb in ("run", "create") else 1
     client = Client(a.address, namespace=a.namespace)
     b = Backend(client, a.namespace)
     status = 1

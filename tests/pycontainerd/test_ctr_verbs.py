@@ -1,4 +1,5 @@
-"""`pyctr compose …` reaches the compose implementation, global flags included."""
+"""pyctr verbs and flags checked without a daemon: `compose` reaches the compose implementation; flags not built yet
+are refused."""
 
 import subprocess
 import sys
@@ -16,3 +17,11 @@ def test_pyctr_compose_config(tmp_path: Path):
     bad = subprocess.run([*PYCTR, "compose", "config"], cwd=tmp_path / "..", capture_output=True, text=True,
                          timeout=60, input="")
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_flags_not_built_yet_are_refused_not_ignored():
+    for args, flag in ((["ps", "-s"], "ps --size"), (["logs", "--details", "x"], "logs --details"),
+                       (["images", "-f", "dangling=true"], "images --filter"), (["inspect", "-s", "x"], "inspect --size")):
+        out = subprocess.run([*PYCTR, "-H", "unix:///nonexistent.sock", *args], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 1 and out.stderr.strip() == f"pyctr: not supported yet: {flag}", out.stderr
