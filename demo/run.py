@@ -20,6 +20,7 @@ import requests
 
 BIN = Path(sys.executable).parent
 BUSYBOX = "/bin/busybox"
+DEMO_BRIDGE = "pyctr-demo0"
 DOCKERFILE = """\
 FROM base
 RUN echo "built by pybuild on $(uname -m)" > /etc/motd
@@ -94,8 +95,10 @@ def start_registry(work: Path) -> tuple[subprocess.Popen, str]:
 def start_daemon(work: Path) -> tuple[subprocess.Popen, str]:
     sock = str(work / "d.sock")
     log = open(work / "pycontainerd.log", "wb")
+    # The demo's own bridge, removed at the end, so that the demo leaves nothing on the host.
     proc = subprocess.Popen([BIN / "pycontainerd", "--root", work / "root", "--state", work / "state",
-                             "--address", sock, "--runtime", BIN / "pyrunc"], stdout=log, stderr=subprocess.STDOUT)
+                             "--address", sock, "--runtime", BIN / "pyrunc", "--bridge", DEMO_BRIDGE],
+                            stdout=log, stderr=subprocess.STDOUT)
     for _ in range(200):
         if os.path.exists(sock):
             return proc, sock
@@ -197,6 +200,7 @@ def main() -> int:
     finally:
         if daemon is not None:
             stop(daemon)
+            subprocess.run(["ip", "link", "delete", DEMO_BRIDGE], capture_output=True)
         if registry is not None:
             stop(registry)
         # Whatever a failed step left mounted under the work dir goes before the dir does.

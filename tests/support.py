@@ -6,7 +6,10 @@ import os
 import shutil
 import socket
 import subprocess
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -58,3 +61,47 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+CONTAINERD_CONFIG = """version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{d}/c.sock"
+[ttrpc]
+  address = "{d}/c.sock.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+"""
+
+
+@contextmanager
+def containerd(d: Path) -> Iterator[str]:
+    """Debian's containerd on private paths under `d` (no CRI), as PEERS.md says; yields its socket path.
+
+    Stopped by its pid (SIGTERM, then SIGKILL) even when the test fails; `d/log` keeps its output.
+    """
+    binary = require("containerd")
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.toml").write_text(CONTAINERD_CONFIG.format(d=d))
+    sock = str(d / "c.sock")
+    with open(d / "log", "wb") as log:
+        proc = subprocess.Popen([binary, "--config", str(d / "config.toml")], stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(sock):
+            assert proc.poll() is None, (d / "log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "containerd did not start"
+            time.sleep(0.05)
+        yield sock
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

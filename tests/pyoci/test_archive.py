@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from pyoci.errors import DigestMismatch, InvalidDocument, InvalidReference, NotF
 from pyoci.layout import Layout
 from tests.pyoci.test_layout import (assert_index_valid, assert_layout_files_valid, blob_files, build_image,
                                      compress, layer_tar, oci_image_tool_ok, run)
-from tests.support import assert_valid, require
+from tests.support import assert_valid, containerd
 
 
 def members(path: Path) -> dict[str, tuple]:
@@ -420,45 +418,11 @@ def test_layers_compressed_inside_a_docker_archive_are_kept_as_they_are(tmp_path
 
 # -- containerd: ctr images import / export ---------------------------------------------------------------
 
-CONTAINERD_CONFIG = """version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{d}/c.sock"
-[ttrpc]
-  address = "{d}/c.sock.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-"""
-
-
 @pytest.fixture
 def ctr(tmp_path):
     """A private containerd (no CRI, its own root/state/socket under tmp_path); yields a `ctr ...` runner."""
-    binary = require("containerd")
-    d = tmp_path / "ctd"
-    d.mkdir()
-    (d / "config.toml").write_text(CONTAINERD_CONFIG.format(d=d))
-    log = open(d / "log", "wb")
-    proc = subprocess.Popen([binary, "--config", str(d / "config.toml")], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 20
-        while not (d / "c.sock").exists():
-            assert proc.poll() is None, (d / "log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "containerd did not start"
-            time.sleep(0.05)
-        yield lambda *args: run("ctr", "-a", str(d / "c.sock"), *args)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with containerd(tmp_path / "ctd") as sock:
+        yield lambda *args: run("ctr", "-a", sock, *args)
 
 
 def _ctr_images(ctr) -> dict[str, tuple[str, str]]:

@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -24,7 +23,7 @@ from pyoci.registry import RegistryClient
 from tests.pyoci.registry_fixtures import umoci_image
 from tests.pyregistry.test_auth_helpers import (PASSWORD, USER, Server, htpasswd_auth, htpasswd_file, self_signed,
                                                 serve, token_auth)
-from tests.support import require
+from tests.support import containerd, require
 
 ACL = ("      - {account: alice, name: 'alice/*', actions: ['*']}\n"
        "      - {account: '*', name: 'shared/*', actions: [pull]}\n"
@@ -131,46 +130,12 @@ def test_skopeo_token_auth(token: Server, layout: Path, tmp_path: Path):
     ok(skopeo("delete", "--tls-verify=false", "--creds", creds, dest))
 
 
-CONTAINERD_CONFIG = """version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{d}/c.sock"
-[ttrpc]
-  address = "{d}/c.sock.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-"""
-
-
 @pytest.fixture
 def ctr(tmp_path: Path):
     """Debian's containerd on private paths (no CRI); yields a `ctr -a SOCK ...` runner."""
-    binary = require("containerd")
     require("ctr")
-    d = tmp_path / "ctd"
-    d.mkdir()
-    (d / "config.toml").write_text(CONTAINERD_CONFIG.format(d=d))
-    with open(d / "log", "wb") as log:
-        proc = subprocess.Popen([binary, "--config", str(d / "config.toml")], stdout=log, stderr=log,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 20
-        while not (d / "c.sock").exists():
-            assert proc.poll() is None, (d / "log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "containerd did not start"
-            time.sleep(0.05)
-        yield lambda *args: run("ctr", "-a", str(d / "c.sock"), *args)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with containerd(tmp_path / "ctd") as sock:
+        yield lambda *args: run("ctr", "-a", sock, *args)
 
 
 def test_containerd_pull_push(basic: Server, token: Server, layout: Path, ctr):

@@ -13,26 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import make_busybox_rootfs, require
+from tests.support import containerd, make_busybox_rootfs, require
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
 PYRUNC = os.environ.get("PYRUNC_CTR_BINARY") or str(Path(sys.executable).with_name("pyrunc"))
 IMAGE = "docker.io/library/pyrunc-bb:latest"
-
-CONFIG = """version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{d}/c.sock"
-[ttrpc]
-  address = "{d}/c.sock.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-"""
 
 
 @pytest.fixture(scope="module")
@@ -51,40 +37,23 @@ def ctd(tmp_path_factory):
     subprocess.run([require("skopeo"), "copy", "-q", f"oci:{layout}:bb", f"docker-archive:{archive}:{IMAGE}"],
                    check=True, capture_output=True)
     d = tmp / "c"
-    d.mkdir()
-    (d / "config.toml").write_text(CONFIG.format(d=d))
-    log = open(d / "log", "wb")
-    proc = subprocess.Popen([require("containerd"), "--config", str(d / "config.toml")], stdout=log, stderr=log)
-    sock = str(d / "c.sock")
+    with containerd(d) as sock:
+        def ctr(*args, timeout=60, **kw):
+            return subprocess.run([require("ctr"), "-a", sock, *args], capture_output=True, text=True,
+                                  timeout=timeout, **kw)
 
-    def ctr(*args, timeout=60, **kw):
-        return subprocess.run([require("ctr"), "-a", sock, *args], capture_output=True, text=True,
-                              timeout=timeout, **kw)
-
-    try:
-        deadline = time.monotonic() + 20
-        while not os.path.exists(sock):
-            assert proc.poll() is None, (d / "log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "containerd did not start"
-            time.sleep(0.05)
-        r = ctr("images", "import", "--snapshotter", "native", str(archive))
-        assert r.returncode == 0, r.stderr
-        ctr.sock = sock
-        yield ctr
-    finally:
-        for cid in ctr("containers", "ls", "-q").stdout.split() if proc.poll() is None else []:
-            ctr("task", "kill", "-s", "SIGKILL", cid)
-            time.sleep(0.2)
-            ctr("task", "delete", "-f", cid)
-            ctr("containers", "delete", cid)
-        proc.terminate()
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        subprocess.run(["umount", "-R", str(d)], capture_output=True)
+            r = ctr("images", "import", "--snapshotter", "native", str(archive))
+            assert r.returncode == 0, r.stderr
+            ctr.sock = sock
+            yield ctr
+        finally:
+            for cid in ctr("containers", "ls", "-q").stdout.split():
+                ctr("task", "kill", "-s", "SIGKILL", cid)
+                time.sleep(0.2)
+                ctr("task", "delete", "-f", cid)
+                ctr("containers", "delete", cid)
+    subprocess.run(["umount", "-R", str(d)], capture_output=True)
 
 
 RUNTIMES = {"runc": [], "pyrunc": ["--runc-binary", PYRUNC]}
