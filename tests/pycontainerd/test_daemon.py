@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -32,6 +34,86 @@ def big_image(tmp_path_factory) -> Path:
             f.write(os.urandom(1 << 20))
     build_image(base / "layout", "v1", [bb, big])
     return base / "layout"
+
+
+class _Gate:
+    """A TCP forwarder in front of the registry that slows the registry's answers to a trickle once
+    `hold_after` bytes went through (all connections together), until `release()`. A pull stopped
+    on its first progress frame past the threshold is then mid-download for certain, however slow
+    the test and however fast the daemon is."""
+
+    def __init__(self, upstream: tuple[str, int], hold_after: int) -> None:
+        self.upstream = upstream
+        self.hold_after = hold_after
+        self.sent = 0
+        self.open = threading.Event()
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def release(self) -> None:
+        self.open.set()
+
+    def close(self) -> None:
+        self.open.set()
+        self._listener.close()
+        for s in list(self._socks):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                down, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                up = socket.create_connection(self.upstream)
+            except OSError:
+                down.close()
+                continue
+            self._socks += [down, up]
+            threading.Thread(target=self._pipe, args=(down, up, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(up, down, True), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, gated: bool) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                if gated and not self.open.is_set():
+                    with self._lock:
+                        room = max(self.hold_after - self.sent, 0)
+                        self.sent += min(room, len(data))
+                    dst.sendall(data[:room])
+                    data = data[room:]
+                    # past the threshold: a trickle (64 KiB/s) until released, so progress frames keep
+                    # coming but 40 MiB would take minutes
+                    while data and not self.open.wait(0.25):
+                        dst.sendall(data[:16 << 10])
+                        data = data[16 << 10:]
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+@pytest.fixture
+def gate(registry) -> Iterator[_Gate]:
+    """The registry behind a _Gate (a trickle after 8 MiB)."""
+    host, port = registry.host.rsplit(":", 1)
+    g = _Gate((host, int(port)), 8 << 20)
+    try:
+        yield g
+    finally:
+        g.close()
 
 
 def test_start_stop_socket_and_single_daemon(tmp_path):
@@ -137,9 +219,10 @@ def _verify_store(root: Path) -> int:
     return n
 
 
-def test_sigkill_mid_pull_then_pull_succeeds(daemon, registry, big_image, tmp_path):
+def test_sigkill_mid_pull_then_pull_succeeds(daemon, registry, gate, big_image, tmp_path):
     registry.push(big_image, "v1", "big/img")
-    ref = registry.ref("big/img", "v1")
+    # pulled through a gate that slows the big layer to a trickle after 8 MiB: the kill lands mid-download
+    ref = f"127.0.0.1:{gate.port}/big/img:v1"
     c = daemon.client
     killed = False
     try:
@@ -151,7 +234,8 @@ def test_sigkill_mid_pull_then_pull_succeeds(daemon, registry, big_image, tmp_pa
     except errdefs.Unavailable:
         pass
     assert killed, "the pull finished before it could be killed"
-    daemon.proc.wait(10)
+    gate.release()
+    daemon.proc.wait(30)
     _verify_store(daemon.root)
     daemon.start()
     c = daemon.client
@@ -170,23 +254,28 @@ def test_sigkill_mid_pull_then_pull_succeeds(daemon, registry, big_image, tmp_pa
     assert os.listdir(daemon.root / "snapshots" / "overlayfs" / "tmp") == []
 
 
-def test_sigterm_mid_pull_stops_gracefully(daemon, registry, big_image):
+def test_sigterm_mid_pull_stops_gracefully(daemon, registry, gate, big_image):
     registry.push(big_image, "v1", "big/term")
-    ref = registry.ref("big/term", "v1")
+    # pulled through a gate that slows the big layer to a trickle after 8 MiB: SIGTERM lands mid-download
+    ref = f"127.0.0.1:{gate.port}/big/term:v1"
     c = daemon.client
+    termed = False
     try:
         for frame in c.stream("Images", "Pull", {"ref": ref}):
             if frame["status"] == "downloading" and frame["offset"] > (1 << 20) and frame["total"] > (40 << 20):
                 daemon.proc.send_signal(signal.SIGTERM)
+                termed = True
                 break
     except (errdefs.Unavailable, errdefs.Canceled):
         pass
+    assert termed, "the pull finished before SIGTERM could be sent"
     try:
         assert daemon.proc.wait(30) == 0, daemon.log_text()
     except subprocess.TimeoutExpired:
         pytest.fail(f"the daemon did not stop within 30s of SIGTERM:\n{daemon.log_text()}")
     assert "stopping" in daemon.log_text() and "Traceback" not in daemon.log_text()
     assert not Path(daemon.address).exists()
+    gate.release()
     daemon.start()
     list(daemon.client.stream("Images", "Pull", {"ref": ref}))
     assert _verify_store(daemon.root) == 4
