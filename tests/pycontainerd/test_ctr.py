@@ -533,9 +533,10 @@ def test_pull_push_import_and_run_pulls(ctr, tmp_path):
 
 
 def test_attach_follow_stats_and_daemon_restart(ctr, pcd):
-    # attach: the output from now on, then the container's exit status
+    # attach: the output from now on, then the container's exit status (the first line comes late enough for
+    # `pyctr attach` to have attached even on a loaded 2-core CI machine)
     ctr.ok("run", "-d", "--name", "talker", "busybox", "sh", "-c",
-           "sleep 1.5; echo one; sleep 0.5; echo two >&2; exit 3")
+           "sleep 5; echo one; sleep 0.5; echo two >&2; exit 3")
     r = ctr.proc("attach", "talker")
     assert (r.status, r.out, r.err) == (3, "one\n", "two\n"), r
     # logs -f follows until the container exits
