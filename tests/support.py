@@ -105,3 +105,38 @@ def containerd(d: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def run_on_pty(argv: list[str], timeout: float = 20, reply: tuple[bytes, bytes] | None = None,
+               new_session: bool = True) -> tuple[int, bytes]:
+    """Run `argv` with a fresh pty as its stdio; returns (exit status, everything it wrote, CRLF kept).
+
+    reply=(trigger, answer) types `answer` once `trigger` has appeared in the output.
+    """
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True, start_new_session=new_session)
+    os.close(slave)
+    out = b""
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.1)
+            if r:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                if reply is not None and reply[0] in out:
+                    os.write(master, reply[1])
+                    reply = None
+            elif p.poll() is not None:
+                break
+        return p.wait(timeout), out
+    finally:
+        os.close(master)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import containerd, make_busybox_rootfs, require
+from tests.support import containerd, make_busybox_rootfs, require, run_on_pty
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
@@ -108,32 +108,11 @@ def test_detached_exec_pause_ps_kill(ctd):
 
 def test_terminal(ctd):
     """`ctr run -t`: the shim gets the pty master over the console socket."""
-    import pty
-    import select
-
     outs = {}
     for rt in RUNTIMES:
-        master, slave = pty.openpty()
-        p = subprocess.Popen([require("ctr"), "-a", ctd.sock, "run", "--snapshotter", "native", *RUNTIMES[rt], "-t",
+        rc, out = run_on_pty([require("ctr"), "-a", ctd.sock, "run", "--snapshotter", "native", *RUNTIMES[rt], "-t",
                               "--rm", IMAGE, _id(rt), "sh", "-c", "tty; test -t 0 && echo is-a-tty"],
-                             stdin=slave, stdout=slave, stderr=slave, close_fds=True)
-        os.close(slave)
-        out = b""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([master], [], [], 0.2)
-            if r:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            elif p.poll() is not None:
-                break
-        rc = p.wait(30)
-        os.close(master)
+                             timeout=30, new_session=False)
         outs[rt] = (rc, out.replace(b"\r\n", b"\n"))
     assert outs["pyrunc"] == outs["runc"]
     assert b"is-a-tty" in outs["pyrunc"][1]

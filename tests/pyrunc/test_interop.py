@@ -7,6 +7,7 @@ import os
 import pytest
 
 from tests.pyrunc.conftest import same
+from tests.support import run_on_pty
 
 pytestmark = pytest.mark.interop
 
@@ -250,40 +251,12 @@ def test_preserve_fds_and_pid_file(env):
 
 def test_terminal_foreground(env):
     """`run` in the foreground with process.terminal attaches our tty (a pty here) to the container's."""
-    import pty
-    import select
-    import subprocess
-
     bundle = env.bundle("sh", "-c", "tty; test -t 0 && echo in-tty; read line; echo got:$line")
     bundle.edit(lambda d: d["process"].__setitem__("terminal", True))
     outs = {}
     for rt in (env.runc, env.pyrunc):
-        master, slave = pty.openpty()
-        p = subprocess.Popen([*rt.argv, "--root", str(rt.root), "run", "-b", str(bundle.path), env.new_id()],
-                             stdin=slave, stdout=slave, stderr=slave, close_fds=True, start_new_session=True)
-        os.close(slave)
-        out = b""
-        sent = False
-        import time
-
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([master], [], [], 0.1)
-            if r:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            if not sent and b"in-tty" in out:
-                os.write(master, b"hello\n")
-                sent = True
-            if p.poll() is not None and not r:
-                break
-        rc = p.wait(20)
-        os.close(master)
+        rc, out = run_on_pty([*rt.argv, "--root", str(rt.root), "run", "-b", str(bundle.path), env.new_id()],
+                             reply=(b"in-tty", b"hello\n"))
         text = out.replace(b"\r\n", b"\n")
         outs[rt.name] = (rc, text.count(b"got:hello"), b"/dev/pts/0" in text, b"in-tty" in text)
     assert outs["pyrunc"] == outs["runc"]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.pyrunc.conftest import same, strip_state
-from tests.support import assert_valid
+from tests.support import assert_valid, run_on_pty
 
 pytestmark = pytest.mark.interop
 
@@ -352,36 +352,13 @@ def test_exec_in_user_namespace(env):
 
 def test_exec_tty_foreground(env):
     """`exec -t` in the foreground relays our tty (a pty here) to the process's pty."""
-    import os
-    import pty
-    import select
-    import subprocess
-
     bundle = env.bundle("sleep", "30")
     outs = {}
     for rt in (env.runc, env.pyrunc):
         cid = env.new_id()
         assert rt("run", "-d", "-b", str(bundle.path), cid).rc == 0
-        master, slave = pty.openpty()
-        p = subprocess.Popen([*rt.argv, "--root", str(rt.root), "exec", "-t", cid, "sh", "-c", "tty; test -t 0 && echo tty-in; exit 4"],
-                             stdin=slave, stdout=slave, stderr=slave, close_fds=True, start_new_session=True)
-        os.close(slave)
-        out = b""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([master], [], [], 0.1)
-            if r:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            elif p.poll() is not None:
-                break
-        rc = p.wait(20)
-        os.close(master)
+        rc, out = run_on_pty([*rt.argv, "--root", str(rt.root), "exec", "-t", cid, "sh", "-c",
+                              "tty; test -t 0 && echo tty-in; exit 4"])
         outs[rt.name] = (rc, b"tty-in" in out, b"/dev/pts/" in out)
         rt("delete", "-f", cid)
     assert outs["pyrunc"] == outs["runc"] == (4, True, True)
