@@ -20,6 +20,7 @@ from pyoci.errors import OCIError
 
 from .. import errdefs
 from ..client import Client
+from .errors import CLIError
 from .humanize import ago, human_duration, parse_time
 
 NAME_LABEL = "nerdctl/name"
@@ -27,15 +28,6 @@ HOSTNAME_LABEL = "nerdctl/hostname"
 AUTO_REMOVE_LABEL = "nerdctl/auto-remove"  # `run -d --rm`: removed once exited (by us until the daemon does it)
 DOCKER_EXT = "pyctr/docker"
 STATE_EXT = "pyctr/state"
-
-
-class CLIError(Exception):
-    """A failure shown to the user as one line (or a few) on stderr, with docker's exit status."""
-
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 def no_such_container(ref: str, daemon: bool = False) -> CLIError:

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
-from typing import NoReturn
 
 from pyoci.errors import OCIError
 
 from .. import errdefs, protocol
-from ..client import Client
-from . import containers, cp, execlogs, images, inspection, netvol, observe, system
-from .backend import Backend, CLIError
+from .errors import CLIError
+
+# Verb modules (and the client) are imported where a verb needs them: a start pays only for its own verb.
+TYPE_CHECKING = False  # typing itself is not imported: a few ms a start
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from . import containers
+    from .backend import Backend
 
 PROG = "pyctr"
 GROUPS = {
@@ -41,6 +45,8 @@ class Parser(argparse.ArgumentParser):
     """argparse with docker's flag errors: one line, `See 'pyctr VERB --help'.`, status 125."""
 
     def error(self, message: str) -> NoReturn:
+        import re
+
         verb = self.prog.split(" ", 1)[1] if " " in self.prog else ""
         m = re.match(r"argument verb: invalid choice: '([^']*)'", message)
         if m:
@@ -293,6 +299,8 @@ def _network_volume_parsers(sub) -> None:
 
 
 def _dispatch_network_volume(b: Backend, a) -> int:
+    from . import netvol
+
     v, sub = a.verb, getattr(a, "sub", None)
     if v == "port":
         netvol.port(b, a.container, a.spec)
@@ -349,6 +357,8 @@ def _rewrite(argv: list[str]) -> list[str]:
 
 
 def _options(a) -> containers.CreateOptions:
+    from . import containers
+
     return containers.CreateOptions(
         image=a.image, args=a.command, name=a.name, env=a.env, env_files=a.env_file, workdir=a.workdir,
         user=a.user, entrypoint=a.entrypoint, interactive=a.interactive, tty=a.tty, cpus=a.cpus, memory=a.memory,
@@ -360,6 +370,29 @@ def _options(a) -> containers.CreateOptions:
 
 
 def dispatch(b: Backend, a) -> int:
+    v = a.verb
+    if v in _CONTAINER_VERBS:
+        return _dispatch_container(b, a)
+    if v in ("network", "volume", "port"):
+        return _dispatch_network_volume(b, a)
+    if v in ("exec", "logs", "attach"):
+        return _dispatch_execlogs(b, a)
+    if v in ("inspect", "top", "stats", "cp", "events"):
+        return _dispatch_observe(b, a)
+    if v in ("info", "container-prune", "image-prune", "system-prune"):
+        return _dispatch_system(b, a)
+    if v in ("pull", "push", "images", "tag", "rmi", "save", "load", "import"):
+        return _dispatch_images(b, a)
+    raise FlagError(f"{PROG}: '{v}' is not a {PROG} command.", "")
+
+
+_CONTAINER_VERBS = frozenset({"run", "create", "start", "ps", "stop", "restart", "kill", "rm", "pause", "unpause",
+                              "wait", "rename"})
+
+
+def _dispatch_container(b: Backend, a) -> int:
+    from . import containers
+
     v = a.verb
     if v == "run":
         return containers.run(b, _options(a))
@@ -385,12 +418,18 @@ def dispatch(b: Backend, a) -> int:
         return containers.kill(b, a.containers, a.signal)
     if v == "rm":
         return containers.rm(b, a.containers, a.force, a.volumes)
-    if v in ("network", "volume", "port"):
-        return _dispatch_network_volume(b, a)
     if v in ("pause", "unpause"):
         return containers.pause(b, a.containers, v == "unpause")
     if v == "wait":
         return containers.wait(b, a.containers)
+    containers.rename(b, a.container, a.new_name)  # "rename"
+    return 0
+
+
+def _dispatch_execlogs(b: Backend, a) -> int:
+    from . import execlogs
+
+    v = a.verb
     if v == "exec":
         if not a.command:
             raise FlagError(f'"{PROG} exec" requires at least 2 arguments.', "exec")
@@ -398,25 +437,36 @@ def dispatch(b: Backend, a) -> int:
     if v == "logs":
         execlogs.logs(b, a.container, a.follow, a.tail, a.timestamps, a.since, a.until)
         return 0
-    if v == "attach":
-        return execlogs.attach_(b, a.container, a.no_stdin, a.sig_proxy != "false")
+    return execlogs.attach_(b, a.container, a.no_stdin, a.sig_proxy != "false")  # "attach"
+
+
+def _dispatch_observe(b: Backend, a) -> int:
+    v = a.verb
     if v == "inspect":
+        from . import inspection
+
         return inspection.inspect(b, a.names, a.type, a.format, a.size)
+    if v == "cp":
+        from . import cp
+
+        cp.cp(b, a.src, a.dest, a.follow_link)
+        return 0
+    from . import observe
+
     if v == "top":
         observe.top(b, a.container, a.ps_args)
         return 0
     if v == "stats":
         observe.stats(b, a.containers, a.all, a.no_stream, a.format, a.no_trunc)
         return 0
-    if v == "cp":
-        cp.cp(b, a.src, a.dest, a.follow_link)
-        return 0
-    if v == "rename":
-        containers.rename(b, a.container, a.new_name)
-        return 0
-    if v == "events":
-        observe.events(b, a.filter, a.format, a.since, a.until)
-        return 0
+    observe.events(b, a.filter, a.format, a.since, a.until)  # "events"
+    return 0
+
+
+def _dispatch_system(b: Backend, a) -> int:
+    from . import system
+
+    v = a.verb
     if v == "info":
         system.info(b, a.format)
         return 0
@@ -426,9 +476,14 @@ def dispatch(b: Backend, a) -> int:
     if v == "image-prune":
         system.image_prune(b, a.force, a.all)
         return 0
-    if v == "system-prune":
-        system.system_prune(b, a.force, a.all)
-        return 0
+    system.system_prune(b, a.force, a.all)  # "system-prune"
+    return 0
+
+
+def _dispatch_images(b: Backend, a) -> int:
+    from . import images
+
+    v = a.verb
     if v == "pull":
         images.pull(b, a.name, a.quiet, a.platform)
         return 0
@@ -449,10 +504,8 @@ def dispatch(b: Backend, a) -> int:
     if v == "load":
         images.load(b, a.input, a.quiet)
         return 0
-    if v == "import":
-        images.import_rootfs(b, a.file, a.reference, a.message, a.change)
-        return 0
-    raise FlagError(f"{PROG}: '{v}' is not a {PROG} command.", "")
+    images.import_rootfs(b, a.file, a.reference, a.message, a.change)  # "import"
+    return 0
 
 
 def _unsupported_flag(a: argparse.Namespace) -> str:
@@ -504,7 +557,9 @@ def main(argv: list[str] | None = None) -> int:
         print("." if exc.status == 125 else "", file=sys.stderr)
         return exc.status
     if a.version and not a.verb:
-        print(f"pyctr version {system.CLIENT_VERSION}")
+        from .system import CLIENT_VERSION
+
+        print(f"pyctr version {CLIENT_VERSION}")
         return 0
     if not a.verb:
         parser.print_help()
@@ -515,11 +570,16 @@ def main(argv: list[str] | None = None) -> int:
     if unsupported:
         print(f"{PROG}: not supported yet: {a.verb} {unsupported}", file=sys.stderr)
         return 125 if a.verb in ("run", "create") else 1
+    from ..client import Client
+    from .backend import Backend
+
     client = Client(a.address, namespace=a.namespace)
     b = Backend(client, a.namespace)
     status = 1
     try:
         if a.verb == "version":
+            from . import system
+
             try:
                 client.connect()
             except errdefs.Unavailable as exc:
