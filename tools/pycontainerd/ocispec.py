@@ -113,6 +113,8 @@ class SpecOptions:
     privileged: bool = False
     init: bool = False                        # --init: tini as pid 1 (docker-init)
     annotations: dict[str, str] = field(default_factory=dict)
+    seccomp: str = ""                         # "" or "builtin": docker's default; "unconfined"; a profile's JSON
+    no_new_privileges: bool | None = None     # None: containerd's default (true); pyctr passes docker's
 
 
 def parse_bytes(value: int | str) -> int:
@@ -314,7 +316,21 @@ def generate(image_config: dict[str, Any], opts: SpecOptions, namespace: str, ci
         annotations[STOP_SIGNAL_ANNOTATION] = cfg["StopSignal"]
     if annotations:
         spec["annotations"] = annotations
+    apply_security(spec, opts)
     return spec
+
+
+def apply_security(spec: dict, opts: SpecOptions) -> None:
+    """linux.seccomp and noNewPrivileges as dockerd's WithSeccomp: --privileged or seccomp=unconfined runs
+    without a filter; the profile's cap-gated rules follow the bounding set computed above."""
+    if opts.no_new_privileges is not None:
+        spec["process"]["noNewPrivileges"] = opts.no_new_privileges
+    if opts.privileged or opts.seccomp == "unconfined":
+        return
+    from . import seccomp  # the profile is read only when a container is made
+
+    profile = seccomp.default_profile() if opts.seccomp in ("", "builtin") else seccomp.load_profile(opts.seccomp)
+    spec["linux"]["seccomp"] = seccomp.to_oci(profile, spec["process"]["capabilities"]["bounding"])
 
 
 def finalize(spec: dict, rootfs: str | os.PathLike) -> dict:

@@ -102,6 +102,7 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--volume", action="append", default=[])
     p.add_argument("--mount", action="append", default=[])
     p.add_argument("--tmpfs", action="append", default=[])
+    p.add_argument("--security-opt", action="append", default=[])
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -366,7 +367,8 @@ def _options(a) -> containers.CreateOptions:
         privileged=a.privileged, init=a.init, hostname=a.hostname, labels=a.label, rm=a.rm, detach=a.detach,
         restart=a.restart, log_opts=a.log_opt, pull=a.pull, publish=a.publish, publish_all=a.publish_all,
         expose=a.expose, network=a.network, network_aliases=a.network_alias, dns=a.dns, dns_search=a.dns_search,
-        dns_options=a.dns_option, add_hosts=a.add_host, volumes=a.volume, mounts=a.mount, tmpfs=a.tmpfs)
+        dns_options=a.dns_option, add_hosts=a.add_host, volumes=a.volume, mounts=a.mount, tmpfs=a.tmpfs,
+        security_opt=a.security_opt)
 
 
 def dispatch(b: Backend, a) -> int:

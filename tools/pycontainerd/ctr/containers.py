@@ -67,6 +67,7 @@ class CreateOptions:
     volumes: list[str] = field(default_factory=list)       # -v
     mounts: list[str] = field(default_factory=list)        # --mount
     tmpfs: list[str] = field(default_factory=list)         # --tmpfs
+    security_opt: list[str] = field(default_factory=list)  # --security-opt
 
 
 def network_and_mounts(o: CreateOptions, image_cfg: dict) -> tuple[dict, dict, dict]:
@@ -152,11 +153,12 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
         env += read_env_file(f)
     env += o.env
     entrypoint = None if o.entrypoint is None else ([o.entrypoint] if o.entrypoint else [""])
+    security_opt, security = _security(o)
     opts = ocispec.SpecOptions(args=list(o.args) or None, entrypoint=entrypoint, env=env, workdir=o.workdir,
                                user=o.user, hostname=o.hostname, tty=o.tty, stdin=o.interactive, cpus=o.cpus,
                                memory=o.memory or 0, pids_limit=o.pids_limit, read_only=o.read_only,
                                cap_add=list(o.cap_add), cap_drop=list(o.cap_drop), privileged=o.privileged,
-                               init=o.init)
+                               init=o.init, seccomp=security.seccomp, no_new_privileges=security.no_new_privileges)
     try:
         spec = ocispec.generate(cfg.get("config") or {}, opts, b.namespace, cid)
     except (errdefs.Error, ValueError) as exc:
@@ -193,7 +195,7 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
         "CapDrop": o.cap_drop or None, "CgroupnsMode": "private", "Dns": [], "DnsOptions": [], "DnsSearch": [],
         "ExtraHosts": None, "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None,
         "OomScoreAdj": 0, "PidMode": "", "Privileged": o.privileged, "PublishAllPorts": False,
-        "ReadonlyRootfs": o.read_only, "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864,
+        "ReadonlyRootfs": o.read_only, "SecurityOpt": security_opt, "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864,
         "Runtime": "runc", "ConsoleSize": [0, 0], "Isolation": "", "CpuShares": 0,
         "Memory": (res.get("memory") or {}).get("limit", 0), "NanoCpus": int(round(o.cpus * 1e9)),
         "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": None,
@@ -228,6 +230,20 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
             raise CLIError(f"Error response from daemon: {exc}", 125) from None
     _claim_name(b, record, name)
     return ContainerView(record, None)
+
+
+def _security(o: CreateOptions):
+    """--security-opt read as docker's CLI then dockerd do (a profile file is sent inline)."""
+    from ..seccomp_opts import cli_security_opts, inspect_security_opt, parse_security_opts
+
+    try:
+        sent = cli_security_opts(o.security_opt)
+    except ValueError as exc:
+        raise CLIError(str(exc), 125) from None
+    try:
+        return inspect_security_opt(sent, o.privileged), parse_security_opts(sent)
+    except errdefs.Error as exc:
+        raise CLIError(f"Error response from daemon: {exc}", 125) from None
 
 
 def _claim_name(b: Backend, record: dict, name: str) -> None:
