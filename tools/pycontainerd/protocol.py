@@ -3,14 +3,17 @@
 Each frame is a 4-byte big-endian length then one UTF-8 JSON object. Requests carry
 `id, service, method, params, namespace`; replies carry the same `id` and one of `result`,
 `error` or `stream`; a client may send `stream`, `close_send` or `cancel` frames for an id.
+
+This module is imported by every pyctr start, so it holds only the framing and blocking socket
+reads: no asyncio (the daemon's stream reader is in aioframes.py), and JSON through the C
+accelerator `_json` directly (the `json` package imports `re` and `enum`), falling back to `json`
+for anything unusual so results and error messages are json's own.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import json
-import socket
+import _json
+import binascii
 import struct
 
 DEFAULT_ADDRESS = "/run/pycontainerd/pycontainerd.sock"
@@ -18,13 +21,24 @@ DEFAULT_ROOT = "/var/lib/pycontainerd"
 DEFAULT_STATE = "/run/pycontainerd"
 DEFAULT_NAMESPACE = "default"
 MAX_FRAME = 64 << 20  # a frame larger than this is a protocol error, not a reason to allocate
-HEADER = struct.Struct(">I")
+HEADER = struct.Struct(">I")  # the body's length
+HEADER_SIZE = HEADER.size
 VERSION = "0.1.0"
 PROTOCOL_VERSION = 1
+_WS = " \t\n\r"  # json's whitespace
 
 
 class ProtocolError(Exception):
     """A malformed frame: the connection it came on is closed."""
+
+
+def __getattr__(name: str):
+    # the asyncio reader, for callers that still name it here; pyctr never does
+    if name == "read_frame":
+        from .aioframes import read_frame
+
+        return read_frame
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def address_path(address: str) -> str:
@@ -38,8 +52,53 @@ def address_url(address: str) -> str:
     return "unix://" + address_path(address)
 
 
+class _ScanContext:
+    """The attributes _json.make_scanner reads from a JSONDecoder, with json's defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name: str) -> float:
+        return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}[name]
+
+
+_scan = _json.make_scanner(_ScanContext())
+
+
+def _not_serializable(o):
+    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
+
+
+def dumps(message) -> str:
+    """json.dumps(message, separators=(",", ":"), ensure_ascii=False), through the same C encoder."""
+    if isinstance(message, str):
+        return _json.encode_basestring(message)
+    encoder = _json.make_encoder({}, _not_serializable, _json.encode_basestring, None, ":", ",", False, False, True)
+    return "".join(encoder(message, 0))
+
+
+def loads(body: bytes):
+    """json.loads(body) for UTF-8 bodies; anything else (and every error) goes to json itself."""
+    if b"\x00" not in body[:4] and not body.startswith(b"\xef\xbb\xbf"):  # json would detect UTF-8
+        try:
+            text = body.decode("utf-8")
+            start = len(text) - len(text.lstrip(_WS))
+            obj, end = _scan(text, start)
+            if not text[end:].strip(_WS):
+                return obj
+        except (UnicodeDecodeError, StopIteration, ValueError, SystemError):
+            pass  # json reports it, in its words
+    import json
+
+    return json.loads(body)
+
+
 def encode(message: dict) -> bytes:
-    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    body = dumps(message).encode()
     if len(body) > MAX_FRAME:
         raise ProtocolError(f"frame of {len(body)} bytes exceeds the {MAX_FRAME} byte limit")
     return HEADER.pack(len(body)) + body
@@ -47,7 +106,7 @@ def encode(message: dict) -> bytes:
 
 def decode(body: bytes) -> dict:
     try:
-        message = json.loads(body)
+        message = loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"frame is not UTF-8 JSON: {exc}") from None
     if not isinstance(message, dict):
@@ -55,29 +114,14 @@ def decode(body: bytes) -> dict:
     return message
 
 
-def _length(header: bytes) -> int:
+def frame_length(header: bytes) -> int:
     (n,) = HEADER.unpack(header)
     if n > MAX_FRAME:
         raise ProtocolError(f"frame of {n} bytes exceeds the {MAX_FRAME} byte limit")
     return n
 
 
-async def read_frame(reader: asyncio.StreamReader) -> dict | None:
-    """The next message, or None at a clean end of stream."""
-    try:
-        header = await reader.readexactly(HEADER.size)
-    except asyncio.IncompleteReadError as exc:
-        if exc.partial:
-            raise ProtocolError("connection closed inside a frame header") from None
-        return None
-    try:
-        body = await reader.readexactly(_length(header))
-    except asyncio.IncompleteReadError:
-        raise ProtocolError("connection closed inside a frame") from None
-    return decode(body)
-
-
-def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
+def _recv_exactly(sock, n: int) -> bytes | None:
     chunks = []
     while n:
         chunk = sock.recv(min(n, 1 << 20))
@@ -90,12 +134,12 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def recv_frame(sock: socket.socket) -> dict | None:
+def recv_frame(sock) -> dict | None:
     """Blocking read of the next message from a socket; None at a clean end of stream."""
-    header = _recv_exactly(sock, HEADER.size)
+    header = _recv_exactly(sock, HEADER_SIZE)
     if header is None:
         return None
-    n = _length(header)
+    n = frame_length(header)
     body = _recv_exactly(sock, n) if n else b""
     if body is None:
         raise ProtocolError("connection closed inside a frame")
@@ -103,8 +147,14 @@ def recv_frame(sock: socket.socket) -> dict | None:
 
 
 def b64encode(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def b64decode(text: str) -> bytes:
-    return base64.b64decode(text or "")
+    """base64.b64decode(text): non-alphabet characters discarded, ValueError on bad padding or non-ASCII."""
+    if isinstance(text, str):
+        try:
+            text = text.encode("ascii")
+        except UnicodeEncodeError:
+            raise ValueError("string argument should contain only ASCII characters") from None
+    return binascii.a2b_base64(text or b"")

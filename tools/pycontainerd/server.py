@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import errdefs, protocol
+from .aioframes import read_frame
 
 log = logging.getLogger("pycontainerd.server")
 
@@ -103,7 +104,7 @@ class Connection:
         try:
             while True:
                 try:
-                    frame = await protocol.read_frame(self.reader)
+                    frame = await read_frame(self.reader)
                 except protocol.ProtocolError as exc:
                     log.warning("closing connection: %s", exc)
                     break

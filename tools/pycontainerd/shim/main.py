@@ -5,8 +5,8 @@ The daemon writes `BUNDLE/shim.json` (`id`, `namespace`, `bundle`, `runtime`, `r
 setsid()s, so the shim outlives the daemon; the shim makes itself a child subreaper (the container's
 init, reparented when the runtime exits, is its child to reap), listens on `BUNDLE/shim.sock`,
 runs `runtime create`, then reports one JSON line on stdout — `{"pid", "shim_pid"}` or `{"error",
-"code"}` — and the original process exits (0 or 1). Run this file as a script to keep the shim
-small: the package's `__init__` would otherwise import asyncio (~9 MB), see _defer_asyncio.
+"code"}` — and the original process exits (0 or 1). The shim imports no asyncio: the protocol's
+framing (pycontainerd.protocol) is asyncio-free, the daemon's stream reader is in aioframes.py.
 """
 
 from __future__ import annotations
@@ -16,26 +16,6 @@ import os
 import sys
 
 PR_SET_CHILD_SUBREAPER = 36
-
-
-def _defer_asyncio() -> None:
-    """The shim only needs the protocol's framing, but importing `pycontainerd.protocol` imports
-    asyncio (~9 MB of modules): stand in a stub that imports the real one on first attribute use,
-    which the shim never makes."""
-    import types
-
-    if "asyncio" in sys.modules:
-        return
-    stub = types.ModuleType("asyncio")
-
-    def __getattr__(name: str):
-        del sys.modules["asyncio"]
-        import importlib
-
-        return getattr(importlib.import_module("asyncio"), name)
-
-    stub.__getattr__ = __getattr__  # PEP 562 module __getattr__
-    sys.modules["asyncio"] = stub
 
 
 def _subreaper() -> None:
@@ -93,7 +73,6 @@ def run(bundle: str) -> int:
         os.close(null)
         os.close(logfd)
         _subreaper()
-        _defer_asyncio()
         from pycontainerd.shim.server import Shim, ShimError
 
         shim = Shim(cfg)
