@@ -10,7 +10,8 @@ Services live in `pycontainerd.services.<name>` modules, each with `register(dae
 `daemon.server.register("Name", handler)`. After them, networking and volumes
 (`pycontainerd.network.service`: the Networks and Volumes services and the task create/release
 hooks; --bridge/--bip/--default-address-pool/--cni-path configure them) and the lifecycle policies
-(`pycontainerd.policies`: auto-remove and restart policies as task exit hooks). A handler object
+(`pycontainerd.policies`: auto-remove and restart policies as task exit hooks) and health checks
+(`pycontainerd.health`). A handler object
 may define `async def start(self)` (called before the socket opens, e.g. to reconnect to shims) and
 `async def stop(self)`.
 """
@@ -194,6 +195,9 @@ class Daemon:
                 raise
             return
         policies.register(self)
+        from . import health  # after the policies: a restart's /tasks/start is seen by the health monitor
+
+        health.register(self)
 
     async def _hooks(self, name: str) -> None:
         for service, handler in list(self.server.services.items()):

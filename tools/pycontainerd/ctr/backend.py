@@ -28,6 +28,7 @@ HOSTNAME_LABEL = "nerdctl/hostname"
 AUTO_REMOVE_LABEL = "nerdctl/auto-remove"  # `run -d --rm`: removed once exited (by us until the daemon does it)
 DOCKER_EXT = "pyctr/docker"
 STATE_EXT = "pyctr/state"
+HEALTH_EXT = "pyctr/health"  # State.Health, written by the daemon's health monitor (pycontainerd.health)
 
 
 def no_such_container(ref: str, daemon: bool = False) -> CLIError:
@@ -61,6 +62,11 @@ class ContainerView:
     @property
     def saved_state(self) -> dict:
         return (self.record.get("extensions") or {}).get(STATE_EXT) or {}
+
+    @property
+    def health(self) -> dict | None:
+        """docker's State.Health {Status, FailingStreak, Log}: None when no check ever ran."""
+        return (self.record.get("extensions") or {}).get(HEALTH_EXT) or None
 
     @property
     def status(self) -> str:
@@ -111,7 +117,10 @@ class ContainerView:
         st = self.status
         if st in ("running", "paused"):
             text = "Up " + human_duration(now - (self.started_at or self.created))
-            return text + " (Paused)" if st == "paused" else text
+            if st == "paused":
+                return text + " (Paused)"
+            h = (self.health or {}).get("Status")
+            return f"{text} (health: {h})" if h == "starting" else f"{text} ({h})" if h else text
         if st == "exited":
             finished = self.finished_at
             # the daemon's restart policy is waiting out its back-off

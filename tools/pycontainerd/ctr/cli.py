@@ -102,6 +102,10 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--volume", action="append", default=[])
     p.add_argument("--mount", action="append", default=[])
     p.add_argument("--tmpfs", action="append", default=[])
+    for flag in ("--health-cmd", "--health-interval", "--health-timeout", "--health-retries",
+                 "--health-start-period"):
+        p.add_argument(flag, default="")
+    p.add_argument("--no-healthcheck", action="store_true")
     p.add_argument("--security-opt", action="append", default=[])
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
@@ -361,6 +365,7 @@ def _options(a) -> containers.CreateOptions:
     from . import containers
 
     return containers.CreateOptions(
+        healthcheck=_healthcheck(a),
         image=a.image, args=a.command, name=a.name, env=a.env, env_files=a.env_file, workdir=a.workdir,
         user=a.user, entrypoint=a.entrypoint, interactive=a.interactive, tty=a.tty, cpus=a.cpus, memory=a.memory,
         pids_limit=a.pids_limit, read_only=a.read_only, cap_add=a.cap_add, cap_drop=a.cap_drop,
@@ -369,6 +374,29 @@ def _options(a) -> containers.CreateOptions:
         expose=a.expose, network=a.network, network_aliases=a.network_alias, dns=a.dns, dns_search=a.dns_search,
         dns_options=a.dns_option, add_hosts=a.add_host, volumes=a.volume, mounts=a.mount, tmpfs=a.tmpfs,
         security_opt=a.security_opt)
+
+
+def _healthcheck(a) -> dict | None:
+    """--health-* and --no-healthcheck as docker's CLI reads them (Config.Healthcheck, or None)."""
+    from ..health import from_flags, parse_go_duration
+
+    for name in ("interval", "timeout", "start_period"):
+        value = getattr(a, f"health_{name}")
+        try:
+            parse_go_duration(value) if value else 0
+        except ValueError as exc:
+            raise FlagError(f'invalid argument "{value}" for "--health-{name.replace("_", "-")}" flag: {exc}',
+                            a.verb) from None
+    try:
+        retries = int(a.health_retries or 0)
+    except ValueError:
+        raise FlagError(f'invalid argument "{a.health_retries}" for "--health-retries" flag: strconv.ParseInt: '
+                        f'parsing "{a.health_retries}": invalid syntax', a.verb) from None
+    try:
+        return from_flags(a.health_cmd, a.health_interval, a.health_timeout, retries, a.health_start_period,
+                          a.no_healthcheck)
+    except ValueError as exc:
+        raise CLIError(str(exc), 125) from None
 
 
 def dispatch(b: Backend, a) -> int:

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .. import errdefs, ocispec
+from .. import errdefs, health, ocispec
 from ..policies import MANUAL_STOP_LABEL, parse_restart
 from .backend import (AUTO_REMOVE_LABEL, DOCKER_EXT, HOSTNAME_LABEL, NAME_LABEL, Backend, CLIError,
                       ContainerView, familiar)
@@ -67,6 +67,7 @@ class CreateOptions:
     volumes: list[str] = field(default_factory=list)       # -v
     mounts: list[str] = field(default_factory=list)        # --mount
     tmpfs: list[str] = field(default_factory=list)         # --tmpfs
+    healthcheck: dict | None = None                        # --health-*, --no-healthcheck: Config.Healthcheck
     security_opt: list[str] = field(default_factory=list)  # --security-opt
 
 
@@ -179,6 +180,7 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
               "OnBuild": None, "Labels": {**(image_cfg.get("Labels") or {}), **_labels(o.labels)}}
     if image_cfg.get("StopSignal"):
         config["StopSignal"] = image_cfg["StopSignal"]
+    config = _with_healthcheck(config, o.healthcheck, image_cfg.get("Healthcheck"))
     net_config, net_host, networking = network_and_mounts(o, image_cfg)
     try:
         restart_policy = parse_restart(o.restart)
@@ -244,6 +246,23 @@ def _security(o: CreateOptions):
         return inspect_security_opt(sent, o.privileged), parse_security_opts(sent)
     except errdefs.Error as exc:
         raise CLIError(f"Error response from daemon: {exc}", 125) from None
+
+
+def _with_healthcheck(config: dict, given: dict | None, image: dict | None) -> dict:
+    """Config with docker's Healthcheck (the flags' over the image's HEALTHCHECK) after Cmd, checked as dockerd does."""
+    check = health.merge(given, image)
+    try:
+        health.validate(check)
+    except ValueError as exc:
+        raise CLIError(f"Error response from daemon: {exc}", 125) from None
+    if not check:
+        return config
+    out = {}
+    for k, v in config.items():
+        out[k] = v
+        if k == "Cmd":
+            out["Healthcheck"] = check
+    return out
 
 
 def _claim_name(b: Backend, record: dict, name: str) -> None:
@@ -559,7 +578,7 @@ def _filters(items: list[str]) -> list[tuple[str, str]]:
             raise CLIError(f'Error: invalid argument "{item}" for "-f, --filter" flag: bad format of filter '
                            "(expected name=value)")
         key = key.lower()
-        if key not in ("status", "name", "label", "id", "ancestor", "exited", "before", "since"):
+        if key not in ("status", "name", "label", "id", "ancestor", "exited", "before", "since", "health"):
             raise CLIError(f"Error response from daemon: Invalid filter '{key}'")
         out.append((key, value))
     return out
@@ -583,6 +602,10 @@ def _match(c: ContainerView, key: str, value: str) -> bool:
             or c.image_name == value
     if key == "exited":
         return c.status == "exited" and str(c.exit_code) == value
+    if key == "health":
+        if value not in ("starting", "healthy", "unhealthy", "none"):
+            raise CLIError(f"Error response from daemon: Unrecognised filter value for health: {value}")
+        return ((c.health or {}).get("Status") or "none") == value
     return True
 
 

@@ -114,7 +114,8 @@ _TOPICS = {"/containers/create": ("container", "create"), "/containers/delete": 
            "/tasks/resumed": ("container", "unpause"), "/tasks/oom": ("container", "oom"),
            "/tasks/exec-added": ("container", "exec_create"), "/tasks/exec-started": ("container", "exec_start"),
            "/images/create": ("image", "tag"), "/images/update": ("image", "tag"),
-           "/images/delete": ("image", "untag")}
+           "/images/delete": ("image", "untag"),
+           "/containers/health_status": ("container", "health_status")}  # pycontainerd.health's
 
 
 def events(b: Backend, filters: list[str], fmt: str, since: str, until: str) -> None:
@@ -139,6 +140,8 @@ def events(b: Backend, filters: list[str], fmt: str, since: str, until: str) -> 
                 continue
             typ, action = _TOPICS[topic]
             ev = env.get("event") or {}
+            if action == "health_status":
+                action = f"health_status: {ev.get('status', '')}"
             actor = ev.get("container_id") or ev.get("id") or ev.get("name") or ""
             attrs: dict[str, str] = {}
             if typ == "container":

@@ -1,0 +1,423 @@
+"""Health checks the daemon runs, as dockerd 20.10 does (its daemon/health.go).
+
+A container's check is `Config.Healthcheck` of its docker document (extension `pyctr/docker`): the
+image's HEALTHCHECK merged with `pyctr run --health-*` (see `merge`), durations in nanoseconds, 0 =
+docker's default (30 s interval, 30 s timeout, 3 retries, no start period). No Test, or `["NONE"]`: no check.
+
+The monitor (registered by daemon._load_extensions after the policies) follows the daemon's events:
+`/tasks/start` (init) sets the status to `starting` and runs a probe every interval; `/tasks/paused`
+stops probing, `/tasks/resumed` resumes it; the init's `/tasks/exit`, `/tasks/delete` and
+`/containers/delete` stop it (an exit leaves docker's `unhealthy`, streak 0). A probe is an exec
+through the container's shim (CMD → its arguments, CMD-SHELL → `/bin/sh -c`), with the container's
+user, env and working directory; its output (at most 4096 bytes, then `...`) is collected, never
+logged. After `timeout` it is killed and counts as ExitCode -1, "Health check exceeded timeout (…)".
+The execs publish /tasks/exec-added and /tasks/exec-started as docker's probes emit exec_create and
+exec_start, and are deleted once done (also when the monitor is cancelled), so none is left behind.
+
+Rules (docker's handleProbeResult): exit 0 → healthy, streak 0; a failure while still `starting`
+inside the start period does not count; otherwise the streak grows and reaching `retries` makes it
+unhealthy. The last 5 results are kept. State `{Status, FailingStreak, Log}` lives in the record's
+extension `pyctr/health` (a key of its own: pyctr's writes of `pyctr/state` cannot race it) and a
+status change publishes `/containers/health_status` {id, status} (`health_status: healthy` in
+`pyctr events`). After a daemon restart, running containers' monitors resume from the saved state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from . import errdefs, protocol
+from .logs import parse_time, rfc3339nano
+
+log = logging.getLogger("pycontainerd.health")
+
+DOCKER_EXT = "pyctr/docker"
+STATE_EXT = "pyctr/state"
+HEALTH_EXT = "pyctr/health"
+HEALTH_TOPIC = "/containers/health_status"
+DEFAULT_INTERVAL = 30.0
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_RETRIES = 3
+MAX_LOG_ENTRIES = 5
+MAX_OUTPUT = 4096
+MINIMUM_NS = 1_000_000  # docker's MinimumDuration (1 ms)
+STARTING, HEALTHY, UNHEALTHY, NONE = "starting", "healthy", "unhealthy", "none"
+
+# -- Go durations (docker's flag values, and the timeout message) ------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+            "m": 60_000_000_000, "h": 3_600_000_000_000}
+
+
+def parse_go_duration(text: str) -> int:
+    """Go's time.ParseDuration in nanoseconds; ValueError with Go's message."""
+    s = text
+    sign = 1
+    if s[:1] in "+-" and s:
+        sign, s = (-1 if s[0] == "-" else 1), s[1:]
+    if s == "0":
+        return 0
+    parts = _DURATION.findall(s)
+    if not s or not parts or "".join(n + u for n, u in parts) != s:
+        if s and re.fullmatch(r"\d+(?:\.\d*)?", s):
+            raise ValueError(f'time: missing unit in duration "{text}"')
+        raise ValueError(f'time: invalid duration "{text}"')
+    return sign * int(round(sum(float(n) * _UNIT_NS[u] for n, u in parts)))
+
+
+def go_duration_string(ns: int) -> str:
+    """Go's Duration.String: 200ms, 1.5s, 1m30s, 30s."""
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
+    if ns < 1_000:
+        return f"{sign}{ns}ns"
+    if ns < 1_000_000:
+        return f"{sign}{_frac(ns, 1_000)}µs"
+    if ns < 1_000_000_000:
+        return f"{sign}{_frac(ns, 1_000_000)}ms"
+    h, rest = divmod(ns, 3_600_000_000_000)
+    m, rest = divmod(rest, 60_000_000_000)
+    out = f"{h}h" if h else ""
+    out += f"{m}m" if h or m else ""
+    return f"{sign}{out}{_frac(rest, 1_000_000_000)}s"
+
+
+def _frac(value: int, unit: int) -> str:
+    whole, part = divmod(value, unit)
+    if not part:
+        return str(whole)
+    digits = len(str(unit)) - 1
+    return f"{whole}.{str(part).rjust(digits, '0').rstrip('0')}"
+
+
+# -- the configuration ------------------------------------------------------------------------------------
+
+def from_flags(cmd: str = "", interval: str = "", timeout: str = "", retries: int = 0, start_period: str = "",
+               disable: bool = False) -> dict | None:
+    """docker run's --health-* / --no-healthcheck → Config.Healthcheck (None: none given). ValueError with
+    docker's message for a bad combination or value (a bad duration: Go's parse error)."""
+    ns = {name: parse_go_duration(v) if v else 0
+          for name, v in (("interval", interval), ("timeout", timeout), ("start-period", start_period))}
+    given = bool(cmd) or any(ns.values()) or retries != 0
+    if disable:
+        if given:
+            raise ValueError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not given:
+        return None
+    for name in ("interval", "timeout"):
+        if ns[name] < 0:
+            raise ValueError(f"--health-{name} cannot be negative")
+    if retries < 0:
+        raise ValueError("--health-retries cannot be negative")
+    if ns["start-period"] < 0:
+        raise ValueError("--health-start-period cannot be negative")
+    doc: dict = {"Test": ["CMD-SHELL", cmd]} if cmd else {}
+    for key, name in (("Interval", "interval"), ("Timeout", "timeout"), ("StartPeriod", "start-period")):
+        if ns[name]:
+            doc[key] = ns[name]
+    if retries:
+        doc["Retries"] = retries
+    return doc
+
+
+def merge(user: dict | None, image: dict | None) -> dict | None:
+    """docker's merge of the container's Healthcheck over the image's: unset fields come from the image."""
+    if user is None:
+        return dict(image) if image else None
+    out = dict(user)
+    if image:
+        for key in ("Test", "Interval", "Timeout", "StartPeriod", "Retries"):
+            if not out.get(key) and image.get(key):
+                out[key] = image[key]
+    return out
+
+
+def validate(doc: dict | None) -> None:
+    """The daemon's checks of a Healthcheck (docker's wording)."""
+    if not doc:
+        return
+    for key in ("Interval", "Timeout"):
+        if doc.get(key) and int(doc[key]) < MINIMUM_NS:
+            raise ValueError(f"{key} in Healthcheck cannot be less than 1ms")
+    if int(doc.get("Retries") or 0) < 0:
+        raise ValueError("Retries in Healthcheck cannot be negative")
+    if doc.get("StartPeriod") and int(doc["StartPeriod"]) < MINIMUM_NS:
+        raise ValueError("StartPeriod in Healthcheck cannot be less than 1ms")
+
+
+@dataclass
+class HealthConfig:
+    """A container's check in seconds, docker's defaults applied."""
+
+    test: list[str]
+    interval: float = DEFAULT_INTERVAL
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+    start_period: float = 0.0
+
+    @classmethod
+    def from_docker(cls, doc: dict | None) -> "HealthConfig | None":
+        """None when there is nothing to probe (no Test, or NONE)."""
+        test = list((doc or {}).get("Test") or [])
+        if not test or test[0] == "NONE":
+            return None
+        return cls(test, int(doc.get("Interval") or 0) / 1e9 or DEFAULT_INTERVAL,
+                   int(doc.get("Timeout") or 0) / 1e9 or DEFAULT_TIMEOUT,
+                   int(doc.get("Retries") or 0) if int(doc.get("Retries") or 0) > 0 else DEFAULT_RETRIES,
+                   int(doc.get("StartPeriod") or 0) / 1e9)
+
+    @classmethod
+    def of_record(cls, record: dict) -> "HealthConfig | None":
+        docker = (record.get("extensions") or {}).get(DOCKER_EXT) or {}
+        return cls.from_docker((docker.get("Config") or {}).get("Healthcheck"))
+
+    @property
+    def args(self) -> list[str]:
+        if self.test[0] == "CMD-SHELL":
+            return ["/bin/sh", "-c", " ".join(self.test[1:])]
+        return list(self.test[1:]) if self.test[0] == "CMD" else list(self.test)
+
+
+def status_of(record: dict) -> str:
+    """docker ps's health filter value: starting|healthy|unhealthy, `none` without a check's state."""
+    health = (record.get("extensions") or {}).get(HEALTH_EXT) or {}
+    return health.get("Status") or NONE
+
+
+def apply_result(health: dict, result: dict, cfg: HealthConfig, started: float) -> dict:
+    """docker's handleProbeResult on `health` ({Status, FailingStreak, Log}): the new state."""
+    h = {"Status": health.get("Status") or STARTING, "FailingStreak": int(health.get("FailingStreak") or 0),
+         "Log": list(health.get("Log") or [])[-(MAX_LOG_ENTRIES - 1):] + [result]}
+    if result["ExitCode"] == 0:
+        h["FailingStreak"] = 0
+        h["Status"] = HEALTHY
+        return h
+    if h["Status"] == STARTING and parse_time(result["Start"]) - started < cfg.start_period:
+        return h  # inside the start period: not counted
+    h["FailingStreak"] += 1
+    if h["FailingStreak"] >= cfg.retries:
+        h["Status"] = UNHEALTHY
+    return h
+
+
+# -- the monitor --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Probe:
+    task: asyncio.Task
+    started: float  # wall clock of the container's start (the start period counts from it)
+
+
+class HealthMonitor:
+    """One probing loop per running container with a check; see the module's docstring."""
+
+    def __init__(self, daemon) -> None:
+        self.daemon = daemon
+        self._probes: dict[tuple[str, str], _Probe] = {}
+        self._follower: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        if getattr(self.daemon, "tasks", None) is None:
+            log.warning("no Tasks service: health checks are not run")
+            return
+        sub = self.daemon.events.subscribe(['topic~="^/tasks/(start|exit|delete|paused|resumed)$"',
+                                            'topic=="/containers/delete"'])
+        self._follower = asyncio.ensure_future(self._follow(sub))
+        for (namespace, cid), task in list(self.daemon.tasks.tasks.items()):
+            if task.exit is None:
+                await self._resume(namespace, cid)
+
+    async def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+        probes = [p.task for p in self._probes.values()]
+        self._probes.clear()
+        for t in probes:
+            t.cancel()
+        if probes:  # their finally blocks delete the execs they had running
+            await asyncio.wait(probes, timeout=5)
+
+    async def _follow(self, sub) -> None:
+        try:
+            while True:
+                env = await sub.queue.get()
+                try:
+                    await self._on_event(env)
+                except Exception:
+                    log.exception("health monitor: handling %s failed", env.get("topic"))
+        finally:
+            self.daemon.events.unsubscribe(sub)
+
+    async def _on_event(self, env: dict) -> None:
+        topic, namespace, ev = env.get("topic"), env.get("namespace", ""), env.get("event") or {}
+        cid = ev.get("container_id") or ev.get("id") or ""
+        if not cid:
+            return
+        key = (namespace, cid)
+        if topic == "/tasks/start":
+            self._cancel(key)
+            record = await self._record(namespace, cid)
+            if record is None or HealthConfig.of_record(record) is None:
+                return
+            health = dict((record.get("extensions") or {}).get(HEALTH_EXT) or {})
+            health.update(Status=STARTING, FailingStreak=0)  # docker keeps the log across restarts
+            health.setdefault("Log", [])
+            await self._save(namespace, cid, health)
+            self._spawn(key, time.time())
+        elif topic == "/tasks/paused":
+            self._cancel(key)
+        elif topic == "/tasks/resumed":
+            await self._resume(namespace, cid)
+        elif topic == "/tasks/exit":
+            if ev.get("id") not in (None, "", cid):
+                return  # an exec's exit
+            if self._cancel(key):
+                record = await self._record(namespace, cid)
+                health = dict(((record or {}).get("extensions") or {}).get(HEALTH_EXT) or {})
+                if health:
+                    health.update(Status=UNHEALTHY, FailingStreak=0)  # what docker shows of a stopped one
+                    await self._save(namespace, cid, health)
+        else:  # /tasks/delete, /containers/delete
+            self._cancel(key)
+
+    async def _resume(self, namespace: str, cid: str) -> None:
+        """Probe a running container again (daemon restart, unpause), from its saved state."""
+        key = (namespace, cid)
+        if key in self._probes:
+            return
+        record = await self._record(namespace, cid)
+        if record is None or HealthConfig.of_record(record) is None:
+            return
+        state = (record.get("extensions") or {}).get(STATE_EXT) or {}
+        started = parse_time(state.get("StartedAt")) if state.get("StartedAt") else time.time()
+        if not (record.get("extensions") or {}).get(HEALTH_EXT):
+            await self._save(namespace, cid, {"Status": STARTING, "FailingStreak": 0, "Log": []})
+        self._spawn(key, started)
+
+    def _spawn(self, key: tuple[str, str], started: float) -> None:
+        self._probes[key] = _Probe(asyncio.ensure_future(self._loop(key, started)), started)
+
+    def _cancel(self, key: tuple[str, str]) -> bool:
+        probe = self._probes.pop(key, None)
+        if probe is None:
+            return False
+        probe.task.cancel()
+        return True
+
+    async def _record(self, namespace: str, cid: str) -> dict | None:
+        try:
+            return await asyncio.to_thread(self.daemon.containers.get, namespace, cid)
+        except errdefs.NotFound:
+            return None
+
+    async def _save(self, namespace: str, cid: str, health: dict) -> None:
+        try:
+            await asyncio.to_thread(self.daemon.containers.update, namespace,
+                                    {"id": cid, "extensions": {HEALTH_EXT: health}}, [f"extensions.{HEALTH_EXT}"])
+        except errdefs.NotFound:
+            pass
+
+    async def _loop(self, key: tuple[str, str], started: float) -> None:
+        namespace, cid = key
+        try:
+            while True:
+                record = await self._record(namespace, cid)
+                cfg = HealthConfig.of_record(record) if record else None
+                if cfg is None:
+                    return
+                await asyncio.sleep(cfg.interval)
+                result = await self._probe(namespace, cid, cfg)
+                if self._probes.get(key) is None or self._probes[key].task is not asyncio.current_task():
+                    return  # stopped while probing: the result is not recorded (as docker)
+                record = await self._record(namespace, cid)
+                if record is None:
+                    return
+                old = (record.get("extensions") or {}).get(HEALTH_EXT) or {}
+                health = apply_result(old, result, cfg, started)
+                await self._save(namespace, cid, health)
+                if health["Status"] != (old.get("Status") or STARTING):
+                    self.daemon.publish(namespace, HEALTH_TOPIC, {"id": cid, "status": health["Status"]})
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("health monitor of %s failed", cid)
+        finally:
+            probe = self._probes.get(key)
+            if probe is not None and probe.task is asyncio.current_task():
+                del self._probes[key]
+
+    async def _probe(self, namespace: str, cid: str, cfg: HealthConfig) -> dict:
+        """One exec of the check: {Start, End, ExitCode, Output}."""
+        start = rfc3339nano()
+        task = self.daemon.tasks.tasks.get((namespace, cid))
+        if task is None or task.exit is not None:
+            return {"Start": start, "End": rfc3339nano(), "ExitCode": -1, "Output": "container is not running"}
+        exec_id = secrets.token_hex(32)  # docker's exec ids: 64 hex digits
+        output = bytearray()
+        truncated = False
+        attach = None
+        created = False
+        try:  # the attach has a connection of its own: the task's is shared with every other call
+            process = await asyncio.to_thread(self.daemon.tasks.exec_process, namespace, cid,
+                                              {"spec": {"args": cfg.args, "terminal": False}})
+            await task.client.call("exec", {"exec_id": exec_id, "process": process, "terminal": False,
+                                            "stdin": False})
+            created = True
+            self.daemon.publish(namespace, "/tasks/exec-added", {"container_id": cid, "exec_id": exec_id})
+            from .tasks import ShimClient  # here: pyctr imports this module for its flags, not the shim client
+            attach = await ShimClient(task.bundle).connect()
+            status: int | None = None
+
+            async def collect() -> None:
+                nonlocal status, truncated
+                async for item in attach.stream("attach", {"exec_id": exec_id, "stdin": False}):
+                    if "__result__" in item:
+                        status = item["__result__"].get("exit_status")
+                        return
+                    if item.get("attached"):
+                        result = await task.client.call("start", {"exec_id": exec_id})
+                        self.daemon.publish(namespace, "/tasks/exec-started",
+                                            {"container_id": cid, "exec_id": exec_id, "pid": result.get("pid", 0)})
+                    elif item.get("data"):
+                        data = protocol.b64decode(item["data"])
+                        room = MAX_OUTPUT - len(output)
+                        if len(data) > room:
+                            data, truncated = data[:max(room, 0)], True
+                        output.extend(data)
+
+            try:
+                await asyncio.wait_for(collect(), cfg.timeout)
+            except asyncio.TimeoutError:
+                return {"Start": start, "End": rfc3339nano(), "ExitCode": -1,
+                        "Output": f"Health check exceeded timeout ({go_duration_string(round(cfg.timeout * 1e9))})"}
+            text = output.decode("utf-8", errors="replace") + ("..." if truncated else "")
+            return {"Start": start, "End": rfc3339nano(), "ExitCode": -1 if status is None else int(status),
+                    "Output": text}
+        except errdefs.Error as exc:
+            return {"Start": start, "End": rfc3339nano(), "ExitCode": -1, "Output": str(exc)}
+        finally:
+            if attach is not None:
+                await attach.close()
+            if created:  # killed if still running, and forgotten by the shim
+                await asyncio.shield(self._delete_exec(task, exec_id))
+
+    @staticmethod
+    async def _delete_exec(task, exec_id: str) -> None:
+        try:
+            await asyncio.wait_for(task.client.call("delete", {"exec_id": exec_id, "force": True}), 10)
+        except (errdefs.Error, asyncio.TimeoutError):
+            pass
+
+
+def register(daemon) -> HealthMonitor:
+    monitor = HealthMonitor(daemon)
+    daemon.server.register("Health", monitor)  # no public methods: start/stop only
+    return monitor
