@@ -139,6 +139,8 @@ def fast_parse(argv: list[str]):
     return ns
 
 
+# The commands that move a process into a cgroup: the kernel's migration lock warm-up starts before their imports.
+WARM_UP = ("create", "run", "exec")
 PREFIXED = {"create": "create failed: ", "run": "run failed: ", "exec": "exec failed: "}
 
 
@@ -153,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
 
             cmd = find_command(argv)
             args = build_parser(cmd if cmd in _all else None).parse_args(argv)
+        if args.command in WARM_UP:
+            from . import cgroup_warmup
+
+            cgroup_warmup.start()
         log = Log(os.path.abspath(args.log) if args.log else None, args.log_format, args.debug)
         args.root = os.path.abspath(args.root)  # before anything chdirs into a bundle
         if args.version:

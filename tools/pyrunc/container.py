@@ -80,7 +80,6 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
     from . import init, rootfs
 
     check_id(opts.id)
-    _warm_cgroup_lock()
     _validate_extras(spec)
     rootfs.check_mounts(spec)
     if spec.process.terminal or opts.console_socket:
@@ -210,44 +209,6 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
             os.close(master)
         _remove_dir(cdir)
         raise
-
-
-def _warm_cgroup_lock() -> None:
-    """Start paying, in a thread, the RCU grace period (5-10 ms, idle) that the kernel's cgroup migration lock
-    takes after a quiet spell, so that the container's cgroup.procs writes after the fork find it passed.
-
-    The thread moves this process into the cgroup it is already in (no change), using only os calls: no locks
-    for a fork to inherit. Best effort: errors (read-only or unusual cgroupfs) are ignored."""
-    try:
-        with open("/proc/self/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return
-    path = None
-    for line in lines:
-        _, controllers, rel = line.split(":", 2)
-        if "pids" in controllers.split(","):
-            path = f"/sys/fs/cgroup/pids{rel}/cgroup.procs"
-            break
-        if controllers == "" and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-            path = f"/sys/fs/cgroup{rel}/cgroup.procs"
-    if path is None:
-        return
-    data = str(os.getpid()).encode()
-
-    def warm() -> None:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
-
-    import _thread
-
-    _thread.start_new_thread(warm, ())
 
 
 def _join_cgroups(manager, pid: int) -> None:
