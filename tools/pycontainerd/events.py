@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 
 from . import errdefs
@@ -98,18 +99,25 @@ class _Subscriber:
     dropped: int = 0
 
 
+# dockerd keeps its last 256 events for `docker events --since` (daemon/events eventsLimit)
+RECENT_EVENTS = 256
+
+
 @dataclass
 class EventBus:
-    """Fan-out of envelopes to subscribers; `publish` is safe from any thread."""
+    """Fan-out of envelopes to subscribers; `publish` is safe from any thread. The last RECENT_EVENTS
+    envelopes are kept so that a subscriber can replay them (docker events --since)."""
 
     max_queue: int = 4096
     _subs: list[_Subscriber] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
 
     def publish(self, namespace: str, topic: str, event: dict | None = None) -> dict:
         envelope = {"timestamp": now(), "namespace": namespace, "topic": validate_topic(topic),
                     "event": event or {}}
-        with self._lock:
+        with self._lock:  # one lock with subscribe(): an envelope is either replayed or delivered, once
+            self._recent.append(envelope)
             subs = list(self._subs)
         for sub in subs:
             if sub.match(envelope):
@@ -127,10 +135,15 @@ class EventBus:
             sub.dropped += 1  # a stuck subscriber must not grow the daemon without bound
 
     def subscribe(self, filters: list[str] | None = None) -> _Subscriber:
+        return self.subscribe_with_backlog(filters)[0]
+
+    def subscribe_with_backlog(self, filters: list[str] | None = None) -> tuple[_Subscriber, list[dict]]:
+        """A subscriber, and the kept envelopes (oldest first) that match its filters."""
         sub = _Subscriber(asyncio.Queue(self.max_queue), asyncio.get_running_loop(), matcher(filters))
         with self._lock:
+            backlog = list(self._recent)
             self._subs.append(sub)
-        return sub
+        return sub, [e for e in backlog if sub.match(e)]
 
     def unsubscribe(self, sub: _Subscriber) -> None:
         with self._lock:

@@ -540,8 +540,8 @@ def _dispatch_images(b: Backend, a) -> int:
 
 def _unsupported_flag(a: argparse.Namespace) -> str:
     """Flags docker has that pyctr parses but does not implement yet: refused, never silently ignored."""
-    checks = {"ps": (("size", "--size"),), "inspect": (("size", "--size"),), "logs": (("details", "--details"),),
-              "images": (("filter", "--filter"),)}
+    checks: dict[str, tuple[tuple[str, str], ...]] = {"logs": (("details", "--details"),),
+                                                      "images": (("filter", "--filter"),)}
     for attr, flag in checks.get(a.verb, ()):
         if getattr(a, attr, None):
             return flag

@@ -661,8 +661,16 @@ def ps(b: Backend, args) -> None:
     if args.quiet:
         sys.stdout.write("".join((c.id if args.no_trunc else c.id[:12]) + "\n" for c in views))
         return
-    fmt = args.format or "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
-    print_rows(fmt, ps_rows(views, args.no_trunc), PS_HEADERS, sys.stdout.write)
+    fmt = args.format or "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}" + \
+        ("\t{{.Size}}" if args.size else "")
+    rows = ps_rows(views, args.no_trunc)
+    if args.size or ".Size" in fmt:  # docker computes sizes for -s or a format that shows them
+        from .humanize import human_size
+        from .inspection import container_sizes
+        for row, c in zip(rows, views):
+            rw, rootfs = container_sizes(b, c)
+            row["Size"] = f"{human_size(rw)} (virtual {human_size(rootfs)})"
+    print_rows(fmt, rows, PS_HEADERS, sys.stdout.write)
 
 
 def prune(b: Backend) -> list[str]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 
 from pyoci import reference
 from pyoci.errors import OCIError
 
+from .. import errdefs
 from . import netvol
 from .backend import Backend, CLIError, ContainerView
 from .formatting import render
@@ -61,6 +64,42 @@ def container_json(b: Backend, c: ContainerView) -> dict:
     }
 
 
+def directory_size(root: str) -> int:
+    """docker's directory.Size: apparent sizes of everything but directories, a hard link counted once."""
+    total, seen = 0, set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode) or st.st_size == 0 or st.st_ino in seen:
+                continue
+            seen.add(st.st_ino)
+            total += st.st_size
+    return total
+
+
+def container_sizes(b: Backend, c: ContainerView) -> tuple[int, int]:
+    """(SizeRw, SizeRootFs): the container's own layer (the overlay upper dir, or the whole copy of a native
+    snapshot, as docker's vfs) and that plus its image's unpacked size."""
+    rw = 0
+    try:
+        mounts = b.call("Snapshots", "Mounts", {"key": c.record.get("snapshot_key") or c.id}).get("mounts") or []
+    except errdefs.Error:
+        mounts = []
+    for m in mounts:
+        upper = next((o.split("=", 1)[1] for o in m.get("options") or [] if o.startswith("upperdir=")), None)
+        path = upper or (m.get("source") if m.get("type") == "bind" else None)
+        if path:
+            rw += directory_size(path)
+    try:
+        image = b.unpacked_size(b.image_config(c.record.get("image", "")).get("chain_id", ""))
+    except (errdefs.Error, KeyError):
+        image = 0
+    return rw, rw + image
+
+
 def image_json(b: Backend, image: dict) -> dict:
     cfg = b.image_config(image["name"])
     blob = cfg.get("config") or {}
@@ -110,7 +149,13 @@ def inspect(b: Backend, refs: list[str], kind: str = "", fmt: str = "", size: bo
         if kind in ("", "container"):
             record = b.find_record(ref)
             if record is not None:
-                obj = container_json(b, ContainerView(record, b.task(record["id"])))
+                view = ContainerView(record, b.task(record["id"]))
+                obj = container_json(b, view)
+                if size:  # docker's order: right after GraphDriver
+                    rw, rootfs = container_sizes(b, view)
+                    obj = {k2: v2 for k, v in obj.items()
+                           for k2, v2 in ([(k, v), ("SizeRw", rw), ("SizeRootFs", rootfs)]
+                                          if k == "GraphDriver" else [(k, v)])}
         if obj is None and kind in ("", "image"):
             image = b.find_image(ref)
             if image is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -130,11 +131,15 @@ def events(b: Backend, filters: list[str], fmt: str, since: str, until: str) -> 
     names: dict[str, dict] = {}
     for c in b.call("Containers", "List").get("containers", []):
         names[c["id"]] = c
-    end = time.time() + _rel(until) if until else None
+    now = time.time()
+    start, end = docker_timestamp(since, now), docker_timestamp(until, now)
+    params: dict = {"filters": []}
+    if start is not None or end is not None:  # dockerd replays its recent events for either
+        params["since"] = start or 0.0
+    if end is not None:
+        params["until"] = end
     try:
-        for env in b.client.stream("Events", "Subscribe", {"filters": []}):
-            if end is not None and time.time() > end:
-                return
+        for env in b.client.stream("Events", "Subscribe", params):
             topic = env.get("topic", "")
             if topic not in _TOPICS:
                 continue
@@ -150,8 +155,9 @@ def events(b: Backend, filters: list[str], fmt: str, since: str, until: str) -> 
                     try:
                         rec = b.call("Containers", "Get", {"id": actor})["container"]
                         names[actor] = rec
-                    except errdefs.Error:
-                        rec = rec or {}
+                    except errdefs.Error:  # gone (a replayed event): the create event names the image
+                        rec = rec or {"image": familiar(ev.get("image", "")).removesuffix(":latest")}
+                        names[actor] = rec
                 attrs["image"] = ((rec.get("extensions") or {}).get("pyctr/docker") or {}).get("Config", {}).get(
                     "Image") or familiar(rec.get("image", ""))
                 attrs["name"] = (rec.get("labels") or {}).get("nerdctl/name", actor[:12])
@@ -180,12 +186,39 @@ def events(b: Backend, filters: list[str], fmt: str, since: str, until: str) -> 
         return
 
 
-def _rel(text: str) -> float:
+_GO_DURATION = re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h)(?:(?:\d+(?:\.\d*)?|\.\d+)"
+                          r"(?:ns|us|µs|ms|s|m|h))*$")
+_TIME_LAYOUTS = ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H", "%Y-%m-%d")
+
+
+def docker_timestamp(value: str, now: float) -> float | None:
+    """docker's timetypes.GetTimestamp: a Go duration counts back from now ("10m" is ten minutes ago), else
+    RFC 3339 (local time without a zone), a date, or unix seconds."""
+    import datetime as dt
+
     from .humanize import parse_duration
-    try:
-        return parse_duration(text)
-    except ValueError:
-        return parse_time(text) - time.time()
+
+    if not value:
+        return None
+    if value != "0" and _GO_DURATION.match(value):
+        sign = -1.0 if value.startswith("-") else 1.0
+        return now - sign * parse_duration(value.lstrip("+-"))
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    if re.search(r"(Z|[+-]\d\d:\d\d)$", value):
+        seconds = parse_time(value.replace("+00:00", "Z"))
+        if seconds or value.startswith("1970-01-01T00:00:00"):
+            if not value.endswith("Z") and not value.endswith("+00:00"):
+                zone = dt.datetime.fromisoformat(value[:19] + value[-6:]).utcoffset() or dt.timedelta()
+                seconds = dt.datetime.fromisoformat(value[:19]).replace(tzinfo=dt.timezone(zone)).timestamp() + \
+                    (seconds % 1 if "." in value else 0.0)
+            return seconds
+    for layout in _TIME_LAYOUTS:
+        try:
+            return dt.datetime.strptime(value, layout).timestamp()
+        except ValueError:
+            continue
+    raise CLIError(f'failed to parse value as time or duration: "{value}"')
 
 
 def _wanted(wanted: dict[str, set[str]], typ: str, action: str, actor: str, attrs: dict[str, str]) -> bool:
