@@ -224,6 +224,8 @@ class Daemon:
         if dropped:
             log.info("dropped %d leases of calls interrupted by the previous daemon's end", dropped)
         self.load_services()
+        if log.isEnabledFor(logging.DEBUG):
+            self._time_calls()
         await self._hooks("start")
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -243,6 +245,19 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             await self._drain_workers(executor)
+
+    def _time_calls(self) -> None:
+        """Debug log: every call's duration (with the task stages tasks.py logs, where time goes)."""
+        invoke = self.server.invoke
+
+        async def timed(ctx, params):
+            t = time.perf_counter()
+            try:
+                return await invoke(ctx, params)
+            finally:
+                log.debug("call %s.%s took %.1f ms", ctx.service, ctx.method, (time.perf_counter() - t) * 1e3)
+
+        self.server.invoke = timed
 
     async def _drain_workers(self, executor: ThreadPoolExecutor, timeout: float = STOP_TIMEOUT) -> None:
         """Give cancelled store work (an unpack, a download) a bounded time to finish. Whatever is

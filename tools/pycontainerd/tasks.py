@@ -33,6 +33,8 @@ from typing import AsyncIterator, Callable
 
 from . import errdefs, ocispec, protocol
 from .logs import parse_size, rfc3339nano
+from .shimfork import ShimForker, ZygoteUnavailable
+from .timing import stage
 
 log = logging.getLogger("pycontainerd.tasks")
 
@@ -203,6 +205,7 @@ class TaskManager:
         self.create_hooks: list[Callable[[str, str, dict, dict], None]] = []
         self.release_hooks: list[Callable[[str, str], None]] = []
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.forker = ShimForker(Path(daemon.state))
 
     # -- paths -----------------------------------------------------------------------------------
     def bundle(self, namespace: str, cid: str) -> Path:
@@ -229,7 +232,13 @@ class TaskManager:
             if (namespace, cid) in self.tasks:
                 raise errdefs.AlreadyExists(f"task {cid}: already exists")
             container = self.daemon.containers.get(namespace, cid)
-            task = await asyncio.to_thread(self._prepare_and_start_shim, namespace, cid, container, params)
+            task = await asyncio.to_thread(self._prepare, namespace, cid, container, params)
+            try:
+                with stage(log, "task %s: shim start + runtime create", cid):
+                    task.pid = await self._start_shim(task)
+            except BaseException:
+                await asyncio.to_thread(self._cleanup_dead, namespace, cid)
+                raise
             self.tasks[(namespace, cid)] = task
             try:
                 await task.client.connect()
@@ -242,7 +251,33 @@ class TaskManager:
                                                          "pid": task.pid, "io": {"terminal": task.terminal}})
         return task
 
-    def _prepare_and_start_shim(self, namespace: str, cid: str, container: dict, params: dict) -> Task:
+    async def _start_shim(self, task: Task) -> int:
+        """Start the task's shim (forked by the zygote; a fresh interpreter when that fails): the pid."""
+        try:
+            reply = await self.forker.start(task.bundle, SHIM_START_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise errdefs.DeadlineExceeded(f"task {task.id}: shim did not start in {SHIM_START_TIMEOUT}s") from None
+        except ZygoteUnavailable as exc:
+            log.warning("task %s: %s; starting the shim as a script", task.id, exc)
+            reply = await asyncio.to_thread(self._run_shim_script, task)
+        if reply.get("error"):
+            raise errdefs.from_wire({"code": reply.get("code", 2), "message": reply["error"]})
+        return int(reply.get("pid", 0))
+
+    def _run_shim_script(self, task: Task) -> dict:
+        try:
+            p = subprocess.run([sys.executable, str(SHIM_MAIN), str(task.bundle)], capture_output=True,
+                               timeout=SHIM_START_TIMEOUT, stdin=subprocess.DEVNULL, cwd="/")
+        except subprocess.TimeoutExpired:
+            raise errdefs.DeadlineExceeded(f"task {task.id}: shim did not start in {SHIM_START_TIMEOUT}s") from None
+        try:
+            return json.loads(p.stdout.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise errdefs.Internal(f"task {task.id}: shim failed: {p.stderr.decode(errors='replace').strip()[-300:]}") \
+                from None
+
+    def _prepare(self, namespace: str, cid: str, container: dict, params: dict) -> Task:
+        """The bundle: rootfs mounted, create hooks run, config.json and shim.json written."""
         bundle = self.bundle(namespace, cid)
         if bundle.exists():
             self._cleanup_dead(namespace, cid)  # a leftover of a task whose shim is gone
@@ -257,7 +292,8 @@ class TaskManager:
         try:
             if mounts:
                 rootfs.mkdir(mode=0o755)
-                _mount(mounts, rootfs)
+                with stage(log, "task %s: rootfs mount", cid):
+                    _mount(mounts, rootfs)
                 spec.setdefault("root", {})["path"] = "rootfs"
             elif not os.path.isabs((spec.get("root") or {}).get("path", "")):
                 raise errdefs.InvalidArgument(f"container {cid}: no snapshot and no absolute root.path in its spec")
@@ -266,7 +302,8 @@ class TaskManager:
             spec["process"]["terminal"] = terminal
             ocispec.finalize(spec, spec["root"]["path"] if os.path.isabs(spec["root"]["path"]) else rootfs)
             for hook in list(self.create_hooks):
-                hook(namespace, cid, spec, container)
+                with stage(log, "task %s: create hook %s", cid, getattr(hook, "__qualname__", hook)):
+                    hook(namespace, cid, spec, container)
             (bundle / "config.json").write_text(json.dumps(spec, indent=1))
             logopts = params.get("log") or {}
             log_path = "" if logopts.get("driver") == "none" else str(self.log_path(namespace, cid))
@@ -278,24 +315,10 @@ class TaskManager:
                         "log_max_file": int(logopts.get("max_file") or logopts.get("max-file") or 1),
                         "stdin": stdin, "terminal": terminal, "daemon": self.daemon.address}
             (bundle / "shim.json").write_text(json.dumps(shim_cfg))
-            try:
-                p = subprocess.run([sys.executable, str(SHIM_MAIN), str(bundle)], capture_output=True,
-                                   timeout=SHIM_START_TIMEOUT, stdin=subprocess.DEVNULL, cwd="/")
-            except subprocess.TimeoutExpired:
-                raise errdefs.DeadlineExceeded(f"task {cid}: shim did not start in {SHIM_START_TIMEOUT}s") from None
-            try:
-                reply = json.loads(p.stdout.decode().strip().splitlines()[-1])
-            except (ValueError, IndexError):
-                raise errdefs.Internal(f"task {cid}: shim failed: {p.stderr.decode(errors='replace').strip()[-300:]}") \
-                    from None
-            if reply.get("error"):
-                err = errdefs.from_wire({"code": reply.get("code", 2), "message": reply["error"]})
-                raise err
         except BaseException:
             self._cleanup_dead(namespace, cid)
             raise
-        return Task(namespace, cid, bundle, ShimClient(bundle), pid=int(reply.get("pid", 0)), terminal=terminal,
-                    stdin=stdin)
+        return Task(namespace, cid, bundle, ShimClient(bundle), terminal=terminal, stdin=stdin)
 
     # -- exits -----------------------------------------------------------------------------------
     async def _watch(self, task: Task) -> None:
@@ -309,6 +332,7 @@ class TaskManager:
                                                      "error": str(exc)}
         task.exit = result
         task.exited.set()
+        log.debug("task %s: exit seen (%s)", task.id, result.get("exited_at"))
         marker = task.bundle / "exit-published"
         if marker.exists():
             return  # seen by an earlier daemon: published, and its hooks ran
@@ -367,13 +391,16 @@ class TaskManager:
         except (OSError, ValueError):
             pass
         if runtime_delete:
-            subprocess.run([self.daemon.runtime, "--root", str(self.runtime_root(namespace)), "delete", "--force",
+            with stage(log, "task %s: runtime delete", cid):
+                subprocess.run([self.daemon.runtime, "--root", str(self.runtime_root(namespace)), "delete", "--force",
                             cid], capture_output=True, stdin=subprocess.DEVNULL)
-        unmount_all(bundle / "rootfs")
-        shutil.rmtree(bundle, ignore_errors=True)
+        with stage(log, "task %s: unmount + bundle removal", cid):
+            unmount_all(bundle / "rootfs")
+            shutil.rmtree(bundle, ignore_errors=True)
         for hook in list(self.release_hooks):
             try:
-                hook(namespace, cid)
+                with stage(log, "task %s: release hook %s", cid, getattr(hook, "__qualname__", hook)):
+                    hook(namespace, cid)
             except Exception:
                 log.exception("release hook for %s/%s failed", namespace, cid)
 
@@ -384,6 +411,7 @@ class TaskManager:
                 task.watcher.cancel()
             await task.client.close()
         self.tasks.clear()
+        await asyncio.to_thread(self.forker.stop)
 
     # -- operations --------------------------------------------------------------------------------
     async def delete(self, namespace: str, cid: str, force: bool = False) -> dict:

@@ -7,12 +7,16 @@ iptables work, so nothing here touches the kernel directly.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 
 from pycontainerd import errdefs
+from pycontainerd.timing import stage
+
+log = logging.getLogger("pycontainerd.network")
 
 CNI_VERSION = "1.0.0"
 TIMEOUT = 30
@@ -77,7 +81,9 @@ def _run(plugin: dict, conf_name: str, command: str, container_id: str, netns: s
     if not os.access(exe, os.X_OK):
         raise CNIError(f"CNI plugin {plugin['type']!r} not found in {cni_path} (apt-get install containernetworking-plugins)")
     try:
-        proc = subprocess.run([exe], input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=TIMEOUT)
+        with stage(log, "CNI %s %s", plugin["type"], command):
+            proc = subprocess.run([exe], input=json.dumps(conf).encode(), env=env, capture_output=True,
+                                  timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         raise CNIError(f"CNI plugin {plugin['type']} {command} timed out after {TIMEOUT}s") from None
     out = proc.stdout.strip()

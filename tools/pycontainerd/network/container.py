@@ -11,14 +11,18 @@ parsed -p specs into PortBindings/ExposedPorts); NetworkRequest.from_docker read
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from dataclasses import dataclass, field
 
 from pycontainerd import errdefs
+from pycontainerd.timing import stage
 
 from . import netns
 from .manager import Attachment, NetworkManager
 from .ports import PortSpec, parse_port_range, split_proto_port
+
+log = logging.getLogger("pycontainerd.network")
 
 HOST_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
 
@@ -88,12 +92,14 @@ def prepare(manager: NetworkManager, container_id: str, spec: dict, request: Net
         hostname = request.hostname or socket.gethostname()
         path = ""
     else:
-        path = netns.create(container_id, manager.netns_prefix)
+        with stage(log, "network %s: netns create", container_id):
+            path = netns.create(container_id, manager.netns_prefix)
         namespaces[:] = kept + [netns.spec_namespace(path)]
     try:
-        att = manager.attach(container_id, request.mode, path, container_name=request.name,
-                             aliases=request.aliases, ports=request.ports if request.mode != "host" else [],
-                             hostname=hostname, extra_hosts=request.extra_hosts)
+        with stage(log, "network %s: attach (CNI ADD)", container_id):
+            att = manager.attach(container_id, request.mode, path, container_name=request.name,
+                                 aliases=request.aliases, ports=request.ports if request.mode != "host" else [],
+                                 hostname=hostname, extra_hosts=request.extra_hosts)
         mounts = manager.spec_mounts(container_id, request.dns, request.dns_search, request.dns_options)
     except BaseException:
         release(manager, container_id)
@@ -105,8 +111,10 @@ def prepare(manager: NetworkManager, container_id: str, spec: dict, request: Net
 
 def release(manager: NetworkManager, container_id: str) -> None:
     """Everything prepare() made; safe to call twice or for a container that never had networking."""
-    manager.detach_all(container_id)
-    netns.delete(container_id, manager.netns_prefix)
+    with stage(log, "network %s: detach (CNI DEL)", container_id):
+        manager.detach_all(container_id)
+    with stage(log, "network %s: netns delete", container_id):
+        netns.delete(container_id, manager.netns_prefix)
 
 
 def network_settings(manager: NetworkManager, container_id: str) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pycontainerd import errdefs
 
-from . import cni, hosts, isolation, netns, ports as portspec
+from . import cni, forwarding, hosts, isolation, netns, ports as portspec
 from .ports import PortSpec, PublishedPort
 from .store import BRIDGE_OPTION, NAME_RE, PREDEFINED, NetworkStore, network_doc
 
@@ -55,6 +55,7 @@ class NetworkManager:
         self.pool_prefix = pool_prefix
         self.host_resolv = host_resolv
         self.netns_prefix = netns_prefix
+        self._forwarding: set[str] = set()  # bridges whose per-network rules this daemon checked
 
     # networks
 
@@ -169,6 +170,8 @@ class NetworkManager:
         bridge = doc["Options"].get(BRIDGE_OPTION, "")
         if bridge:
             isolation.remove(bridge)
+            forwarding.remove(bridge)
+            self._forwarding.discard(bridge)
         if bridge and Path(f"/sys/class/net/{bridge}").exists():
             subprocess.run([cni.tool("ip"), "link", "del", bridge], capture_output=True)
         shutil.rmtree(self.store.ipam_dir / self._cni_name(doc), ignore_errors=True)
@@ -197,7 +200,7 @@ class NetworkManager:
             "type": "bridge",
             "bridge": doc["Options"][BRIDGE_OPTION],
             "isGateway": not doc["Internal"],
-            "ipMasq": not doc["Internal"],
+            "ipMasq": False,  # IPv4: per network, see forwarding.py
             "hairpinMode": True,
             "ipam": {
                 "type": "host-local",
@@ -206,7 +209,7 @@ class NetworkManager:
                 "dataDir": str(self.store.ipam_dir),
             },
         }
-        plugins = [bridge, {"type": "firewall", "backend": "iptables"}]
+        plugins = [bridge]
         if published:
             plugins.append({"type": "portmap", "capabilities": {"portMappings": True}, "snat": True,
                             "runtimeConfig": {"portMappings": [p.portmap() for p in published]}})
@@ -262,6 +265,7 @@ class NetworkManager:
                     taken.add((pub.host_port, pub.protocol))
                     published.append(pub)
                 conf = self.conflist(doc, published)
+                self._ensure_forwarding(doc)
                 result = cni.add(conf, container_id, netns_path, ep["ifname"], self.cni_path)
                 cidr = ipaddress.ip_interface(result.ip_cidr) if result.ip_cidr else None
                 ep.update(conflist=conf, result=result.raw, mac=result.mac, gateway=result.gateway,
@@ -271,6 +275,14 @@ class NetworkManager:
             self._write_container_files(container_id, ep)
             self._refresh_hosts(doc["Id"])
             return self._attachment(ep)
+
+    def _ensure_forwarding(self, doc: dict) -> None:
+        """The network's IPv4 forwarding/masquerade rules (forwarding.py), checked once per daemon."""
+        bridge = doc["Options"][BRIDGE_OPTION]
+        if bridge not in self._forwarding:
+            subnets = [c["Subnet"] for c in doc["IPAM"]["Config"] if ":" not in c.get("Subnet", ":")]
+            forwarding.ensure(bridge, subnets, doc["Internal"])
+            self._forwarding.add(bridge)
 
     @staticmethod
     def _attachment(ep: dict) -> Attachment:

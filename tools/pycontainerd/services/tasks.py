@@ -39,6 +39,7 @@ exec-added,exec-started,paused,resumed,oom} (/tasks/oom before /tasks/exit when 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import shutil
 import time
@@ -48,7 +49,11 @@ from .. import errdefs, ocispec
 from ..events import matcher
 from ..logs import parse_time, read_logs
 from ..server import Result
+from ..shimfork import ZygoteUnavailable
 from ..tasks import ShimClient, TaskManager
+
+
+log = logging.getLogger("pycontainerd.tasks")
 
 
 def _cid(params: dict) -> str:
@@ -95,14 +100,24 @@ class TasksService:
         self.manager = TaskManager(daemon)
         daemon.tasks = self.manager  # for other services (and hooks) to find tasks
         self._cleaner: asyncio.Task | None = None
+        self._warmer: asyncio.Task | None = None
 
     async def start(self) -> None:
         await self.manager.recover()
         self._cleaner = asyncio.ensure_future(self._remove_logs_of_deleted())
+        self._warmer = asyncio.ensure_future(self._warm_zygote())
+
+    async def _warm_zygote(self) -> None:
+        """The shim zygote up before the first Create needs it (started on demand otherwise)."""
+        try:
+            await asyncio.to_thread(self.manager.forker.warm)
+        except ZygoteUnavailable as exc:
+            log.warning("%s: shims start as scripts", exc)
 
     async def stop(self) -> None:
-        if self._cleaner is not None:
-            self._cleaner.cancel()
+        for t in (self._cleaner, self._warmer):
+            if t is not None:
+                t.cancel()
         await self.manager.close()
 
     async def _remove_logs_of_deleted(self) -> None:

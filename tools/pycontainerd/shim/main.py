@@ -5,7 +5,8 @@ The daemon writes `BUNDLE/shim.json` (`id`, `namespace`, `bundle`, `runtime`, `r
 setsid()s, so the shim outlives the daemon; the shim makes itself a child subreaper (the container's
 init, reparented when the runtime exits, is its child to reap), listens on `BUNDLE/shim.sock`,
 runs `runtime create`, then reports one JSON line on stdout — `{"pid", "shim_pid"}` or `{"error",
-"code"}` — and the original process exits (0 or 1). The shim imports no asyncio: the protocol's
+"code"}` — and the original process exits (0 or 1). The daemon normally forks shims from a zygote
+(zygote.py) that has this module and the server loaded; this script is its fallback. The shim imports no asyncio: the protocol's
 framing (pycontainerd.protocol) is asyncio-free, the daemon's stream reader is in aioframes.py.
 """
 
@@ -32,12 +33,10 @@ def _report(fd: int, message: dict) -> None:
 
 def run(bundle: str) -> int:
     try:
-        with open(os.path.join(bundle, "shim.json")) as f:
-            cfg = json.load(f)
+        cfg = load_config(bundle)
     except (OSError, ValueError) as exc:
         print(json.dumps({"error": f"{bundle}/shim.json: {exc}", "code": 3}))
         return 1
-    cfg["bundle"] = os.path.abspath(bundle)
     r, w = os.pipe()
     first = os.fork()
     if first:
@@ -63,6 +62,19 @@ def run(bundle: str) -> int:
     os.setsid()
     if os.fork():
         os._exit(0)
+    become_shim(cfg, w)
+
+
+def load_config(bundle: str) -> dict:
+    """BUNDLE/shim.json, with the bundle's absolute path; OSError/ValueError when unreadable."""
+    with open(os.path.join(bundle, "shim.json")) as f:
+        cfg = json.load(f)
+    cfg["bundle"] = os.path.abspath(bundle)
+    return cfg
+
+
+def become_shim(cfg: dict, w: int) -> None:
+    """In the detached grandchild: set the shim up, report on `w` (then closed), serve; never returns."""
     try:
         os.chdir(cfg["bundle"])
         null = os.open(os.devnull, os.O_RDWR)
