@@ -107,6 +107,7 @@ def test_two_service_app_up_ps_logs_down(app):
     header, *rows = ps.stdout.splitlines()
     assert header.split()[:4] == ["NAME", "IMAGE", "COMMAND", "SERVICE"]
     assert sorted(r.split()[0] for r in rows) == [f"{project}-client-1", f"{project}-web-1"]
+    assert "(healthy)" in next(r for r in rows if r.startswith(f"{project}-web-1")), rows
 
     deadline = time.monotonic() + 20
     while True:  # the client fetches once and exits
@@ -124,6 +125,10 @@ def test_two_service_app_up_ps_logs_down(app):
     assert labels["com.docker.compose.container-number"] == "1"
     assert labels["com.docker.compose.oneoff"] == "False"
     assert len(labels["com.docker.compose.config-hash"]) == 64
+    web = json.loads(ctr.ok("inspect", f"{project}-web-1"))[0]  # the daemon runs the check; compose waited
+    assert web["Config"]["Healthcheck"] == {"Test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:80/"],
+                                            "Interval": 200_000_000, "Timeout": 2_000_000_000, "Retries": 50}
+    assert web["State"]["Health"]["Status"] == "healthy" and web["State"]["Health"]["Log"][-1]["ExitCode"] == 0
 
     ex = compose(d, ctr, appdir, "-p", project, "exec", "-T", "web", "cat", "/www/index.html")
     assert (ex.returncode, ex.stdout) == (0, "hello-from-dotenv\n"), ex.stderr

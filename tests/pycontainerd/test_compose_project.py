@@ -10,7 +10,7 @@ import pytest
 
 from pycontainerd.compose.__main__ import split_globals
 from pycontainerd.compose.cli import main
-from pycontainerd.compose.health import probe_args
+from pycontainerd.compose.health import to_docker
 from pycontainerd.compose.loader import load
 from pycontainerd.compose.model import ComposeError, Healthcheck
 from pycontainerd.compose.project import Compose
@@ -92,12 +92,16 @@ def test_start_order(tmp_path):
         c.project.order(["nope"])
 
 
-@pytest.mark.parametrize("test,args", [
-    (["CMD", "wget", "-q", "x"], ["wget", "-q", "x"]),
-    (["CMD-SHELL", "curl -f x || exit 1"], ["/bin/sh", "-c", "curl -f x || exit 1"]),
+@pytest.mark.parametrize("check,doc", [
+    (Healthcheck(test=["CMD", "wget", "-q", "x"]), {"Test": ["CMD", "wget", "-q", "x"]}),
+    (Healthcheck(test=["CMD-SHELL", "true"], interval=0.2, timeout=2, retries=50, start_period=1.5),
+     {"Test": ["CMD-SHELL", "true"], "Interval": 200_000_000, "Timeout": 2_000_000_000, "StartPeriod": 1_500_000_000,
+      "Retries": 50}),
+    (Healthcheck(disable=True), {"Test": ["NONE"]}),
+    (None, None),
 ])
-def test_probe_args(test, args):
-    assert probe_args(Healthcheck(test=test)) == args
+def test_healthcheck_as_docker_config(check, doc):
+    assert to_docker(check) == doc
 
 
 @pytest.mark.parametrize("argv,want", [
@@ -129,17 +133,16 @@ def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out == "web\n"
 
 
-def test_image_healthcheck_and_service_override():
-    from pycontainerd.compose.health import effective, from_image
+def test_image_healthcheck_under_the_service_one():
+    """The daemon's merge (pyctr create) of a service's check over the image's: unset fields are the image's."""
+    from pycontainerd.health import HealthConfig, merge
 
-    image = from_image({"Test": ["CMD-SHELL", "true"], "Interval": 2_000_000_000, "Retries": 7})
-    assert (image.test, image.interval, image.retries, image.timeout) == (["CMD-SHELL", "true"], 2, 7, 30)
-    assert from_image({"Test": ["NONE"]}).disable and from_image(None) is None
-    assert effective(None, image) is image
-    own = Healthcheck(test=["CMD", "x"])
-    assert effective(own, image) is own
-    merged = effective(Healthcheck(interval=0.5, retries=2), image)
-    assert (merged.test, merged.interval, merged.retries) == (["CMD-SHELL", "true"], 0.5, 2)
+    image = {"Test": ["CMD-SHELL", "true"], "Interval": 2_000_000_000, "Retries": 7}
+    assert merge(to_docker(None), image) == image
+    assert merge(to_docker(Healthcheck(test=["CMD", "x"])), image) == {**image, "Test": ["CMD", "x"]}
+    merged = HealthConfig.from_docker(merge(to_docker(Healthcheck(interval=0.5, retries=2)), image))
+    assert (merged.test, merged.interval, merged.retries, merged.timeout) == (["CMD-SHELL", "true"], 0.5, 2, 30)
+    assert HealthConfig.from_docker(merge(to_docker(Healthcheck(disable=True)), image)) is None
 
 
 def test_logs_flag_and_service_errors(tmp_path):

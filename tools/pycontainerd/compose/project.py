@@ -20,8 +20,8 @@ from ..client import Client
 from ..ctr import containers, images
 from ..ctr.backend import DOCKER_EXT, Backend, CLIError, ContainerView
 from ..ctr.humanize import ago
-from .health import effective, from_image, wait_completed, wait_healthy
-from .model import ComposeError, Healthcheck, Project, Service
+from .health import to_docker, wait_completed, wait_healthy
+from .model import ComposeError, Project, Service
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -148,7 +148,7 @@ class Compose:
             init=s.init, hostname=s.hostname, labels=[f"{k}={v}" for k, v in labels.items()], detach=True,
             restart=s.restart or "no", publish=[pt.publish_flag() for pt in s.ports], expose=list(s.expose),
             network=network, network_aliases=aliases, dns=list(s.dns), add_hosts=list(s.extra_hosts),
-            volumes=volumes, tmpfs=tmpfs)
+            volumes=volumes, tmpfs=tmpfs, healthcheck=to_docker(s.healthcheck))
 
     def create(self, s: Service) -> ContainerView:
         try:
@@ -208,21 +208,12 @@ class Compose:
             name = self.container_name(ds)
             if d.condition == "service_healthy":
                 self.progress("Container", name, "Waiting")
-                wait_healthy(self.b, name, effective(ds.healthcheck, self.image_healthcheck(name)))
+                wait_healthy(self.b, name)
                 self.progress("Container", name, "Healthy")
             elif d.condition == "service_completed_successfully":
                 self.progress("Container", name, "Waiting")
                 wait_completed(self.b, name)
                 self.progress("Container", name, "Exited")
-
-    def image_healthcheck(self, container_name: str) -> Healthcheck | None:
-        """The HEALTHCHECK of the image the container was created from."""
-        try:
-            image = self.b.container(container_name).record.get("image") or ""
-            cfg = (self.b.image_config(image).get("config") or {}).get("config") or {}
-        except (errdefs.Error, CLIError):
-            return None
-        return from_image(cfg.get("Healthcheck"))
 
     # -- verbs ---------------------------------------------------------------------------------------
     def up(self, names: list[str] | None = None, build: bool = False, no_start: bool = False,
