@@ -465,7 +465,7 @@ def _dispatch_execlogs(b: Backend, a) -> int:
             raise FlagError(f'"{PROG} exec" requires at least 2 arguments.', "exec")
         return execlogs.exec_(b, a.container, a.command, a.interactive, a.tty, a.env, a.workdir, a.user, a.detach)
     if v == "logs":
-        execlogs.logs(b, a.container, a.follow, a.tail, a.timestamps, a.since, a.until)
+        execlogs.logs(b, a.container, a.follow, a.tail, a.timestamps, a.since, a.until, a.details)
         return 0
     return execlogs.attach_(b, a.container, a.no_stdin, a.sig_proxy != "false")  # "attach"
 
@@ -540,8 +540,7 @@ def _dispatch_images(b: Backend, a) -> int:
 
 def _unsupported_flag(a: argparse.Namespace) -> str:
     """Flags docker has that pyctr parses but does not implement yet: refused, never silently ignored."""
-    checks: dict[str, tuple[tuple[str, str], ...]] = {"logs": (("details", "--details"),),
-                                                      "images": (("filter", "--filter"),)}
+    checks: dict[str, tuple[tuple[str, str], ...]] = {}
     for attr, flag in checks.get(a.verb, ()):
         if getattr(a, attr, None):
             return flag

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import sys
 
@@ -63,13 +64,45 @@ def attach_(b: Backend, ref: str, no_stdin: bool, sig_proxy: bool = True) -> int
     return status or 0
 
 
-def logs(b: Backend, ref: str, follow: bool, tail: str, timestamps: bool, since: str, until: str) -> None:
+def log_attrs(docker: dict) -> dict[str, str]:
+    """docker's logger.Info.ExtraAttributes: the labels and env named by --log-opt labels/env (or matched by
+    labels-regex/env-regex), as json-file records them in each entry's attrs."""
+    opts = ((docker.get("HostConfig") or {}).get("LogConfig") or {}).get("Config") or {}
+    cfg = docker.get("Config") or {}
+    labels = cfg.get("Labels") or {}
+    env = dict(e.split("=", 1) for e in cfg.get("Env") or [] if "=" in e)
+    out: dict[str, str] = {}
+    for key in filter(None, (opts.get("labels") or "").split(",")):
+        if key in labels:
+            out[key] = labels[key]
+    if opts.get("labels-regex") and opts.get("labels"):  # dockerd checks `labels`, not `labels-regex` (its bug)
+        out.update({k: v for k, v in labels.items() if re.search(opts["labels-regex"], k)})
+    for key in filter(None, (opts.get("env") or "").split(",")):
+        if key in env:
+            out[key] = env[key]
+    if opts.get("env-regex"):
+        out.update({k: v for k, v in env.items() if re.search(opts["env-regex"], k)})
+    return out
+
+
+def details_prefix(attrs: dict[str, str]) -> str:
+    """`docker logs --details`: the attrs as url-escaped k=v sorted by key, comma-joined, then a space."""
+    from urllib.parse import quote_plus
+
+    return ",".join(f"{quote_plus(k, safe='')}={quote_plus(v, safe='')}" for k, v in sorted(attrs.items())) + " "
+
+
+def logs(b: Backend, ref: str, follow: bool, tail: str, timestamps: bool, since: str, until: str,
+         details: bool = False) -> None:
     c = b.container(ref)
     params = {"container_id": c.id, "follow": follow, "tail": None if tail in ("all", "", None) else int(tail),
               "since": since or None, "until": until or None}
+    prefix = details_prefix(log_attrs(c.docker)) if details else ""
     try:
         for entry in b.client.stream("Tasks", "Logs", params):
             text = entry.get("log", "")
+            if details:
+                text = (details_prefix(entry["attrs"]) if entry.get("attrs") else prefix) + text
             if timestamps:
                 text = rfc3339nano(parse_time(entry.get("time"))) + " " + text
             out = sys.stderr if entry.get("stream") == "stderr" else sys.stdout

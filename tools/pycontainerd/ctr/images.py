@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 
@@ -136,17 +137,97 @@ def image_rows(b: Backend, images: list[dict], no_trunc: bool = False, digests: 
                      "ID": config_digest if no_trunc else _short(config_digest),
                      "Repository": repo, "SharedSize": "N/A", "Size": human_size(size), "Tag": tag,
                      "UniqueSize": "N/A", "VirtualSize": human_size(size), "_created": created,
-                     "_name": name})
+                     "_name": name, "_labels": ((cfg.get("config") or {}).get("config") or {}).get("Labels") or {}})
     rows.sort(key=lambda r: (-r["_created"], r["_name"]))
     return rows
 
 
+IMAGE_FILTERS = ("dangling", "label", "before", "since", "reference")
+
+
+def parse_filters(items: list[str]) -> dict[str, list[str]]:
+    """`-f key=value` flags, checked as docker's CLI (format, status 125) then dockerd (names)."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CLIError(f'invalid argument "{item}" for "-f, --filter" flag: bad format of filter (expected '
+                           "name=value)\nSee 'pyctr images --help'.", 125)
+        out.setdefault(key.strip().lower(), []).append(value)
+    for key, values in out.items():
+        if key not in IMAGE_FILTERS:
+            raise CLIError(f"Error response from daemon: Invalid filter '{key}'")
+        if key == "dangling" and any(v not in ("true", "false", "1", "0") for v in values):
+            raise CLIError(f"Error response from daemon: Invalid filter 'dangling=[{' '.join(values)}]'")
+    return out
+
+
+def _go_path_match(pattern: str, text: str) -> bool:
+    """Go's path.Match: `*` and `?` never cross a `/`, `[...]` classes with `^` negation."""
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "[":
+            end = pattern.find("]", i + 2)
+            if end < 0:
+                return False
+            body = pattern[i + 1:end]
+            out.append("[" + ("^" + body[1:] if body.startswith("^") else body).replace("\\", "\\\\") + "]")
+            i = end
+        elif ch == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.fullmatch("".join(out), text) is not None
+
+
+def _row_matches(row: dict, filters: dict[str, list[str]], times: dict[str, float]) -> bool:
+    if "dangling" in filters:
+        dangling = row["Repository"] == "<none>" and row["Tag"] == "<none>"
+        if dangling != (filters["dangling"][-1] in ("true", "1")):
+            return False
+    for want in filters.get("label", []):
+        k, sep, v = want.partition("=")
+        if k not in row["_labels"] or (sep and row["_labels"][k] != v):
+            return False
+    if "before" in filters and not row["_created"] < times["before"]:
+        return False
+    if "since" in filters and not row["_created"] > times["since"]:
+        return False
+    if "reference" in filters:
+        names = [f"{row['Repository']}:{row['Tag']}", row["Repository"]] if row["Repository"] != "<none>" else []
+        if not any(_go_path_match(p, n) for p in filters["reference"] for n in names):
+            return False
+    return True
+
+
+def _filter_times(b: Backend, filters: dict[str, list[str]]) -> dict[str, float]:
+    """before/since name an image: its created time (the last value given wins, as dockerd)."""
+    times = {}
+    for key in ("before", "since"):
+        for value in filters.get(key, []):
+            image = b.find_image(value)
+            if image is None:
+                shown = value if (":" in value.rsplit("/", 1)[-1] or "@" in value) else value + ":latest"
+                raise CLIError(f"Error response from daemon: No such image: {shown}")
+            times[key] = parse_time((b.image_config(image["name"]).get("config") or {}).get("created"))
+    return times
+
+
 def list_images(b: Backend, args) -> None:
+    filters = parse_filters(args.filter or [])
+    times = _filter_times(b, filters)
     images = b.images()
     if args.reference:
         want = args.reference
         images = [im for im in images if _matches(im["name"], want)]
-    rows = image_rows(b, images, args.no_trunc, args.digests)
+    rows = [r for r in image_rows(b, images, args.no_trunc, args.digests) if _row_matches(r, filters, times)]
     if args.quiet:
         seen = []
         for r in rows:
