@@ -19,9 +19,10 @@ def test_pyctr_compose_config(tmp_path: Path):
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
-def test_flags_not_built_yet_are_refused_not_ignored():
-    for args, flag in ((["ps", "-s"], "ps --size"), (["logs", "--details", "x"], "logs --details"),
-                       (["images", "-f", "dangling=true"], "images --filter"), (["inspect", "-s", "x"], "inspect --size")):
+def test_flags_once_refused_now_reach_the_daemon():
+    # ps -s, logs --details, images -f, inspect -s are built (test_ctr_gaps*.py): they ask the daemon
+    for args in (["ps", "-s"], ["logs", "--details", "x"], ["images", "-f", "dangling=true"], ["inspect", "-s", "x"]):
         out = subprocess.run([*PYCTR, "-H", "unix:///nonexistent.sock", *args], capture_output=True, text=True,
                              timeout=60)
-        assert out.returncode == 1 and out.stderr.strip() == f"pyctr: not supported yet: {flag}", out.stderr
+        assert out.returncode == 1 and "not supported yet" not in out.stderr and \
+            "/nonexistent.sock" in out.stderr, out.stderr
