@@ -95,6 +95,8 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--expose", action="append", default=[])
     p.add_argument("--network", "--net", default="default")
     p.add_argument("--network-alias", "--net-alias", action="append", default=[])
+    p.add_argument("--ip", default="")
+    p.add_argument("--ip6", default="")
     p.add_argument("--dns", action="append", default=[])
     p.add_argument("--dns-search", action="append", default=[])
     p.add_argument("--dns-option", "--dns-opt", action="append", default=[])
@@ -253,8 +255,10 @@ def _network_volume_parsers(sub) -> None:
     net = _add(sub, "network").add_subparsers(dest="sub", parser_class=Parser)
     s = _add(net, "create")
     s.add_argument("-d", "--driver", default="bridge")
-    s.add_argument("--subnet", default="")
-    s.add_argument("--gateway", default="")
+    s.add_argument("--subnet", action="append", default=[])
+    s.add_argument("--gateway", action="append", default=[])
+    s.add_argument("--ip-range", action="append", default=[])
+    s.add_argument("--ipv6", action="store_true")
     s.add_argument("--internal", action="store_true")
     s.add_argument("--label", action="append", default=[])
     s.add_argument("-o", "--opt", action="append", default=[])
@@ -274,6 +278,8 @@ def _network_volume_parsers(sub) -> None:
     s.add_argument("-f", "--force", action="store_true")
     s = _add(net, "connect")
     s.add_argument("--alias", action="append", default=[])
+    s.add_argument("--ip", default="")
+    s.add_argument("--ip6", default="")
     s.add_argument("network")
     s.add_argument("container")
     s = _add(net, "disconnect")
@@ -314,7 +320,8 @@ def _dispatch_network_volume(b: Backend, a) -> int:
         raise FlagError(f'"{PROG} {v}" requires a subcommand.', v)
     if v == "network":
         if sub == "create":
-            netvol.network_create(b, a.name, a.driver, a.subnet, a.gateway, a.internal, a.label, a.opt)
+            netvol.network_create(b, a.name, a.driver, a.subnet, a.gateway, a.internal, a.label, a.opt,
+                                  a.ip_range, a.ipv6)
         elif sub in ("ls", "list"):
             netvol.network_ls(b, a.quiet, a.no_trunc, a.format)
         elif sub == "inspect":
@@ -324,7 +331,7 @@ def _dispatch_network_volume(b: Backend, a) -> int:
         elif sub == "prune":
             netvol.network_prune(b, a.force)
         elif sub == "connect":
-            netvol.network_connect(b, a.network, a.container, a.alias)
+            netvol.network_connect(b, a.network, a.container, a.alias, a.ip, a.ip6)
         elif sub == "disconnect":
             netvol.network_disconnect(b, a.network, a.container)
         return 0
@@ -372,7 +379,7 @@ def _options(a) -> containers.CreateOptions:
         privileged=a.privileged, init=a.init, hostname=a.hostname, labels=a.label, rm=a.rm, detach=a.detach,
         restart=a.restart, log_opts=a.log_opt, pull=a.pull, publish=a.publish, publish_all=a.publish_all,
         expose=a.expose, network=a.network, network_aliases=a.network_alias, dns=a.dns, dns_search=a.dns_search,
-        dns_options=a.dns_option, add_hosts=a.add_host, volumes=a.volume, mounts=a.mount, tmpfs=a.tmpfs,
+        dns_options=a.dns_option, add_hosts=a.add_host, ip=a.ip, ip6=a.ip6, volumes=a.volume, mounts=a.mount, tmpfs=a.tmpfs,
         security_opt=a.security_opt)
 
 

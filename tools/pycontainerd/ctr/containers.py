@@ -60,6 +60,8 @@ class CreateOptions:
     expose: list[str] = field(default_factory=list)
     network: str = "default"                               # --network
     network_aliases: list[str] = field(default_factory=list)
+    ip: str = ""                                           # --ip
+    ip6: str = ""                                          # --ip6
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
@@ -74,9 +76,15 @@ class CreateOptions:
 def network_and_mounts(o: CreateOptions, image_cfg: dict) -> tuple[dict, dict, dict]:
     """(Config, HostConfig, NetworkingConfig) fields of the network and mount flags, checked with the
     daemon's own parsers (pycontainerd.network, pycontainerd.volumes) so errors come before anything exists."""
-    from ..network.container import port_bindings
+    from ..network.container import check_flags, port_bindings
     from ..network.ports import parse_publish
     from ..volumes import check_duplicates, mount_to_docker, parse_mount, parse_tmpfs, parse_volume
+
+    try:
+        check_flags(o.network or "default", o.hostname, o.publish, o.publish_all, o.dns, o.add_hosts,
+                    o.network_aliases, o.ip, o.ip6)
+    except errdefs.InvalidArgument as exc:
+        raise CLIError(f"Error response from daemon: {exc}", 125) from None
 
     exposed_keys = [e if "/" in e else f"{e}/tcp" for e in o.expose] + list(image_cfg.get("ExposedPorts") or {})
     try:
@@ -98,8 +106,25 @@ def network_and_mounts(o: CreateOptions, image_cfg: dict) -> tuple[dict, dict, d
             **({"Mounts": [mount_to_docker(parse_mount(m)) for m in o.mounts]} if o.mounts else {}),
             **({"Tmpfs": tmpfs} if tmpfs else {})}
     mode = "bridge" if (o.network or "default") == "default" else o.network
-    networking = {"EndpointsConfig": {mode: {"Aliases": list(o.network_aliases) or None}}}
+    ipam_cfg = {k: v for k, v in (("IPv4Address", o.ip), ("IPv6Address", o.ip6)) if v}
+    networking = {"EndpointsConfig": {mode: {"Aliases": list(o.network_aliases) or None,
+                                             **({"IPAMConfig": ipam_cfg} if ipam_cfg else {})}}}
     return config, host, networking
+
+
+def joined_network(b: Backend, o: CreateOptions) -> CreateOptions:
+    """--network container:REF stored as docker stores it, container:<full id>; the hostname is the
+    other container's (its UTS name is what the shared netns's /etc/hostname says)."""
+    import dataclasses
+
+    ref = o.network[len("container:"):] if o.network.startswith("container:") else ""
+    if not ref:
+        return o
+    try:
+        base = b.container(ref, daemon_wording=True)
+    except CLIError as exc:
+        raise CLIError(exc.message, 125) from None
+    return dataclasses.replace(o, network=f"container:{base.id}")
 
 
 def read_env_file(path: str) -> list[str]:
@@ -167,6 +192,10 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
     image_cfg = (cfg.get("config") or {}).get("config") or {}
     process = spec["process"]
     args = process["args"]
+    o = joined_network(b, o)
+    if o.network.startswith("container:"):
+        base = b.container(o.network[len("container:"):])
+        spec["hostname"] = (base.docker.get("Config") or {}).get("Hostname") or spec.get("hostname", cid[:12])
     if o.network == "host" and not o.hostname:
         spec["hostname"] = socket.gethostname()  # docker: --network host shares the host's name too
     config = {"Hostname": spec.get("hostname", cid[:12]), "Domainname": "", "User": o.user or image_cfg.get("User", ""),
@@ -285,6 +314,9 @@ def start_error(exc: Exception) -> CLIError:
     """docker run's statuses for a process that cannot start: 127 not found, 126 cannot invoke, else 125."""
     text = str(exc)
     status = 125
+    from ..network.service import DAEMON_ERROR_MARK
+    if text.startswith(DAEMON_ERROR_MARK):  # networking refused it (an address, a port): dockerd's words
+        return CLIError(f"Error response from daemon: {text[len(DAEMON_ERROR_MARK):]}", 125)
     if "executable file not found" in text or "no such file or directory" in text.lower():
         status = 127
     elif "permission denied" in text.lower() or "is a directory" in text.lower():
@@ -643,6 +675,8 @@ def _ports(c: ContainerView) -> str:
 
 def _networks(c: ContainerView) -> str:
     mode = (c.docker.get("HostConfig") or {}).get("NetworkMode") or "default"
+    if mode.startswith("container:"):
+        return ""  # docker: no network of its own
     return "bridge" if mode == "default" else mode
 
 

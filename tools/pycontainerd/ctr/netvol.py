@@ -33,11 +33,23 @@ def _daemon(exc: errdefs.Error) -> CLIError:
 
 # -- networks ------------------------------------------------------------------------------------
 
-def network_create(b: Backend, name: str, driver: str, subnet: str, gateway: str, internal: bool,
-                   labels: list[str], options: list[str]) -> None:
+def network_create(b: Backend, name: str, driver: str, subnet: list[str] | str, gateway: list[str] | str,
+                   internal: bool, labels: list[str], options: list[str], ip_range: list[str] | str = (),
+                   ipv6: bool = False) -> None:
+    from ..network.ipam import PoolError, pools
+
+    as_list = lambda v: [v] if isinstance(v, str) and v else list(v or [])  # noqa: E731
+    subnet, gateway, ip_range = as_list(subnet), as_list(gateway), as_list(ip_range)
+    try:  # the docker CLI's own checks (its errors carry no daemon prefix)
+        pools(subnet, gateway, ip_range)
+    except PoolError as exc:
+        raise CLIError(str(exc), 1) from None
+    except errdefs.Error:
+        pass  # the daemon words the rest
     try:
         doc = b.call("Networks", "Create", {"name": name, "driver": driver or "bridge", "subnet": subnet,
-                                            "gateway": gateway, "internal": internal, "labels": _labels(labels),
+                                            "gateway": gateway, "ip_range": ip_range, "ipv6": ipv6,
+                                            "internal": internal, "labels": _labels(labels),
                                             "options": _labels(options)})["network"]
     except errdefs.Error as exc:
         raise _daemon(exc) from None
@@ -95,13 +107,20 @@ def network_prune(b: Backend, force: bool) -> None:
             print(n)
 
 
-def network_connect(b: Backend, network: str, ref: str, aliases: list[str]) -> None:
+def network_connect(b: Backend, network: str, ref: str, aliases: list[str], ip: str = "", ip6: str = "") -> None:
+    from ..network.container import check_flags
+
     c = b.container(ref, daemon_wording=True)
     if not c.running:
         raise CLIError(f"Error response from daemon: container {c.id} is not running")
+    mode = (c.docker.get("HostConfig") or {}).get("NetworkMode") or ""
+    if mode.startswith("container:"):
+        raise CLIError("Error response from daemon: container sharing network namespace with another container or "
+                       "host cannot be connected to any other network")
     try:
+        check_flags(network, ipv4_address=ip, ipv6_address=ip6)
         b.call("Networks", "Connect", {"network": network, "container_id": c.id, "name": c.name,
-                                       "aliases": aliases})
+                                       "aliases": aliases, "ipv4_address": ip, "ipv6_address": ip6})
     except errdefs.Error as exc:
         raise _daemon(exc) from None
 

@@ -54,6 +54,20 @@ class CNIResult:
         return ""
 
     @property
+    def ip6_cidr(self) -> str:
+        for ip in self.raw.get("ips", []):
+            if ":" in ip.get("address", ""):
+                return ip["address"]
+        return ""
+
+    @property
+    def gateway6(self) -> str:
+        for ip in self.raw.get("ips", []):
+            if ":" in ip.get("address", ""):
+                return ip.get("gateway", "")
+        return ""
+
+    @property
     def mac(self) -> str:
         idx = self._container_iface()
         return self.raw["interfaces"][idx].get("mac", "") if idx is not None else ""
@@ -139,11 +153,17 @@ def sweep_masquerade(conf_name: str, container_id: str) -> int:
     so a container that died with the daemon would leak them; they carry the comment
     `name: "<network>" id: "<container>"`, which is what we match. Returns how many rules went.
     """
+    comment = f'name: "{conf_name}" id: "{container_id}"'
+    # IPv4 and, for dual-stack networks, IPv6 (the bridge plugin masquerades each family)
+    return sum(_sweep(save, iptables, comment) for save, iptables in (("iptables-save", "iptables"),
+                                                                       ("ip6tables-save", "ip6tables")))
+
+
+def _sweep(save: str, iptables: str, comment: str) -> int:
     import shlex
 
-    comment = f'name: "{conf_name}" id: "{container_id}"'
     try:
-        saved = subprocess.run([tool("iptables-save"), "-t", "nat"], capture_output=True, text=True, check=True).stdout
+        saved = subprocess.run([tool(save), "-t", "nat"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return 0
     rules, chains = [], set()
@@ -162,10 +182,10 @@ def sweep_masquerade(conf_name: str, container_id: str) -> int:
     for words in rules:
         if words[0] in chains:
             continue  # flushed below with its chain
-        if subprocess.run([tool("iptables"), "-w", "-t", "nat", "-D", *words], capture_output=True).returncode == 0:
+        if subprocess.run([tool(iptables), "-w", "-t", "nat", "-D", *words], capture_output=True).returncode == 0:
             removed += 1
     for chain in chains:
-        subprocess.run([tool("iptables"), "-w", "-t", "nat", "-F", chain], capture_output=True)
-        if subprocess.run([tool("iptables"), "-w", "-t", "nat", "-X", chain], capture_output=True).returncode == 0:
+        subprocess.run([tool(iptables), "-w", "-t", "nat", "-F", chain], capture_output=True)
+        if subprocess.run([tool(iptables), "-w", "-t", "nat", "-X", chain], capture_output=True).returncode == 0:
             removed += 1
     return removed

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 from dataclasses import dataclass, field
+from typing import Callable
 
 from pycontainerd import errdefs
 from pycontainerd.timing import stage
@@ -38,6 +40,13 @@ class NetworkRequest:
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)
+    ipv4_address: str = ""                  # --ip (the endpoint's IPAMConfig)
+    ipv6_address: str = ""                  # --ip6
+
+    @property
+    def joined(self) -> str:
+        """The container whose netns this one shares (--network container:ID), else ""."""
+        return self.mode[len("container:"):] if self.mode.startswith("container:") else ""
 
     @classmethod
     def from_docker(cls, docker: dict, name: str = "") -> "NetworkRequest":
@@ -48,7 +57,9 @@ class NetworkRequest:
         mode = "bridge" if mode == "default" else mode
         endpoints = (docker.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
         aliases = list((endpoints.get(mode) or {}).get("Aliases") or [])
+        ipam_cfg = (endpoints.get(mode) or {}).get("IPAMConfig") or {}
         return cls(mode=mode, name=name.lstrip("/"), hostname=cfg.get("Hostname") or "", aliases=aliases,
+                   ipv4_address=ipam_cfg.get("IPv4Address") or "", ipv6_address=ipam_cfg.get("IPv6Address") or "",
                    ports=specs_from_bindings(hc.get("PortBindings") or {}, cfg.get("ExposedPorts") or {},
                                              bool(hc.get("PublishAllPorts"))),
                    dns=list(hc.get("Dns") or []), dns_search=list(hc.get("DnsSearch") or []),
@@ -80,10 +91,13 @@ def specs_from_bindings(bindings: dict, exposed: dict | list, publish_all: bool)
     return specs
 
 
-def prepare(manager: NetworkManager, container_id: str, spec: dict, request: NetworkRequest) -> list[Attachment]:
-    """Network the container before its task exists; edits `spec` in place (namespace path, /etc files)."""
-    if request.mode.startswith("container:"):
-        raise errdefs.Unimplemented("--network container:<id> is not supported")
+def prepare(manager: NetworkManager, container_id: str, spec: dict, request: NetworkRequest,
+            running: Callable[[str], bool] | None = None) -> list[Attachment]:
+    """Network the container before its task exists; edits `spec` in place (namespace path, /etc files).
+    `running(cid)` says whether a container's task is up (for --network container:ID)."""
+    if request.joined:
+        join(manager, spec, request.joined, running)
+        return []
     namespaces = spec.setdefault("linux", {}).setdefault("namespaces", [])
     kept = [n for n in namespaces if n.get("type") != "network"]
     hostname = request.hostname or spec.get("hostname") or container_id[:12]
@@ -99,7 +113,9 @@ def prepare(manager: NetworkManager, container_id: str, spec: dict, request: Net
         with stage(log, "network %s: attach (CNI ADD)", container_id):
             att = manager.attach(container_id, request.mode, path, container_name=request.name,
                                  aliases=request.aliases, ports=request.ports if request.mode != "host" else [],
-                                 hostname=hostname, extra_hosts=request.extra_hosts)
+                                 hostname=hostname, extra_hosts=request.extra_hosts,
+                             ipv4_address=request.ipv4_address if request.mode != "host" else "",
+                             ipv6_address=request.ipv6_address if request.mode != "host" else "")
         mounts = manager.spec_mounts(container_id, request.dns, request.dns_search, request.dns_options)
     except BaseException:
         release(manager, container_id)
@@ -109,12 +125,35 @@ def prepare(manager: NetworkManager, container_id: str, spec: dict, request: Net
     return [att]
 
 
+def join(manager: NetworkManager, spec: dict, base: str, running: Callable[[str], bool] | None) -> None:
+    """--network container:BASE: BASE's netns (or the host's, when BASE uses the host network), its
+    hostname and its /etc files, as docker shares them; nothing of our own to release later."""
+    base_ns = netns.path_for(base, manager.netns_prefix)
+    mine = manager.store.container_endpoints(base)
+    host = any(ep["driver"] == "host" for ep in mine)
+    if (running is not None and not running(base)) or not (host or os.path.exists(base_ns)):
+        raise errdefs.FailedPrecondition(f"cannot join network of a non running container: {base}")
+    namespaces = spec.setdefault("linux", {}).setdefault("namespaces", [])
+    namespaces[:] = [n for n in namespaces if n.get("type") != "network"] + \
+        ([] if host else [netns.spec_namespace(base_ns)])
+    files = {"/etc/hosts": manager.hosts_file(base), "/etc/hostname": manager.hostname_file(base),
+             "/etc/resolv.conf": str(manager.state / base / "resolv.conf")}
+    try:
+        spec["hostname"] = open(files["/etc/hostname"]).read().strip() or spec.get("hostname", "")
+    except OSError:
+        pass
+    spec["mounts"] = [m for m in spec.get("mounts") or [] if m.get("destination") not in HOST_FILES] + \
+        [{"destination": d, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
+         for d, src in files.items() if os.path.exists(src)]
+
+
 def release(manager: NetworkManager, container_id: str) -> None:
     """Everything prepare() made; safe to call twice or for a container that never had networking."""
-    with stage(log, "network %s: detach (CNI DEL)", container_id):
-        manager.detach_all(container_id)
+    # the netns first: its interfaces go with it, so CNI DEL only has leases (and rules) to release
     with stage(log, "network %s: netns delete", container_id):
         netns.delete(container_id, manager.netns_prefix)
+    with stage(log, "network %s: detach (CNI DEL)", container_id):
+        manager.detach_all(container_id)
 
 
 def network_settings(manager: NetworkManager, container_id: str) -> dict:
@@ -128,10 +167,10 @@ def network_settings(manager: NetworkManager, container_id: str) -> dict:
         if ep.exists():
             aliases = json.loads(ep.read_text()).get("aliases") or None
         networks[a.network] = {
-            "IPAMConfig": None, "Links": None, "Aliases": aliases, "NetworkID": doc["Id"],
+            "IPAMConfig": a.ipam_config or None, "Links": None, "Aliases": aliases, "NetworkID": doc["Id"],
             "EndpointID": a.endpoint_id, "Gateway": a.gateway, "IPAddress": a.ip, "IPPrefixLen": a.prefix_len,
-            "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": a.mac,
-            "DriverOpts": None,
+            "IPv6Gateway": a.gateway6, "GlobalIPv6Address": a.ip6, "GlobalIPv6PrefixLen": a.prefix_len6,
+            "MacAddress": a.mac, "DriverOpts": None,
         }
     default = next((a for a in atts if a.network == "bridge"), None)
     return {
@@ -140,8 +179,9 @@ def network_settings(manager: NetworkManager, container_id: str) -> dict:
         if atts and any(a.ifname for a in atts) else "",
         "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
         "EndpointID": default.endpoint_id if default else "", "Gateway": default.gateway if default else "",
-        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": default.ip if default else "",
-        "IPPrefixLen": default.prefix_len if default else 0, "IPv6Gateway": "",
+        "GlobalIPv6Address": default.ip6 if default else "",
+        "GlobalIPv6PrefixLen": default.prefix_len6 if default else 0, "IPAddress": default.ip if default else "",
+        "IPPrefixLen": default.prefix_len if default else 0, "IPv6Gateway": default.gateway6 if default else "",
         "MacAddress": default.mac if default else "", "Networks": networks,
     }
 
@@ -173,3 +213,34 @@ def host_config_fields(network: str = "default", publish: list[str] = (), publis
         "Config": {"ExposedPorts": exposed_ports or None},
         "NetworkingConfig": {"EndpointsConfig": {mode: {"Aliases": list(aliases) or None}}},
     }
+
+
+def check_flags(network: str, hostname: str = "", publish: list[str] | tuple[str, ...] = (), publish_all: bool = False,
+                dns: list[str] | tuple[str, ...] = (), add_hosts: list[str] | tuple[str, ...] = (),
+                aliases: list[str] | tuple[str, ...] = (), ipv4_address: str = "", ipv6_address: str = "") -> None:
+    """docker's create-time checks of the network flags: --network container: refuses what the shared
+    netns decides (hostname, ports, dns, hosts); --ip/--ip6 must be addresses of their family."""
+    import ipaddress
+
+    if network.startswith("container:"):
+        if not network[len("container:"):]:
+            raise errdefs.InvalidArgument("Invalid network mode: invalid container format container:<name|id>")
+        if hostname:
+            raise errdefs.InvalidArgument("conflicting options: hostname and the network mode")
+        if publish or publish_all:
+            raise errdefs.InvalidArgument("conflicting options: port publishing and the container type network mode")
+        if dns:
+            raise errdefs.InvalidArgument("conflicting options: dns and the network mode")
+        if add_hosts:
+            raise errdefs.InvalidArgument("conflicting options: custom host-to-IP mapping and the network mode")
+        if aliases:
+            raise errdefs.InvalidArgument("network-scoped aliases are only supported for user-defined networks")
+    for version, addr in ((4, ipv4_address), (6, ipv6_address)):
+        if not addr:
+            continue
+        try:
+            ok = ipaddress.ip_address(addr).version == version
+        except ValueError:
+            ok = False
+        if not ok:
+            raise errdefs.InvalidArgument(f"invalid IPv{version} address: {addr}")

@@ -6,6 +6,7 @@ cleanup_stale() at start-up releases whatever a crashed daemon left attached.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -14,10 +15,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from pycontainerd import errdefs
 
-from . import cni, forwarding, hosts, isolation, netns, ports as portspec
+from . import cni, forwarding, hosts, ipam, isolation, netns, ports as portspec
 from .ports import PortSpec, PublishedPort
 from .store import BRIDGE_OPTION, NAME_RE, PREDEFINED, NetworkStore, network_doc
 
@@ -39,6 +41,11 @@ class Attachment:
     ifname: str = ""
     endpoint_id: str = ""
     ports: list[PublishedPort] = field(default_factory=list)
+    ip6: str = ""          # on a network created with --ipv6
+    prefix_len6: int = 0
+    gateway6: str = ""
+    ipam_config: dict = field(default_factory=dict)  # --ip/--ip6 as given: inspect's IPAMConfig
+    aliases: list[str] = field(default_factory=list)
 
 
 class NetworkManager:
@@ -80,43 +87,43 @@ class NetworkManager:
             if name == "bridge":
                 self._isolate(doc)
 
-    def create(self, name: str, subnet: str | None = None, gateway: str | None = None, driver: str = "bridge",
-               internal: bool = False, attachable: bool = False, labels: dict | None = None,
-               options: dict | None = None) -> dict:
-        """`network create`; returns the inspect document."""
+    def create(self, name: str, subnet: str | list[str] | None = None, gateway: str | list[str] | None = None,
+               driver: str = "bridge", internal: bool = False, attachable: bool = False, labels: dict | None = None,
+               options: dict | None = None, ip_range: str | list[str] | None = None,
+               ipv6: bool = False) -> dict:
+        """`network create`; returns the inspect document. subnet/gateway/ip_range: one or a list (IPv4
+        and IPv6); with `ipv6` the network is dual stack (an IPv6 subnet is then required, as docker has
+        no default IPv6 pool), and without a user IPv4 subnet one comes from the pool, as docker does."""
         if driver != "bridge":
             raise errdefs.NotFound(f'plugin "{driver}" not found')
         if not NAME_RE.match(name):
             raise errdefs.InvalidArgument(f'invalid network name "{name}": must match [a-zA-Z0-9][a-zA-Z0-9_.-]*')
+        as_list = lambda v: [v] if isinstance(v, str) and v else list(v or [])  # noqa: E731
+        pools = ipam.pools(as_list(subnet), as_list(gateway), as_list(ip_range))
         with self.store.locked():
             self._ensure_defaults()
             if self.store.exists(name):
                 raise errdefs.AlreadyExists(f"network with name {name} already exists")
-            if subnet:
-                try:
-                    net = ipaddress.ip_network(subnet, strict=False)
-                except ValueError:
-                    raise errdefs.InvalidArgument(f"invalid CIDR address: {subnet}") from None
-                if net.version != 4:
-                    raise errdefs.InvalidArgument(f"IPv6 subnets are not supported: {subnet}")
-                if str(net) != subnet:
-                    raise errdefs.InvalidArgument(f"invalid subnet {subnet}: it should be {net}")
-                if self.store.overlaps(net):
+            for p in pools:
+                if self.store.overlaps(p.subnet):
                     raise errdefs.AlreadyExists("Pool overlaps with other one on this address space")
-            else:
-                if gateway:
-                    raise errdefs.InvalidArgument("every ip-range or gateway must have a corresponding subnet")
-                net = self.store.allocate_subnet(self.pool, self.pool_prefix)
-            if gateway:
-                try:
-                    gw = ipaddress.ip_address(gateway)
-                except ValueError:
-                    raise errdefs.InvalidArgument(f"invalid gateway address {gateway}") from None
-                if gw not in net:
-                    raise errdefs.InvalidArgument(f"no matching subnet for gateway {gateway}")
-            else:
-                gw = net.network_address + 1
-            doc = network_doc(name, "bridge", str(net), str(gw), internal, attachable, options, labels)
+            v4 = [p for p in pools if p.subnet.version == 4]
+            v6 = [p for p in pools if p.subnet.version == 6]
+            if ipv6 and not v6:
+                raise errdefs.Unavailable("could not find an available, non-overlapping IPv6 address pool among "
+                                          "the defaults to assign to the network")
+            if not v4:
+                v4 = [ipam.Pool(self.store.allocate_subnet(self.pool, self.pool_prefix))]
+            v4 = [p if p.gateway is not None else ipam.Pool(p.subnet, ipam.default_gateway(p.subnet), p.ip_range)
+                  for p in v4]
+            doc = network_doc(name, "bridge", "", "", internal, attachable, options, labels)
+            doc["EnableIPv6"] = bool(ipv6)
+            doc["IPAM"]["Config"] = [p.config() for p in v4 + v6]
+            # docker keeps whether a subnet was the user's (--ip needs one) and the IPv6 gateway it
+            # picked without showing them: kept beside the document, never in inspect
+            doc[ipam.PRIVATE_KEY] = {"UserSubnets": [str(p.subnet) for p in pools],
+                                     "Gateways": {str(p.subnet): str(p.gateway or ipam.default_gateway(p.subnet))
+                                                  for p in v4 + v6}}
             bridge = doc["Options"].setdefault(BRIDGE_OPTION, "pyctr-" + doc["Id"][:9])
             if len(bridge) > 15:
                 raise errdefs.InvalidArgument(f"bridge name {bridge!r} is longer than 15 characters")
@@ -132,9 +139,10 @@ class NetworkManager:
                 "EndpointID": ep["endpoint_id"],
                 "MacAddress": ep.get("mac", ""),
                 "IPv4Address": f"{ep['ip']}/{ep['prefix_len']}" if ep.get("ip") else "",
-                "IPv6Address": "",
+                "IPv6Address": f"{ep['ip6']}/{ep['prefix_len6']}" if ep.get("ip6") else "",
             }
-        return {**doc, "Containers": containers}
+        shown = {k: v for k, v in doc.items() if k != ipam.PRIVATE_KEY}
+        return {**shown, "Containers": containers}
 
     def inspect(self, ref: str) -> dict:
         with self.store.locked():
@@ -194,35 +202,96 @@ class NetworkManager:
     def _cni_name(doc: dict) -> str:
         return "pyctr-" + doc["Name"]  # the name lands in iptables comments: marks our rules
 
-    def conflist(self, doc: dict, published: list[PublishedPort]) -> dict:
-        cfg = doc["IPAM"]["Config"][0]
+    def conflist(self, doc: dict, published: list[PublishedPort], static: dict[int, str] | None = None) -> dict:
+        """The network's CNI config for one attachment: bridge + host-local (a range set per address
+        family; IPv6 only when the network enables it), firewall, portmap when ports are published.
+        `static` ({4: "10.0.0.9", 6: "fd00::9"}): --ip/--ip6 handed to host-local as the `ips` capability."""
+        static = static or {}
+        private = doc.get(ipam.PRIVATE_KEY) or {}
+        range_sets: dict[int, list[dict]] = {}
+        for cfg in doc["IPAM"]["Config"]:
+            net = ipaddress.ip_network(cfg["Subnet"], strict=False)
+            if net.version == 6 and not doc.get("EnableIPv6"):
+                continue  # docker: an IPv6 subnet without --ipv6 is recorded, not configured
+            gw = (private.get("Gateways") or {}).get(cfg["Subnet"]) or cfg.get("Gateway") or \
+                str(ipam.default_gateway(net))
+            pool = ipam.Pool(net, None, ipaddress.ip_network(cfg["IPRange"]) if cfg.get("IPRange") else None)
+            range_sets.setdefault(net.version, []).append(
+                ipam.host_local_range(pool, ipaddress.ip_address(gw), whole_subnet=net.version in static))
+        routes = [] if doc["Internal"] else [{"dst": "0.0.0.0/0"}] + ([{"dst": "::/0"}] if 6 in range_sets else [])
         bridge = {
             "type": "bridge",
             "bridge": doc["Options"][BRIDGE_OPTION],
             "isGateway": not doc["Internal"],
-            "ipMasq": False,  # IPv4: per network, see forwarding.py
+            "ipMasq": not doc["Internal"] and 6 in range_sets,  # IPv4: per network, see forwarding.py
             "hairpinMode": True,
             "ipam": {
                 "type": "host-local",
-                "ranges": [[{"subnet": cfg["Subnet"], "gateway": cfg["Gateway"]}]],
-                "routes": [] if doc["Internal"] else [{"dst": "0.0.0.0/0"}],
+                "ranges": [range_sets[v] for v in sorted(range_sets)],
+                "routes": routes,
                 "dataDir": str(self.store.ipam_dir),
             },
         }
-        plugins = [bridge]
+        if static:
+            bridge["capabilities"] = {"ips": True}
+            bridge["runtimeConfig"] = {"ips": [static[v] for v in sorted(static)]}
+        plugins = [bridge] + [{"type": "firewall", "backend": "iptables"}] * (6 in range_sets)
         if published:
             plugins.append({"type": "portmap", "capabilities": {"portMappings": True}, "snat": True,
                             "runtimeConfig": {"portMappings": [p.portmap() for p in published]}})
         return {"cniVersion": cni.CNI_VERSION, "name": self._cni_name(doc), "plugins": plugins}
 
+    def _static_addresses(self, doc: dict, ipv4: str, ipv6: str) -> dict[int, str]:
+        """--ip/--ip6 checked as dockerd does before the endpoint exists; {4: addr, 6: addr}."""
+        if not (ipv4 or ipv6):
+            return {}
+        if doc["Name"] in PREDEFINED:
+            raise errdefs.InvalidArgument("user specified IP address is supported on user defined networks only")
+        subnets = [ipaddress.ip_network(c["Subnet"], strict=False) for c in doc["IPAM"]["Config"]]
+        user = {str(n) for n in (doc.get(ipam.PRIVATE_KEY) or {}).get("UserSubnets", [])}
+        leases = self.store.ipam_dir / self._cni_name(doc)
+        gateways = set(((doc.get(ipam.PRIVATE_KEY) or {}).get("Gateways") or {}).values())
+        gateways |= {c.get("Gateway") for c in doc["IPAM"]["Config"] if c.get("Gateway")}
+        out = {}
+        for version, addr in ((4, ipv4), (6, ipv6)):
+            if not addr:
+                continue
+            family = [n for n in subnets if n.version == version]
+            ip = ipam.check_static(addr, version, family, any(str(n) in user for n in family))
+            if version == 6 and not doc.get("EnableIPv6"):
+                raise errdefs.InvalidArgument(
+                    "user specified IP address is supported only when connecting to networks with user configured subnets")
+            if str(ip) in gateways or (leases / str(ip)).exists():
+                raise errdefs.AlreadyExists("Address already in use")
+            out[version] = str(ip)
+        return out
+
+    @contextlib.contextmanager
+    def _dynamic_cursor_kept(self, doc: dict, static: bool) -> Iterator[None]:
+        """host-local moves its "last reserved" cursor to a requested address too; docker's next
+        dynamic address does not jump past a static one, so the cursor is put back."""
+        files = list((self.store.ipam_dir / self._cni_name(doc)).glob("last_reserved_ip.*")) if static else []
+        before = {f: f.read_bytes() for f in files}
+        try:
+            yield
+        finally:
+            if static:
+                for f in (self.store.ipam_dir / self._cni_name(doc)).glob("last_reserved_ip.*"):
+                    if f in before:
+                        f.write_bytes(before[f])
+                    else:
+                        f.unlink(missing_ok=True)
+
     # attachments
 
     def attach(self, container_id: str, network: str, netns_path: str, *, container_name: str = "",
                aliases: list[str] | tuple[str, ...] = (), ports: list[PortSpec] | tuple[PortSpec, ...] = (),
-               hostname: str = "", extra_hosts: list[str] | tuple[str, ...] = ()) -> Attachment:
+               hostname: str = "", extra_hosts: list[str] | tuple[str, ...] = (), ipv4_address: str = "",
+               ipv6_address: str = "") -> Attachment:
         """Connect the netns to the network (docker run --network / network connect).
 
         `ports` come from parse_publish(); they are published only on bridge networks, as docker does.
+        ipv4_address/ipv6_address: --ip/--ip6, a static address from the network's own subnets.
         """
         if hostname and not hosts.HOSTNAME_RE.match(hostname):
             raise errdefs.InvalidArgument(f"invalid hostname format: {hostname}")
@@ -236,6 +305,7 @@ class NetworkManager:
                     f"endpoint with name {container_name or container_id} already exists in network {doc['Name']}")
             if aliases and doc["Name"] in PREDEFINED:
                 raise errdefs.InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+            static = self._static_addresses(doc, ipv4_address, ipv6_address)
             mine = self.store.container_endpoints(container_id)
             if doc["Driver"] != "bridge" or any(e["driver"] != "bridge" for e in mine):
                 if mine:
@@ -249,6 +319,8 @@ class NetworkManager:
                 "endpoint_id": secrets.token_hex(32), "netns": netns_path, "aliases": list(aliases),
                 "hostname": hostname, "extra_hosts": list(extra_hosts), "ifname": "", "ip": "", "prefix_len": 0,
                 "mac": "", "gateway": "", "ports": [], "conflist": None, "result": None,
+                "ip6": "", "prefix_len6": 0, "gateway6": "",
+                "ipam_config": {k: v for k, v in (("IPv4Address", ipv4_address), ("IPv6Address", ipv6_address)) if v},
             }
             if doc["Driver"] in ("bridge", "null"):
                 cni.add(LOOPBACK, container_id, netns_path, "lo", self.cni_path)
@@ -264,13 +336,16 @@ class NetworkManager:
                             f"Bind for {pub.host_ip or '0.0.0.0'}:{pub.host_port} failed: port is already allocated")
                     taken.add((pub.host_port, pub.protocol))
                     published.append(pub)
-                conf = self.conflist(doc, published)
+                conf = self.conflist(doc, published, static)
                 self._ensure_forwarding(doc)
-                result = cni.add(conf, container_id, netns_path, ep["ifname"], self.cni_path)
+                with self._dynamic_cursor_kept(doc, bool(static)):
+                    result = cni.add(conf, container_id, netns_path, ep["ifname"], self.cni_path)
                 cidr = ipaddress.ip_interface(result.ip_cidr) if result.ip_cidr else None
+                cidr6 = ipaddress.ip_interface(result.ip6_cidr) if result.ip6_cidr else None
                 ep.update(conflist=conf, result=result.raw, mac=result.mac, gateway=result.gateway,
                           ip=str(cidr.ip) if cidr else "", prefix_len=cidr.network.prefixlen if cidr else 0,
-                          ports=[p.to_json() for p in published])
+                          ip6=str(cidr6.ip) if cidr6 else "", prefix_len6=cidr6.network.prefixlen if cidr6 else 0,
+                          gateway6=result.gateway6, ports=[p.to_json() for p in published])
             self.store.save_endpoint(ep)
             self._write_container_files(container_id, ep)
             self._refresh_hosts(doc["Id"])
@@ -287,7 +362,9 @@ class NetworkManager:
     @staticmethod
     def _attachment(ep: dict) -> Attachment:
         return Attachment(ep["network"], ep["ip"], ep["prefix_len"], ep["mac"], ep["gateway"], ep["ifname"],
-                          ep["endpoint_id"], [PublishedPort.from_json(p) for p in ep["ports"]])
+                          ep["endpoint_id"], [PublishedPort.from_json(p) for p in ep["ports"]],
+                          ep.get("ip6", ""), ep.get("prefix_len6", 0), ep.get("gateway6", ""),
+                          dict(ep.get("ipam_config") or {}), list(ep.get("aliases") or []))
 
     def attachments(self, container_id: str) -> list[Attachment]:
         return [self._attachment(ep) for ep in self.store.container_endpoints(container_id)]
@@ -400,12 +477,16 @@ class NetworkManager:
                 if ep["network"] not in PREDEFINED:
                     names += [ep["container_name"], *ep["aliases"]]
                 own.append(hosts.HostEntry(ep["ip"], names))
+                if ep.get("ip6"):
+                    own.append(hosts.HostEntry(ep["ip6"], names))
                 if ep["network"] in PREDEFINED:
                     continue  # docker's default bridge has no name resolution
                 for peer in self.store.endpoints(ep["network_id"]):
                     if peer["container_id"] != container_id and peer["ip"]:
-                        peers.append(hosts.HostEntry(peer["ip"], [peer["container_name"], *peer["aliases"],
-                                                                  *( [peer["hostname"]] if peer["hostname"] else [])]))
+                        pnames = [peer["container_name"], *peer["aliases"], *([peer["hostname"]] if peer["hostname"] else [])]
+                        peers.append(hosts.HostEntry(peer["ip"], pnames))
+                        if peer.get("ip6"):  # AAAA by hosts file: getaddrinfo returns both
+                            peers.append(hosts.HostEntry(peer["ip6"], pnames))
             if not mine or not own:
                 own = [hosts.HostEntry("127.0.0.1", [hostname])] if meta.get("driver") == "null" else own
             text = hosts.render_hosts(own, extra, peers)

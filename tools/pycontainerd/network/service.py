@@ -20,12 +20,16 @@ from pathlib import Path
 from pycontainerd import errdefs
 from pycontainerd.volumes import VolumeStore, docker_mounts, mounts_from_host_config
 
+from . import cni
 from . import container as netcontainer
 from . import netns
 from .manager import NetworkManager
 
 log = logging.getLogger("pycontainerd.network")
 
+# prefixes a networking error of a task create, so pyctr shows it as docker's daemon does (not as a
+# runtime failure); ctr/containers.start_error strips it
+DAEMON_ERROR_MARK = "network: "
 DOCKER_EXT = "pyctr/docker"   # pyctr's docker document in a container record (ctr/backend.py)
 NAME_LABEL = "nerdctl/name"
 
@@ -33,17 +37,25 @@ NAME_LABEL = "nerdctl/name"
 class ContainerHooks:
     """create/release hooks for TaskManager; also usable without a daemon (tests)."""
 
-    def __init__(self, networks: NetworkManager, volumes: VolumeStore, bundle_of=None) -> None:
+    def __init__(self, networks: NetworkManager, volumes: VolumeStore, bundle_of=None, running=None) -> None:
         self.networks = networks
         self.volumes = volumes
         self.bundle_of = bundle_of  # (namespace, id) -> bundle dir, for a relative root.path
+        self.running = running      # (namespace, id) -> bool: is its task up (--network container:ID)
 
     def on_create(self, namespace: str, cid: str, spec: dict, container: dict) -> None:
         docker = (container.get("extensions") or {}).get(DOCKER_EXT)
         if not docker:
             return
         name = (container.get("labels") or {}).get(NAME_LABEL, "")
-        netcontainer.prepare(self.networks, cid, spec, netcontainer.NetworkRequest.from_docker(docker, name))
+        running = None if self.running is None else (lambda other: self.running(namespace, other))
+        try:
+            netcontainer.prepare(self.networks, cid, spec, netcontainer.NetworkRequest.from_docker(docker, name),
+                                 running)
+        except cni.CNIError:
+            raise
+        except errdefs.Error as exc:  # docker's own daemon errors (addresses, ports, joins): marked for pyctr
+            raise type(exc)(DAEMON_ERROR_MARK + str(exc)) from None
         hc = docker.get("HostConfig") or {}
         image_volumes = list((docker.get("Config") or {}).get("Volumes") or {})
         specs = mounts_from_host_config(hc)
@@ -72,7 +84,8 @@ class NetworksService:
         doc = self.manager.create(params.get("name", ""), subnet=params.get("subnet") or None,
                                   gateway=params.get("gateway") or None, driver=params.get("driver") or "bridge",
                                   internal=bool(params.get("internal")), attachable=bool(params.get("attachable")),
-                                  labels=params.get("labels") or None, options=params.get("options") or None)
+                                  labels=params.get("labels") or None, options=params.get("options") or None,
+                                  ip_range=params.get("ip_range") or None, ipv6=bool(params.get("ipv6")))
         return {"network": doc}
 
     def List(self, ctx, params):
@@ -95,7 +108,8 @@ class NetworksService:
         if not os.path.exists(path):
             raise errdefs.FailedPrecondition(f"container {cid} is not running")
         att = self.manager.attach(cid, params.get("network", ""), path, container_name=params.get("name", ""),
-                                  aliases=params.get("aliases") or [])
+                                  aliases=params.get("aliases") or [], ipv4_address=params.get("ipv4_address") or "",
+                                  ipv6_address=params.get("ipv6_address") or "")
         return {"ip": att.ip, "endpoint_id": att.endpoint_id}
 
     def Disconnect(self, ctx, params):
@@ -197,7 +211,12 @@ def register(daemon, **manager_options) -> ContainerHooks:
     volumes = VolumeStore(daemon.root)
     daemon.networks, daemon.volumes = networks, volumes
     tasks = getattr(daemon, "tasks", None)
-    hooks = ContainerHooks(networks, volumes, tasks.bundle if tasks is not None else None)
+    def running(namespace: str, cid: str) -> bool:
+        task = tasks.tasks.get((namespace, cid)) if tasks is not None else None
+        return task is not None and task.exit is None
+
+    hooks = ContainerHooks(networks, volumes, tasks.bundle if tasks is not None else None,
+                           running if tasks is not None else None)
     daemon.server.register("Networks", NetworksService(daemon, networks))
     daemon.server.register("Volumes", VolumesService(daemon, volumes))
     daemon.server.register("NetworkHooks", _Lifecycle(daemon, hooks))  # no public methods: start/stop only

@@ -157,9 +157,11 @@ class NetworkStore:
                 return cand
         raise errdefs.Unavailable(f"could not find an available, non-overlapping IPv4 address pool among the defaults ({pool}) to assign to the network")
 
-    def overlaps(self, subnet: ipaddress.IPv4Network) -> bool:
-        return any(ipaddress.ip_network(c["Subnet"], strict=False).overlaps(subnet)
-                   for d in self.all() for c in d["IPAM"]["Config"] if c.get("Subnet"))
+    def overlaps(self, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+        """Against our networks' subnets of the same family (ipaddress compares across families wrongly)."""
+        nets = [ipaddress.ip_network(c["Subnet"], strict=False)
+                for d in self.all() for c in d["IPAM"]["Config"] if c.get("Subnet")]
+        return any(n.version == subnet.version and n.overlaps(subnet) for n in nets)
 
     # endpoints
 
