@@ -81,8 +81,28 @@ def _row(c: ContainerView, now: dict | None, before: dict | None, no_trunc: bool
     return {"BlockIO": f"{human_size(blk_r)} / {human_size(blk_w)}", "CPUPerc": f"{cpu_perc:.2f}%",
             "Container": c.id if no_trunc else c.id[:12], "ID": c.id if no_trunc else c.id[:12],
             "MemPerc": f"{(usage / limit * 100 if limit else 0):.2f}%",
-            "MemUsage": f"{bytes_size(usage)} / {bytes_size(limit)}", "Name": c.name, "NetIO": "0B / 0B",
+            "MemUsage": f"{bytes_size(usage)} / {bytes_size(limit)}", "Name": c.name, "NetIO": net_io(c),
             "PIDs": str(pids)}
+
+
+def net_io(c: ContainerView) -> str:
+    """NET I/O as docker's: received / sent bytes of the container's interfaces (its netns's /proc/PID/net/dev,
+    loopback left out); nothing for --network host or none, whose traffic is not the container's own."""
+    mode = ((c.docker.get("HostConfig") or {}).get("NetworkMode") or "")
+    rx = tx = 0
+    if c.pid and mode not in ("host", "none"):
+        try:
+            with open(f"/proc/{c.pid}/net/dev") as f:
+                lines = f.read().splitlines()[2:]
+        except OSError:
+            lines = []
+        for line in lines:
+            name, _, counters = line.partition(":")
+            fields = counters.split()
+            if name.strip() != "lo" and len(fields) >= 9:
+                rx += int(fields[0])
+                tx += int(fields[8])
+    return f"{human_size(rx)} / {human_size(tx)}"
 
 
 def stats(b: Backend, refs: list[str], all_: bool, no_stream: bool, fmt: str, no_trunc: bool) -> None:
