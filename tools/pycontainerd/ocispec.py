@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pyoci.errors import InvalidDocument
-from pyoci.runtime import resolve_user
+
+# shutil, pathlib (and urllib.parse with it) and pyoci.runtime are imported where used: pyctr imports
+# this module for every create, which needs none of them
 
 from . import errdefs
 
@@ -200,6 +200,8 @@ def merge_env(base: list[str], extra: list[str]) -> list[str]:
 
 def user_for(user: str, rootfs: str | os.PathLike) -> dict:
     """`-u` value → the OCI process user, names looked up in the rootfs's /etc/passwd and /etc/group."""
+    from pyoci.runtime import resolve_user
+
     try:
         uid, gid, extra = resolve_user(user, rootfs)
     except InvalidDocument as exc:
@@ -216,6 +218,8 @@ def _numeric_user(user: str) -> dict | None:
 
 def find_init() -> str:
     """The host's tini, for --init (Debian: tini's /usr/bin/tini-static, docker.io's docker-init)."""
+    import shutil
+
     for candidate in ("docker-init", "tini-static", "tini"):
         path = shutil.which(candidate)
         if path:
@@ -338,6 +342,8 @@ def finalize(spec: dict, rootfs: str | os.PathLike) -> dict:
     annotations = spec.get("annotations") or {}
     user = annotations.pop(USER_ANNOTATION, None)
     if user:
+        from pathlib import Path
+
         spec["process"]["user"] = user_for(user, Path(rootfs))
     if "annotations" in spec and not spec["annotations"]:
         del spec["annotations"]
