@@ -372,8 +372,7 @@ class HealthMonitor:
                                             "stdin": False})
             created = True
             self.daemon.publish(namespace, "/tasks/exec-added", {"container_id": cid, "exec_id": exec_id})
-            from .tasks import ShimClient  # here: pyctr imports this module for its flags, not the shim client
-            attach = await ShimClient(task.bundle).connect()
+            attach = await _shim(task.bundle).connect()
             status: int | None = None
 
             async def collect() -> None:
@@ -411,10 +410,30 @@ class HealthMonitor:
 
     @staticmethod
     async def _delete_exec(task, exec_id: str) -> None:
+        """Kill (if running) and forget the probe's exec. At daemon stop the task's connection may be
+        closed already (Tasks stops first): a connection of our own then, the shim outlives the daemon."""
+        params = {"exec_id": exec_id, "force": True}
         try:
-            await asyncio.wait_for(task.client.call("delete", {"exec_id": exec_id, "force": True}), 10)
+            await asyncio.wait_for(task.client.call("delete", params), 10)
+            return
+        except errdefs.Unavailable:
+            pass
+        except (errdefs.Error, asyncio.TimeoutError):
+            return
+        client = _shim(task.bundle)
+        try:
+            await client.connect()
+            await asyncio.wait_for(client.call("delete", params), 10)
         except (errdefs.Error, asyncio.TimeoutError):
             pass
+        finally:
+            await client.close()
+
+
+def _shim(bundle):
+    from .tasks import ShimClient  # here: pyctr imports this module for the flags' parsing, not for the shim
+
+    return ShimClient(bundle)
 
 
 def register(daemon) -> HealthMonitor:
