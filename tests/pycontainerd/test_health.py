@@ -291,3 +291,19 @@ def test_no_probe_left_after_rm(ctr: Ctr, pcd) -> None:
     assert list((Path(pcd.state) / "tasks" / ctr.namespace).glob("*")) == []
     assert "health monitor of" not in pcd.log_text()  # no failure logged by the monitor
     assert os.path.exists(pcd.address)
+
+
+def test_paused_container_is_not_probed(ctr: Ctr) -> None:
+    ctr.ok("run", "-d", "--name", "nap", "--health-cmd", "exit 0", "--health-interval", "200ms", "busybox",
+           "sleep", "1000")
+    wait_for(lambda: state_health(ctr, "nap").get("Status") == "healthy", 20, "healthy")
+    ctr.ok("pause", "nap")
+    time.sleep(0.5)  # a probe in flight when paused may still land
+    log = state_health(ctr, "nap")["Log"]
+    status = ctr.ok("ps", "--format", "{{.Status}}", "--filter", "name=nap").strip()
+    assert status.endswith("(Paused)") and "healthy" not in status, status
+    time.sleep(0.8)
+    assert state_health(ctr, "nap")["Log"] == log
+    ctr.ok("unpause", "nap")
+    wait_for(lambda: state_health(ctr, "nap")["Log"][-1] != log[-1], 10, "probing again")
+    assert state_health(ctr, "nap")["Status"] == "healthy"
