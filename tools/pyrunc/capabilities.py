@@ -19,8 +19,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from functools import lru_cache
-from collections.abc import Iterable
 
 from pyrunc.errors import ConfigError, RuntimeFailure
 
@@ -57,23 +55,25 @@ class _Data(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
-@lru_cache(maxsize=None)
 def _libc() -> ctypes.CDLL:
-    # Named directly: ctypes.util.find_library would run ldconfig in a subprocess.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    libc.prctl.restype = ctypes.c_int
-    return libc
+    from .syscalls import libc  # the process's libc, prctl's argument types set (loaded once there)
+
+    return libc()
 
 
-@lru_cache(maxsize=None)
-def last_cap() -> int:
-    """The highest capability number this kernel knows (/proc/sys/kernel/cap_last_cap)."""
+def _read_last_cap() -> int:
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:
             return int(f.read())
     except (OSError, ValueError):
         return len(KNOWN) - 1
+
+
+def last_cap(_known: list[int] = []) -> int:  # noqa: B006 - the one-value cache (functools costs ~0.5 ms of import)
+    """The highest capability number this kernel knows (/proc/sys/kernel/cap_last_cap), read once."""
+    if not _known:
+        _known.append(_read_last_cap())
+    return _known[0]
 
 
 def all_caps() -> tuple[str, ...]:
@@ -96,7 +96,7 @@ def _number(name: str) -> int | None:
     return n if n <= last_cap() else None
 
 
-def parse(names: Iterable[str]) -> int:
+def parse(names: list[str] | tuple[str, ...]) -> int:
     """Bit mask of the known names in `names`; unknown or unavailable ones are left out (as runc does)."""
     mask = 0
     for name in names:

@@ -75,7 +75,7 @@ _GLOBAL_BOOLS = {"--debug": "debug", "--systemd-cgroup": "systemd_cgroup"}
 
 def fast_parse(argv: list[str]):
     """argparse's result for the common commands, or None to let argparse handle (and report) the rest."""
-    from types import SimpleNamespace
+    SimpleNamespace = type(sys.implementation)  # types.SimpleNamespace without importing `types` (~0.3 ms)
 
     ns = SimpleNamespace(root=DEFAULT_ROOT, log=None, log_format="text", criu=None, rootless=None, debug=False,
                          systemd_cgroup=False, version=False, command=None)

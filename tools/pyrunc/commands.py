@@ -80,7 +80,7 @@ def cmd_create(args, log) -> int:
 
     spec, opts = _create(args, detach=True)
     _warn_caps(spec, log)
-    st, _ = container.create(spec, opts)
+    st, _, _ = container.create(spec, opts)
     log.debug(f"created container {st.id}: init pid {st.pid}, bundle {st.bundle}")
     return 0
 
@@ -100,10 +100,10 @@ def cmd_run(args, log) -> int:
     if not args.detach:
         # Become the init's parent once the bootstrap child exits, so we can wait for it and get its status.
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-    st, master = container.create(spec, opts)
+    st, master, reader = container.create(spec, opts, starting=True)
     log.debug(f"created container {st.id}: init pid {st.pid}, bundle {st.bundle}")
     try:
-        container.start(st)
+        container.start(st, reader)
     except BaseException:
         if not args.detach:
             container.delete(st, force=True)

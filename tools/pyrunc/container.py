@@ -6,7 +6,7 @@ import os
 import time
 
 import _signal as signal  # the C module: `signal` converts its constants to enums (enum: ~4 ms a start)
-from collections import namedtuple
+from .records import record
 
 from . import sync
 from .errors import ConfigError, PyruncError, RuntimeFailure, StateError
@@ -14,7 +14,7 @@ from .specconv import Spec
 from .state import FIFO, ContainerState, check_id, proc_start_time, rfc3339nano
 
 
-class CreateOptions(namedtuple("CreateOptions", "root id bundle console_socket pid_file no_pivot preserve_fds detach "
+class CreateOptions(record("CreateOptions", "root id bundle console_socket pid_file no_pivot preserve_fds detach "
                                "new_keyring", defaults=(None, None, False, 0, True, True))):
     """create/run flags (detach: create and run -d; a foreground run keeps a terminal's master itself)."""
 
@@ -75,8 +75,10 @@ def _close_extra_fds(keep: int) -> None:
                 pass
 
 
-def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]:
-    """Set everything up and park the init on the exec FIFO; returns the state and (foreground tty) the master."""
+def create(spec: Spec, opts: CreateOptions, starting: bool = False) -> tuple[ContainerState, int | None, int | None]:
+    """Set everything up and park the init on the exec FIFO; returns the state, (foreground tty) the master and,
+    when `starting` (`run`), the FIFO's read end: opened before the init reaches the FIFO, it lets the process start
+    as soon as it is ready, while we save the state (`start(st, reader)` then only collects the init's byte)."""
     from . import init, rootfs
 
     check_id(opts.id)
@@ -94,7 +96,7 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
         raise StateError("container with given ID already exists") from None
     manager = None
     child = init_pid = 0
-    master = None
+    master = reader = None
     try:
         os.mkfifo(os.path.join(cdir, FIFO), 0o622)
         manager = _new_manager(spec, opts.id)
@@ -114,6 +116,8 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
             os._exit(1)  # not reached
         child_sock.close()
         os.close(fifo_fd)
+        if starting:
+            reader = os.open(os.path.join(cdir, FIFO), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             # With a cgroup namespace the bootstrap child must be in the cgroup before it unshares; otherwise the
             # cgroup is applied to the init while it sets up its mounts (it waits for "continue" before anything
@@ -182,7 +186,7 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
         st.save()
         if opts.pid_file:
             _write_pid_file(opts.pid_file, init_pid)
-        return st, master
+        return st, master, reader
     except BaseException:
         for pid in (init_pid, child):
             if pid:
@@ -205,8 +209,9 @@ def create(spec: Spec, opts: CreateOptions) -> tuple[ContainerState, int | None]
                 manager.destroy()
             except Exception:  # best effort: the original error matters
                 pass
-        if master is not None:
-            os.close(master)
+        for fd in (master, reader):
+            if fd is not None:
+                os.close(fd)
         _remove_dir(cdir)
         raise
 
@@ -320,17 +325,21 @@ def _wait_gone(pid: int, timeout: float) -> bool:
         time.sleep(0.005)
 
 
-def start(st: ContainerState) -> None:
-    status = st.status()
-    if status == "stopped":
-        raise StateError("cannot start a container that has stopped")
-    if status != "created":
-        raise StateError("cannot start an already running container")
+def start(st: ContainerState, reader: int | None = None) -> None:
+    """Let the created init exec its process (`reader`: the FIFO end create(starting=True) opened, which we own)."""
     fifo = os.path.join(st.dir, FIFO)
-    try:
-        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise StateError("cannot start an already running container") from None
+    if reader is not None:
+        fd = reader  # the init may have started, even finished, already: its byte waits in the FIFO
+    else:
+        status = st.status()
+        if status == "stopped":
+            raise StateError("cannot start a container that has stopped")
+        if status != "created":
+            raise StateError("cannot start an already running container")
+        try:
+            fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise StateError("cannot start an already running container") from None
     try:
         data = _await_fifo(fd, st)
     finally:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections import namedtuple
+from .records import record
 
 from pyrunc.errors import ConfigError, RuntimeFailure
 
@@ -45,11 +45,11 @@ FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": None, "SECCOMP_FILTER_FLAG_LOG": "CTL_LOG"
 MAX_ARGS = 6
 
 
-# namedtuples rather than dataclasses: importing dataclasses costs ~15ms on the container start path.
-Arg = namedtuple("Arg", "index op value value_two")
-Syscall = namedtuple("Syscall", "name action errno_ret args")
+# records (records.py) rather than dataclasses: importing dataclasses costs ~15ms on the container start path.
+Arg = record("Arg", "index op value value_two")
+Syscall = record("Syscall", "name action errno_ret args")
 # linux.seccomp flattened as runc's configs.Seccomp: one Syscall per name.
-Profile = namedtuple("Profile", "default_action default_errno_ret architectures flags syscalls listener_path "
+Profile = record("Profile", "default_action default_errno_ret architectures flags syscalls listener_path "
                                 "listener_metadata")
 
 

@@ -1,27 +1,27 @@
 """config.json -> immutable records, validated once at the edge (schema, then the checks runc's validator makes).
 
-The records are namedtuple subclasses with annotated fields: frozen like a frozen dataclass, but without
+The records are tuple subclasses (records.py) with annotated fields: frozen like a frozen dataclass, but without
 importing dataclasses (≈20 ms, most of it `inspect`) on every container start."""
 
 from __future__ import annotations
 
 from . import fastjson as json  # `json` imports re and enum: ~8 ms a start
 import os
-from collections import namedtuple
+from .records import record
 
 from .errors import ConfigError
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 
 
-class IDMap(namedtuple("IDMap", "container_id host_id size")):
+class IDMap(record("IDMap", "container_id host_id size")):
     __slots__ = ()
     container_id: int
     host_id: int
     size: int
 
 
-class User(namedtuple("User", "uid gid umask additional_gids", defaults=(0, 0, None, ()))):
+class User(record("User", "uid gid umask additional_gids", defaults=(0, 0, None, ()))):
     __slots__ = ()
     uid: int
     gid: int
@@ -29,7 +29,7 @@ class User(namedtuple("User", "uid gid umask additional_gids", defaults=(0, 0, N
     additional_gids: tuple[int, ...]
 
 
-class Process(namedtuple("Process", "args env cwd terminal console_size user capabilities rlimits no_new_privileges oom_score_adj apparmor_profile selinux_label", defaults=((), "/", False, None, User(), None, (), False, None, "", ""))):
+class Process(record("Process", "args env cwd terminal console_size user capabilities rlimits no_new_privileges oom_score_adj apparmor_profile selinux_label", defaults=((), "/", False, None, User(), None, (), False, None, "", ""))):
     __slots__ = ()
     args: tuple[str, ...]
     env: tuple[str, ...]
@@ -45,7 +45,7 @@ class Process(namedtuple("Process", "args env cwd terminal console_size user cap
     selinux_label: str
 
 
-class Mount(namedtuple("Mount", "destination type source options", defaults=("", "", ()))):
+class Mount(record("Mount", "destination type source options", defaults=("", "", ()))):
     __slots__ = ()
     destination: str
     type: str
@@ -53,13 +53,13 @@ class Mount(namedtuple("Mount", "destination type source options", defaults=("",
     options: tuple[str, ...]
 
 
-class Namespace(namedtuple("Namespace", "type path", defaults=("",))):
+class Namespace(record("Namespace", "type path", defaults=("",))):
     __slots__ = ()
     type: str
     path: str
 
 
-class Device(namedtuple("Device", "path type major minor file_mode uid gid", defaults=(0, 0, None, None, None))):
+class Device(record("Device", "path type major minor file_mode uid gid", defaults=(0, 0, None, None, None))):
     __slots__ = ()
     path: str
     type: str
@@ -70,7 +70,7 @@ class Device(namedtuple("Device", "path type major minor file_mode uid gid", def
     gid: int | None
 
 
-class Hook(namedtuple("Hook", "path args env timeout", defaults=((), (), None))):
+class Hook(record("Hook", "path args env timeout", defaults=((), (), None))):
     __slots__ = ()
     path: str
     args: tuple[str, ...]
@@ -78,7 +78,7 @@ class Hook(namedtuple("Hook", "path args env timeout", defaults=((), (), None)))
     timeout: int | None
 
 
-class Linux(namedtuple("Linux", "namespaces uid_mappings gid_mappings devices cgroups_path resources rootfs_propagation seccomp sysctl masked_paths readonly_paths personality time_offsets", defaults=((), (), (), (), None, None, "", None, None, (), (), None, None))):
+class Linux(record("Linux", "namespaces uid_mappings gid_mappings devices cgroups_path resources rootfs_propagation seccomp sysctl masked_paths readonly_paths personality time_offsets", defaults=((), (), (), (), None, None, "", None, None, (), (), None, None))):
     __slots__ = ()
     namespaces: tuple[Namespace, ...]
     uid_mappings: tuple[IDMap, ...]
@@ -101,7 +101,7 @@ class Linux(namedtuple("Linux", "namespaces uid_mappings gid_mappings devices cg
         return None
 
 
-class Spec(namedtuple("Spec", "oci_version process rootfs readonly_root hostname domainname mounts hooks annotations linux raw")):
+class Spec(record("Spec", "oci_version process rootfs readonly_root hostname domainname mounts hooks annotations linux raw")):
     __slots__ = ()
     oci_version: str
     process: Process | None

@@ -1,13 +1,12 @@
 """Thin ctypes wrappers over the libc calls Python 3.11's os module lacks (unshare, setns, mount, pivot_root ...).
 
-libc is loaded once, lazily, by `libc()`; every wrapper raises OSError with errno and a short description, which the
+libc is loaded once, at import (dlopen of the running process: microseconds), and returned by `libc()`; every wrapper raises OSError with errno and a short description, which the
 callers turn into one-line RuntimeFailure messages.
 """
 
 from __future__ import annotations
 
 import ctypes
-import functools
 import os
 
 CLONE_NEWNS = 0x00020000
@@ -54,8 +53,7 @@ PR_SET_CHILD_SUBREAPER = 36
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, 155)
 
 
-@functools.lru_cache(maxsize=None)
-def libc() -> ctypes.CDLL:
+def _load() -> ctypes.CDLL:
     lib = ctypes.CDLL(None, use_errno=True)
     lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
     lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
@@ -64,6 +62,13 @@ def libc() -> ctypes.CDLL:
     lib.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
     lib.syscall.restype = ctypes.c_long
     return lib
+
+
+_LIBC = _load()  # set up once; not changed afterwards (functools.lru_cache would cost ~0.5 ms of import)
+
+
+def libc() -> ctypes.CDLL:
+    return _LIBC
 
 
 def _check(ret: int, what: str) -> int:

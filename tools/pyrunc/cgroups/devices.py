@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections import namedtuple
+from pyrunc.records import record
 
 from pyrunc.errors import ConfigError
 
 WILDCARD = -1
 
 
-class Rule(namedtuple("Rule", "type major minor access allow")):
+class Rule(record("Rule", "type major minor access allow")):
     """One device rule: type "a", "c" or "b"; major/minor (WILDCARD for any); access, a subset of "rwm"; allow.
 
-    A namedtuple, not a dataclass: dataclasses and typing cost ~10-15ms of import on the container start path.
+    A record (records.py), not a dataclass: dataclasses and typing cost ~10-15ms of import on the start path.
     """
 
     __slots__ = ()

@@ -9,8 +9,6 @@ from pyrunc.errors import ConfigError, RuntimeFailure
 
 from . import devices as devrules
 from . import fs
-from .convert import parse_cpu_list
-from .stats import blkio_v1, hugetlb_entry, memory_entry, omit_empty
 
 FROZEN, THAWED, UNDEFINED = "FROZEN", "THAWED", ""
 
@@ -275,6 +273,9 @@ class V1Manager:
     # -- stats ------------------------------------------------------------------------------------------------
     def stats(self) -> dict:
         """The `runc events --stats` "data" object (Go's omitempty applied)."""
+        from .convert import parse_cpu_list  # here, not at the top: not on the container start path
+        from .stats import blkio_v1, hugetlb_entry, memory_entry, omit_empty
+
         cpu_path, acct = self.paths.get("cpu", ""), self.paths.get("cpuacct", "")
         throttle = fs.read_keyed(cpu_path, "cpu.stat") if cpu_path else {}
         usage: dict = {}
