@@ -261,7 +261,8 @@ def test_output_capped(ctr: Ctr) -> None:
     assert len(out) == 4096 + 3 and out.endswith("...") and out.startswith("abc\nabc\n")
 
 
-def test_monitoring_resumes_after_daemon_restart(ctr: Ctr, pcd) -> None:
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_monitoring_resumes_after_daemon_restart(ctr: Ctr, pcd, how: str) -> None:
     ctr.ok("run", "-d", "--name", "keep", "--health-cmd", "exit 0", "--health-interval", "300ms", "busybox",
            "sleep", "1000")
     marker = f"sleep 8{uuid.uuid4().int % 1000}.5"
@@ -270,8 +271,8 @@ def test_monitoring_resumes_after_daemon_restart(ctr: Ctr, pcd) -> None:
     wait_for(lambda: state_health(ctr, "keep").get("Status") == "healthy", 20, "healthy")
     wait_for(lambda: probes_running(marker), 20, "hung's probe running")
     probe = wait_for(lambda: inspect(ctr, "hung")["ExecIDs"], 10, "the probe's exec")[0]
-    pcd.restart()
-    # the probe the old daemon had running was killed and forgotten by its shim
+    pcd.restart() if how == "stop" else (pcd.kill(), pcd.start())
+    # the probe the old daemon had running was killed and forgotten by its shim (by the next daemon if killed)
     wait_for(lambda: probe not in (inspect(ctr, "hung")["ExecIDs"] or []), 10, "the old probe's exec gone")
     restarted = time.time()
     assert state_health(ctr, "keep")["Status"] == "healthy"  # kept in the record

@@ -12,7 +12,8 @@ through the container's shim (CMD → its arguments, CMD-SHELL → `/bin/sh -c`)
 user, env and working directory; its output (at most 4096 bytes, then `...`) is collected, never
 logged. After `timeout` it is killed and counts as ExitCode -1, "Health check exceeded timeout (…)".
 The execs publish /tasks/exec-added and /tasks/exec-started as docker's probes emit exec_create and
-exec_start, and are deleted once done (also when the monitor is cancelled), so none is left behind.
+exec_start, and are deleted once done (also when the monitor is cancelled; the id of the one running is
+in the bundle's `health-probe` for a daemon killed meanwhile), so none is left behind.
 
 Rules (docker's handleProbeResult): exit 0 → healthy, streak 0; a failure while still `starting`
 inside the start period does not count; otherwise the streak grows and reaching `retries` makes it
@@ -30,6 +31,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import errdefs, protocol
 from .logs import parse_time, rfc3339nano
@@ -296,6 +298,11 @@ class HealthMonitor:
         record = await self._record(namespace, cid)
         if record is None or HealthConfig.of_record(record) is None:
             return
+        task = self.daemon.tasks.tasks.get(key)
+        marker = self._in_flight(task) if task is not None else None
+        if marker is not None and marker.exists():  # a killed daemon's probe: gone from the shim too
+            await self._delete_exec(task, marker.read_text().strip())
+            marker.unlink(missing_ok=True)
         state = (record.get("extensions") or {}).get(STATE_EXT) or {}
         started = parse_time(state.get("StartedAt")) if state.get("StartedAt") else time.time()
         if not (record.get("extensions") or {}).get(HEALTH_EXT):
@@ -371,6 +378,7 @@ class HealthMonitor:
             await task.client.call("exec", {"exec_id": exec_id, "process": process, "terminal": False,
                                             "stdin": False})
             created = True
+            self._in_flight(task).write_text(exec_id)
             self.daemon.publish(namespace, "/tasks/exec-added", {"container_id": cid, "exec_id": exec_id})
             attach = await _shim(task.bundle).connect()
             status: int | None = None
@@ -407,6 +415,13 @@ class HealthMonitor:
                 await attach.close()
             if created:  # killed if still running, and forgotten by the shim
                 await asyncio.shield(self._delete_exec(task, exec_id))
+                self._in_flight(task).unlink(missing_ok=True)
+
+    @staticmethod
+    def _in_flight(task) -> Path:
+        """The running probe's exec id, in the task's bundle (goes with it): a daemon killed mid-probe
+        leaves it for the next one to delete that exec."""
+        return task.bundle / "health-probe"
 
     @staticmethod
     async def _delete_exec(task, exec_id: str) -> None:
