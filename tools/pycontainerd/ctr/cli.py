@@ -109,6 +109,7 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, default="")
     p.add_argument("--no-healthcheck", action="store_true")
     p.add_argument("--security-opt", action="append", default=[])
+    p.add_argument("--detach-keys", default="")
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -127,6 +128,7 @@ def build_parser() -> Parser:
     s = _add(sub, "start")
     s.add_argument("-a", "--attach", action="store_true")
     s.add_argument("-i", "--interactive", action="store_true")
+    s.add_argument("--detach-keys", default="")
     s.add_argument("containers", nargs="+")
     s = _add(sub, "ps")
     s.add_argument("-a", "--all", action="store_true")
@@ -159,6 +161,7 @@ def build_parser() -> Parser:
     s.add_argument("-e", "--env", action="append", default=[])
     s.add_argument("-w", "--workdir", default="")
     s.add_argument("-u", "--user", default="")
+    s.add_argument("--detach-keys", default="")
     s.add_argument("container")
     s.add_argument("command", nargs=argparse.REMAINDER)
     s = _add(sub, "logs")
@@ -172,6 +175,7 @@ def build_parser() -> Parser:
     s = _add(sub, "attach")
     s.add_argument("--no-stdin", action="store_true")
     s.add_argument("--sig-proxy", default="true")
+    s.add_argument("--detach-keys", default="")
     s.add_argument("container")
     s = _add(sub, "inspect")
     s.add_argument("-f", "--format", default="")
@@ -380,7 +384,7 @@ def _options(a) -> containers.CreateOptions:
         restart=a.restart, log_opts=a.log_opt, pull=a.pull, publish=a.publish, publish_all=a.publish_all,
         expose=a.expose, network=a.network, network_aliases=a.network_alias, dns=a.dns, dns_search=a.dns_search,
         dns_options=a.dns_option, add_hosts=a.add_host, ip=a.ip, ip6=a.ip6, volumes=a.volume, mounts=a.mount, tmpfs=a.tmpfs,
-        security_opt=a.security_opt)
+        security_opt=a.security_opt, detach_keys=a.detach_keys)
 
 
 def _healthcheck(a) -> dict | None:
@@ -437,7 +441,7 @@ def _dispatch_container(b: Backend, a) -> int:
         print(containers.create(b, _options(a)).id)
         return 0
     if v == "start":
-        return containers.start(b, a.containers, a.attach, a.interactive)
+        return containers.start(b, a.containers, a.attach, a.interactive, a.detach_keys)
     if v == "ps":
         containers.ps(b, a)
         return 0
@@ -470,11 +474,12 @@ def _dispatch_execlogs(b: Backend, a) -> int:
     if v == "exec":
         if not a.command:
             raise FlagError(f'"{PROG} exec" requires at least 2 arguments.', "exec")
-        return execlogs.exec_(b, a.container, a.command, a.interactive, a.tty, a.env, a.workdir, a.user, a.detach)
+        return execlogs.exec_(b, a.container, a.command, a.interactive, a.tty, a.env, a.workdir, a.user, a.detach,
+                               a.detach_keys)
     if v == "logs":
         execlogs.logs(b, a.container, a.follow, a.tail, a.timestamps, a.since, a.until, a.details)
         return 0
-    return execlogs.attach_(b, a.container, a.no_stdin, a.sig_proxy != "false")  # "attach"
+    return execlogs.attach_(b, a.container, a.no_stdin, a.sig_proxy != "false", a.detach_keys)  # "attach"
 
 
 def _dispatch_observe(b: Backend, a) -> int:

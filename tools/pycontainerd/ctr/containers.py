@@ -19,7 +19,7 @@ from .formatting import print_rows
 from .humanize import ago, parse_duration, rfc3339nano
 from .images import ensure_image
 from .names import NAME_RE, new_id, random_name
-from .stdio import attach
+from .stdio import BAD_DETACH_KEYS, DEFAULT_DETACH_KEYS, Detached, attach, parse_detach_keys
 
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
               "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES", "Labels": "LABELS",
@@ -71,6 +71,7 @@ class CreateOptions:
     tmpfs: list[str] = field(default_factory=list)         # --tmpfs
     healthcheck: dict | None = None                        # --health-*, --no-healthcheck: Config.Healthcheck
     security_opt: list[str] = field(default_factory=list)  # --security-opt
+    detach_keys: str = ""                                  # --detach-keys (default ctrl-p,ctrl-q)
 
 
 def network_and_mounts(o: CreateOptions, image_cfg: dict) -> tuple[dict, dict, dict]:
@@ -404,7 +405,9 @@ def _kill_proxy(b: Backend, cid: str):
 
 def run(b: Backend, o: CreateOptions) -> int:
     """docker run: create, start, and with no -d stream the output and exit with the container's status."""
+    keys = b"" if o.detach else detach_keys_or_exit(o.detach_keys)
     c = create(b, o)
+    detached = False
     try:
         create_task(b, c)
         if o.detach:
@@ -419,7 +422,13 @@ def run(b: Backend, o: CreateOptions) -> int:
 
         try:
             status = attach(b.client, c.id, stdin=o.interactive, tty_=o.tty, on_attached=on_attached,
-                            proxy_signals=_kill_proxy(b, c.id))
+                            proxy_signals=_kill_proxy(b, c.id), detach_keys=keys)
+        except Detached:  # docker: exit 0, the container runs on (and --rm removes it when it exits)
+            detached = True
+            if o.rm:
+                b.call("Containers", "Update", {"container": {"id": c.id, "labels": {
+                    **(c.record.get("labels") or {}), AUTO_REMOVE_LABEL: "true"}}, "update_mask": ["labels"]})
+            return 0
         except errdefs.Error as exc:
             raise CLIError(f"Error response from daemon: {exc}", 125) from None
         if status is None:
@@ -429,14 +438,24 @@ def run(b: Backend, o: CreateOptions) -> int:
     except CLIError as exc:
         raise CLIError(exc.message, exc.status if exc.status >= 125 else 125) from None
     finally:
-        if o.rm and not o.detach:
+        if o.rm and not o.detach and not detached:
             try:
                 remove(b, b.container(c.id), force=True, volumes=True)
             except (CLIError, errdefs.Error):
                 pass
 
 
-def start(b: Backend, refs: list[str], attach_: bool = False, interactive: bool = False) -> int:
+def detach_keys_or_exit(text: str) -> bytes:
+    """--detach-keys parsed; keys dockerd would refuse end the verb with docker's line and status 1."""
+    try:
+        return parse_detach_keys(text or DEFAULT_DETACH_KEYS)
+    except ValueError:
+        raise CLIError(BAD_DETACH_KEYS) from None
+
+
+def start(b: Backend, refs: list[str], attach_: bool = False, interactive: bool = False,
+          detach_keys: str = "") -> int:
+    keys = detach_keys_or_exit(detach_keys) if attach_ or interactive else b""
     failed = []
     status = 0
     for ref in refs:
@@ -449,8 +468,12 @@ def start(b: Backend, refs: list[str], attach_: bool = False, interactive: bool 
             create_task(b, c)
             if attach_ or interactive:
                 tty_ = bool(c.docker.get("Config", {}).get("Tty"))
-                result = attach(b.client, c.id, stdin=interactive, tty_=tty_,
-                                on_attached=lambda: start_task(b, c.id), proxy_signals=_kill_proxy(b, c.id))
+                try:
+                    result = attach(b.client, c.id, stdin=interactive, tty_=tty_,
+                                    on_attached=lambda: start_task(b, c.id), proxy_signals=_kill_proxy(b, c.id),
+                                    detach_keys=keys)
+                except Detached:  # docker start -ai: silent, status 0
+                    continue
                 record_exit(b, c.id)
                 status = result or 0
             else:

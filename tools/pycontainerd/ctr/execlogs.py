@@ -8,13 +8,14 @@ import sys
 
 from .. import errdefs
 from .backend import Backend, CLIError
-from .containers import _kill_proxy, record_exit
+from .containers import _kill_proxy, detach_keys_or_exit, record_exit
 from .humanize import rfc3339nano, parse_time
-from .stdio import attach
+from .stdio import Detached, attach
 
 
 def exec_(b: Backend, ref: str, args: list[str], interactive: bool, tty: bool, env: list[str], workdir: str,
-          user: str, detach: bool) -> int:
+          user: str, detach: bool, detach_keys: str = "") -> int:
+    keys = b"" if detach else detach_keys_or_exit(detach_keys)
     c = b.container(ref)
     if c.status != "running":
         raise CLIError(f"Error response from daemon: Container {c.id} is "
@@ -41,25 +42,37 @@ def exec_(b: Backend, ref: str, args: list[str], interactive: bool, tty: bool, e
     if detach:
         start()
         return 0
+    detached = False
     try:
-        status = attach(b.client, c.id, exec_id, stdin=interactive, tty_=tty, on_attached=start)
+        status = attach(b.client, c.id, exec_id, stdin=interactive, tty_=tty, on_attached=start, detach_keys=keys)
+    except Detached:  # docker exec -it: the process runs on; the CLI says so and exits 1
+        detached = True
+        print("read escape sequence", file=sys.stderr)
+        return 1
     finally:
-        try:
-            b.call("Tasks", "DeleteProcess", {"container_id": c.id, "exec_id": exec_id})
-        except errdefs.Error:
-            pass
+        if not detached:
+            try:
+                b.call("Tasks", "DeleteProcess", {"container_id": c.id, "exec_id": exec_id})
+            except errdefs.Error:
+                pass
     return status or 0
 
 
-def attach_(b: Backend, ref: str, no_stdin: bool, sig_proxy: bool = True) -> int:
+def attach_(b: Backend, ref: str, no_stdin: bool, sig_proxy: bool = True, detach_keys: str = "") -> int:
+    keys = detach_keys_or_exit(detach_keys)
     c = b.container(ref)
     if c.status != "running":
         raise CLIError("You cannot attach to a stopped container, start it first" if c.status != "paused" else
                        "You cannot attach to a paused container, unpause it first")
     cfg = c.docker.get("Config") or {}
     stdin = bool(cfg.get("OpenStdin")) and not no_stdin
-    status = attach(b.client, c.id, stdin=stdin, tty_=bool(cfg.get("Tty")), close_stdin=bool(cfg.get("StdinOnce")),
-                    proxy_signals=_kill_proxy(b, c.id) if sig_proxy else None)
+    try:
+        status = attach(b.client, c.id, stdin=stdin, tty_=bool(cfg.get("Tty")),
+                        close_stdin=bool(cfg.get("StdinOnce")),
+                        proxy_signals=_kill_proxy(b, c.id) if sig_proxy else None, detach_keys=keys)
+    except Detached:  # docker attach: the container runs on; the CLI says so and exits 1
+        print("read escape sequence", file=sys.stderr)
+        return 1
     record_exit(b, c.id)
     return status or 0
 

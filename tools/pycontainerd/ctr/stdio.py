@@ -11,10 +11,64 @@ import termios
 import threading
 import tty
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from .. import errdefs, protocol
 from ..client import Call, Client
+
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+# moby/term's keyMap: ctrl-a … ctrl-z and the five punctuation controls
+_CTRL = {**{f"ctrl-{chr(c)}": c - 96 for c in range(ord("a"), ord("z") + 1)},
+         "ctrl-@": 0, "ctrl-[": 27, "ctrl-\\": 28, "ctrl-]": 29, "ctrl-^": 30, "ctrl-_": 31}
+# what docker 20.10's CLI prints when dockerd refuses the keys (the attach upgrade gets a 400)
+BAD_DETACH_KEYS = "unable to upgrade to tcp, received 400"
+
+
+class Detached(Exception):
+    """The user typed the detach keys: the process keeps running, its stdin stays open."""
+
+
+def parse_detach_keys(text: str) -> bytes:
+    """moby/term's ToBytes: comma-separated single characters or ctrl-X names."""
+    out = bytearray()
+    for key in text.split(","):
+        if len(key) == 1:
+            out += key.encode()
+        elif key.lower() in _CTRL:
+            out.append(_CTRL[key.lower()])
+        else:
+            raise ValueError(f"Unknown character: '{key}'")
+    return bytes(out)
+
+
+@dataclass
+class EscapeProxy:
+    """Watches typed input for the detach sequence; a partial match is held back, then passed on when the
+    next key does not continue it (moby/term's escapeProxy)."""
+
+    keys: bytes
+    pos: int = 0
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """(bytes for the process, whether the sequence completed)."""
+        out = bytearray()
+        for byte in data:
+            if byte == self.keys[self.pos]:
+                self.pos += 1
+                if self.pos == len(self.keys):
+                    self.pos = 0
+                    return bytes(out), True
+                continue
+            out += self.keys[:self.pos]
+            self.pos = 0
+            if byte == self.keys[0]:
+                self.pos = 1
+                if len(self.keys) == 1:
+                    return bytes(out), True
+            else:
+                out.append(byte)
+        return bytes(out), False
 
 
 @contextmanager
@@ -42,8 +96,10 @@ def terminal_size() -> tuple[int, int]:
     return 80, 24
 
 
-def _stdin_pump(call: Call, stop: threading.Event) -> None:
-    """Our stdin to the process until EOF (then close_send, which closes its stdin)."""
+def _stdin_pump(call: Call, stop: threading.Event, escape: EscapeProxy | None = None,
+                detached: threading.Event | None = None) -> None:
+    """Our stdin to the process until EOF (then close_send, which closes its stdin); with `escape`, the
+    detach keys end the attach instead (cancelled, the process's stdin left open)."""
     fd = sys.stdin.fileno()
     try:
         while not stop.is_set():
@@ -53,7 +109,15 @@ def _stdin_pump(call: Call, stop: threading.Event) -> None:
             data = os.read(fd, 32768)
             if not data:
                 break
-            call.send_data(data)
+            done = False
+            if escape is not None:
+                data, done = escape.feed(data)
+            if data:
+                call.send_data(data)
+            if done and detached is not None:
+                detached.set()
+                call.cancel()
+                return
     except (OSError, errdefs.Error, ValueError):
         pass
     try:
@@ -64,9 +128,12 @@ def _stdin_pump(call: Call, stop: threading.Event) -> None:
 
 def attach(client: Client, cid: str, exec_id: str = "", stdin: bool = False, tty_: bool = False,
            on_attached: Callable[[], None] | None = None, proxy_signals: Callable[[int], None] | None = None,
-           close_stdin: bool = True) -> int | None:
+           close_stdin: bool = True, detach_keys: bytes | None = None) -> int | None:
     """Stream a process's output (starting it with `on_attached` once attached, so nothing is missed);
-    returns its exit status, or None when detached before it exited."""
+    returns its exit status, or None when detached before it exited. With a terminal and stdin,
+    `detach_keys` typed by the user raise Detached (docker applies them only to `-it`)."""
+    escape = EscapeProxy(detach_keys) if detach_keys and tty_ and stdin else None
+    detached = threading.Event()
     call = client.duplex("Tasks", "Attach", {"container_id": cid, "exec_id": exec_id, "stdin": stdin,
                                              "close_stdin": close_stdin})
     stop = threading.Event()
@@ -94,7 +161,8 @@ def attach(client: Client, cid: str, exec_id: str = "", stdin: bool = False, tty
                         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
                             old_handlers[sig] = signal.signal(sig, lambda s, _f: proxy_signals(s))
                     if stdin:
-                        pump = threading.Thread(target=_stdin_pump, args=(call, stop), daemon=True)
+                        pump = threading.Thread(target=_stdin_pump, args=(call, stop, escape, detached),
+                                                daemon=True)
                         pump.start()
                     continue
                 data = frame.get("data")
@@ -103,9 +171,15 @@ def attach(client: Client, cid: str, exec_id: str = "", stdin: bool = False, tty
                     stream.buffer.write(protocol.b64decode(data))
                     stream.buffer.flush()
             result = call.result()
+    except errdefs.Error:
+        if detached.is_set():
+            raise Detached() from None
+        raise
     finally:
         stop.set()
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
+    if detached.is_set():
+        raise Detached()
     status = result.get("exit_status")
     return None if status is None else int(status)
