@@ -167,7 +167,7 @@ def test_bad_flags_exit_125(ctr: Ctr) -> None:
 
 
 def test_healthy_ps_inspect_filter_events(ctr: Ctr) -> None:
-    events = subprocess.Popen(ctr.argv("events", "--filter", "event=health_status"), stdout=subprocess.PIPE,
+    events = subprocess.Popen(ctr.argv("events", "--filter", "container=good"), stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True, env=env())
     try:
         time.sleep(1.0)  # subscribed before the container starts
@@ -195,8 +195,13 @@ def test_healthy_ps_inspect_filter_events(ctr: Ctr) -> None:
         r = ctr("ps", "--filter", "health=xyz")
         assert r.status == 1 and r.err.strip() == "Error response from daemon: Unrecognised filter value for " \
                                                   "health: xyz"
-        line = wait_for(events.stdout.readline, 10, "the event")
-        assert " container health_status: healthy " in line and "name=good" in line, line
+        seen = []
+        while not any(" health_status: " in x for x in seen):
+            seen.append(wait_for(events.stdout.readline, 10, "the health_status event"))
+        assert " container health_status: healthy " in seen[-1] and "name=good" in seen[-1], seen
+        # the probe's exec events as docker's, named by the command
+        assert any(" container exec_create: /bin/sh -c echo hi " in x and "execID=" in x for x in seen), seen
+        assert any(" container exec_start: /bin/sh -c echo hi " in x for x in seen), seen
     finally:
         events.kill()
         events.wait()

@@ -11,8 +11,8 @@ stops probing, `/tasks/resumed` resumes it; the init's `/tasks/exit`, `/tasks/de
 through the container's shim (CMD → its arguments, CMD-SHELL → `/bin/sh -c`), with the container's
 user, env and working directory; its output (at most 4096 bytes, then `...`) is collected, never
 logged. After `timeout` it is killed and counts as ExitCode -1, "Health check exceeded timeout (…)".
-The execs publish /tasks/exec-added and /tasks/exec-started as docker's probes emit exec_create and
-exec_start, and are deleted once done (also when the monitor is cancelled; the id of the one running is
+The execs publish /tasks/exec-added and /tasks/exec-started (with their `args`) as docker's probes
+emit `exec_create: /bin/sh -c …` and `exec_start: …`, and are deleted once done (also when the monitor is cancelled; the id of the one running is
 in the bundle's `health-probe` for a daemon killed meanwhile), so none is left behind.
 
 Rules (docker's handleProbeResult): exit 0 → healthy, streak 0; a failure while still `starting`
@@ -379,7 +379,8 @@ class HealthMonitor:
                                             "stdin": False})
             created = True
             self._in_flight(task).write_text(exec_id)
-            self.daemon.publish(namespace, "/tasks/exec-added", {"container_id": cid, "exec_id": exec_id})
+            self.daemon.publish(namespace, "/tasks/exec-added", {"container_id": cid, "exec_id": exec_id,
+                                                                 "args": cfg.args})
             attach = await _shim(task.bundle).connect()
             status: int | None = None
 
@@ -392,7 +393,8 @@ class HealthMonitor:
                     if item.get("attached"):
                         result = await task.client.call("start", {"exec_id": exec_id})
                         self.daemon.publish(namespace, "/tasks/exec-started",
-                                            {"container_id": cid, "exec_id": exec_id, "pid": result.get("pid", 0)})
+                                            {"container_id": cid, "exec_id": exec_id, "pid": result.get("pid", 0),
+                                             "args": cfg.args})
                     elif item.get("data"):
                         data = protocol.b64decode(item["data"])
                         room = MAX_OUTPUT - len(output)

@@ -187,6 +187,8 @@ def events(b: Backend, filters: list[str], fmt: str, since: str, until: str) -> 
                     if ev.get("exec_id") == "" or ev.get("exec_id") is None:
                         continue
                     attrs["execID"] = ev.get("exec_id", "")
+                    if ev.get("args"):  # docker's action names the command: `exec_create: /bin/sh -c …`
+                        action = f"{action}: {' '.join(ev['args'])}"
             else:
                 attrs["name"] = familiar(actor)
                 actor = familiar(actor)
