@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -362,3 +363,44 @@ def test_exec_tty_foreground(env):
         outs[rt.name] = (rc, b"tty-in" in out, b"/dev/pts/" in out)
         rt("delete", "-f", cid)
     assert outs["pyrunc"] == outs["runc"] == (4, True, True)
+
+
+def test_direct_fork_keeps_runtime_pid_namespace(env, tmp_path):
+    """Without a user or time namespace the init is forked straight into its pid namespace (no bootstrap child):
+    the container still sees itself as pid 1, and the runtime's own later children (its hooks) are born in the
+    host's pid namespace, as under runc."""
+    from pyrunc import init, specconv
+
+    script = tmp_path / "hook.sh"
+    script.write_text("#!/bin/sh\nreadlink /proc/self/ns/pid > \"$1\"\n")
+    script.chmod(0o755)
+    host_ns = os.readlink("/proc/self/ns/pid")
+    for rt in (env.runc, env.pyrunc):
+        outdir = tmp_path / f"ns-{rt.name}"
+        outdir.mkdir()
+        bundle = env.bundle("sh", "-c", "echo $$; readlink /proc/self/ns/pid")
+        hooks = {k: [{"path": str(script), "args": ["hook.sh", str(outdir / k)]}]
+                 for k in ("prestart", "poststart", "poststop")}
+        bundle.edit(lambda d: d.__setitem__("hooks", hooks))
+        assert init.direct_fork(specconv.convert(bundle.config, str(bundle.path), validate=False))
+        r = rt("run", "-b", str(bundle.path), env.new_id())
+        assert r.rc == 0, (rt.name, r.err)
+        pid, ns = r.out.split()
+        assert pid == "1" and ns != host_ns, (rt.name, r.out)
+        for k in hooks:
+            assert (outdir / k).read_text().strip() == host_ns, (rt.name, k)
+
+
+def test_direct_fork_eligibility():
+    from pyrunc import init, specconv
+
+    def spec(*namespaces):
+        doc = {"ociVersion": "1.0.2", "process": {"args": ["true"], "cwd": "/"}, "root": {"path": "rootfs"},
+               "linux": {"namespaces": list(namespaces)}}
+        return specconv.convert(doc, "/b", validate=False)
+
+    assert init.direct_fork(spec({"type": "pid"}, {"type": "mount"}, {"type": "network", "path": "/proc/1/ns/net"}))
+    assert init.direct_fork(spec({"type": "mount"}, {"type": "cgroup"}))
+    assert not init.direct_fork(spec({"type": "pid"}, {"type": "mount"}, {"type": "user"}))
+    assert not init.direct_fork(spec({"type": "mount"}, {"type": "time"}))
+    assert not init.direct_fork(spec({"type": "pid", "path": "/proc/1/ns/pid"}, {"type": "mount"}))

@@ -109,11 +109,19 @@ def create(spec: Spec, opts: CreateOptions, starting: bool = False) -> tuple[Con
         _close_extra_fds(opts.preserve_fds)
         # opened here: a user-namespaced init may not be able to reach the state dir
         fifo_fd = os.open(os.path.join(cdir, FIFO), os.O_PATH | os.O_CLOEXEC)
-        child = os.fork()
-        if child == 0:
-            parent_sock.close()
-            init.bootstrap(spec, child_sock, cdir, opts, fifo_fd)
-            os._exit(1)  # not reached
+        direct = init.direct_fork(spec)
+        if direct:  # the init is our child from the start: no bootstrap child, no "pid" message
+            def run_init() -> None:
+                parent_sock.close()
+                init.direct(spec, child_sock, cdir, opts, fifo_fd)
+
+            init_pid = init.fork_direct(spec, run_init)
+        else:
+            child = os.fork()
+            if child == 0:
+                parent_sock.close()
+                init.bootstrap(spec, child_sock, cdir, opts, fifo_fd)
+                os._exit(1)  # not reached
         child_sock.close()
         os.close(fifo_fd)
         if starting:
@@ -124,7 +132,14 @@ def create(spec: Spec, opts: CreateOptions, starting: bool = False) -> tuple[Con
             # that needs it).
             late_cgroup = manager is not None and spec.linux.namespace("cgroup") is None
             early_cgroup = False
-            if spec.linux.namespace("cgroup") is not None:
+            if direct:
+                # The init sets up its mounts meanwhile, up to the cgroup ones (it waits for "continue").
+                if manager is not None:
+                    manager.apply(init_pid)
+                if spec.linux.namespace("cgroup") is not None:
+                    sync.send(parent_sock, "go")
+                sync.send(parent_sock, "continue")
+            elif spec.linux.namespace("cgroup") is not None:
                 if manager is not None:
                     manager.apply(child)  # also writes the resources and the device rules
                 sync.send(parent_sock, "go")  # only then may the child unshare its cgroup namespace

@@ -62,6 +62,75 @@ def _message(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
+def direct_fork(spec: Spec) -> bool:
+    """Whether the runtime can fork the init itself, skipping the bootstrap child: not with a user namespace
+    (the others must be created inside it, so they belong to it), a time namespace or a pid namespace joined by
+    path (both apply to children only, set up by the bootstrap child)."""
+    return not any(ns.type in ("user", "time") or (ns.type == "pid" and ns.path) for ns in spec.linux.namespaces)
+
+
+def fork_direct(spec: Spec, child) -> int:
+    """Fork the init straight into its new pid namespace (for a direct_fork spec); `child()` runs in it and never
+    returns.  unshare(CLONE_NEWPID) changes only the namespace our next child is born in, and setns back to our
+    own right after the fork restores that: one fork and no bootstrap round trip (~2 ms of every start)."""
+    own = None
+    if spec.linux.namespace("pid") is not None:
+        own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            sc.unshare(sc.CLONE_NEWPID)
+        except OSError as e:
+            os.close(own)
+            raise PyruncError(f"unshare namespaces: {os.strerror(e.errno).lower()}") from None
+    try:
+        pid = os.fork()
+    except BaseException:
+        if own is not None:
+            _restore_pid_ns(own)
+        raise
+    if pid == 0:
+        if own is not None:
+            os.close(own)
+        child()
+        os._exit(1)  # not reached
+    if own is not None:
+        try:
+            _restore_pid_ns(own)
+        except BaseException:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise
+    return pid
+
+
+def _restore_pid_ns(own: int) -> None:
+    try:
+        sc.setns(own, sc.CLONE_NEWPID)
+    except OSError as e:
+        raise PyruncError(f"setns back to the runtime's pid namespace: {os.strerror(e.errno).lower()}") from None
+    finally:
+        os.close(own)
+
+
+def direct(spec: Spec, sock, state_dir: str, opts, fifo_fd: int) -> None:
+    """The init forked by fork_direct (pid 1 of its namespace already): the other namespaces, then the init."""
+    try:
+        if spec.linux.namespace("cgroup") is not None:
+            sync.recv(sock, "go")  # the parent has put us in the cgroup the namespace will be rooted at
+        _enter_namespaces(spec, {ns.type for ns in spec.linux.namespaces} - {"user", "pid"})
+    except BaseException as e:  # noqa: BLE001 - everything must reach the parent as one line
+        _fail(sock, _message(e))
+    container_init(spec, sock, state_dir, opts, False, fifo_fd)
+
+
+def _enter_namespaces(spec: Spec, kinds: set[str]) -> None:
+    """Join the namespaces given by path, in setns order, then unshare the new ones of `kinds` at once."""
+    for kind in namespaces.ORDER:
+        ns = spec.linux.namespace(kind)
+        if ns is not None and ns.path and kind in kinds:
+            namespaces.join(kind, ns.path)
+    namespaces.unshare(spec.linux.namespaces, kinds)
+
+
 def bootstrap(spec: Spec, sock, state_dir: str, opts, fifo_fd: int) -> None:
     try:
         if spec.linux.namespace("cgroup") is not None:
@@ -77,11 +146,7 @@ def bootstrap(spec: Spec, sock, state_dir: str, opts, fifo_fd: int) -> None:
                 sync.recv(sock, "maps-done")
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
-        for kind in namespaces.ORDER:
-            ns = spec.linux.namespace(kind)
-            if ns is not None and ns.path and kind != "user":
-                namespaces.join(kind, ns.path)
-        namespaces.unshare(spec.linux.namespaces, kinds - {"user"})
+        _enter_namespaces(spec, kinds - {"user"})
         if spec.linux.time_offsets and "time" in kinds:
             namespaces.write_time_offsets(spec.linux.time_offsets)
         pid = os.fork()
