@@ -176,7 +176,8 @@ def events(b: Backend, filters: list[str], fmt: str, since: str, until: str) -> 
                         rec = b.call("Containers", "Get", {"id": actor})["container"]
                         names[actor] = rec
                     except errdefs.Error:  # gone (a replayed event): the create event names the image
-                        rec = rec or {"image": familiar(ev.get("image", "")).removesuffix(":latest")}
+                        rec = rec or {"image": familiar(ev.get("image", "")).removesuffix(":latest"),
+                                      "labels": ev.get("labels") or {}}
                         names[actor] = rec
                 attrs["image"] = ((rec.get("extensions") or {}).get("pyctr/docker") or {}).get("Config", {}).get(
                     "Image") or familiar(rec.get("image", ""))

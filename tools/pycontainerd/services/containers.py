@@ -79,8 +79,9 @@ class ContainerStore:
                 raise errdefs.AlreadyExists(f"container \"{cid}\": already exists")
             self.daemon.ensure_namespace(namespace)
             self._write(namespace, row)
-        self.daemon.publish(namespace, "/containers/create",
-                            {"id": cid, "image": row["image"], "runtime": {"name": runtime["name"]}})
+        self.daemon.publish(namespace, "/containers/create",  # labels: names for `pyctr events --since` replays
+                            {"id": cid, "image": row["image"], "runtime": {"name": runtime["name"]},
+                             "labels": row.get("labels") or {}})
         return row
 
     def update(self, namespace: str, container: dict, fields: list[str] | None = None) -> dict:
