@@ -18,6 +18,7 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	$(BIN)/python -m pyrunc.install_entry $(BIN)/pyrunc
+	$(BIN)/python -m pycontainerd.install_entry $(BIN)/pyctr
 	@# pyrunc starts once per container: keep its bytecode compiled even where PYTHONDONTWRITEBYTECODE is set.
 	$(BIN)/python -m compileall -q tools
 

@@ -11,13 +11,18 @@ All calls share one connection (multiplexed by id); a reader thread routes repli
 
 from __future__ import annotations
 
+import _socket
 import itertools
-import queue
-import socket
 import threading
-from typing import Iterator
+from _queue import Empty, SimpleQueue
 
 from . import errdefs, protocol
+
+# _socket and _queue rather than socket and queue: the same objects without the Python wrappers' imports
+# (enum, selectors, heapq), a few ms of every pyctr command
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
 
 _END = object()
 
@@ -33,7 +38,7 @@ class Call:
     def __init__(self, client: "Client", call_id: int) -> None:
         self._client = client
         self.id = call_id
-        self._frames: queue.Queue = queue.Queue()
+        self._frames: SimpleQueue = SimpleQueue()
         self._result: dict | None = None
         self._error: Exception | None = None
         self.done = False
@@ -65,7 +70,7 @@ class Call:
             return _END
         try:
             frame = self._frames.get(timeout=timeout)
-        except queue.Empty:
+        except Empty:
             self.cancel()
             raise errdefs.DeadlineExceeded(f"no reply from the daemon within {timeout} s") from None
         if "stream" in frame:
@@ -109,7 +114,7 @@ class Client:
         self.timeout = timeout  # default for unary calls; None waits as long as the daemon works
         self._lock = threading.Lock()       # guards connection state and the calls table
         self._send_lock = threading.Lock()  # one frame at a time on the socket
-        self._sock: socket.socket | None = None
+        self._sock: _socket.socket | None = None
         self._reader: threading.Thread | None = None
         self._calls: dict[int, Call] = {}
         self._ids = itertools.count(1)
@@ -120,10 +125,10 @@ class Client:
             self._ensure_connected()
         return self
 
-    def _ensure_connected(self) -> socket.socket:
+    def _ensure_connected(self) -> _socket.socket:
         if self._sock is not None:
             return self._sock
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             sock.connect(self.address)
         except OSError:
@@ -135,7 +140,7 @@ class Client:
         self._reader.start()
         return sock
 
-    def _read_loop(self, sock: socket.socket) -> None:
+    def _read_loop(self, sock: _socket.socket) -> None:
         reason = "the daemon closed the connection"
         try:
             while True:
@@ -164,7 +169,7 @@ class Client:
             sock, self._sock = self._sock, None
         if sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(_socket.SHUT_RDWR)
             except OSError:
                 pass
             sock.close()

@@ -8,14 +8,13 @@ Docker-only metadata is kept as nerdctl does, in the container record: labels `n
 
 from __future__ import annotations
 
-import secrets
+import os
 import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from pyoci import reference
 from pyoci.errors import OCIError
 
 from .. import errdefs
@@ -26,6 +25,7 @@ from .humanize import ago, human_duration, parse_time
 NAME_LABEL = "nerdctl/name"
 HOSTNAME_LABEL = "nerdctl/hostname"
 AUTO_REMOVE_LABEL = "nerdctl/auto-remove"  # `run -d --rm`: removed once exited (by us until the daemon does it)
+MANUAL_STOP_LABEL = "pyctr/manually-stopped"  # set by stop/kill: the daemon's restart policies leave it alone
 DOCKER_EXT = "pyctr/docker"
 STATE_EXT = "pyctr/state"
 HEALTH_EXT = "pyctr/health"  # State.Health, written by the daemon's health monitor (pycontainerd.health)
@@ -141,9 +141,16 @@ class ContainerView:
         return " ".join(a for a in args if a is not None)
 
 
+def _reference():
+    """pyoci.reference, imported on first use (its grammar's regexes cost a few ms to compile)."""
+    from pyoci import reference
+
+    return reference
+
+
 def familiar(name: str) -> str:
     try:
-        return reference.parse_normalized_named(name).familiar
+        return _reference().parse_normalized_named(name).familiar
     except OCIError:
         return name
 
@@ -151,7 +158,7 @@ def familiar(name: str) -> str:
 def normalize(name: str) -> str:
     """`busybox` → `docker.io/library/busybox:latest`; raises CLIError on a bad reference."""
     try:
-        return str(reference.parse(name))
+        return str(_reference().parse(name))
     except OCIError as exc:
         raise CLIError(f"Error: invalid reference format: {exc}", 1) from None
 
@@ -168,7 +175,7 @@ class Backend:
     @contextmanager
     def lease(self, expire_seconds: int = 3600) -> Iterator[str]:
         """A lease protecting what a multi-call operation writes until its records reference it."""
-        lid = "pyctr-" + secrets.token_hex(8)
+        lid = "pyctr-" + os.urandom(8).hex()
         self.call("Leases", "Create", {"id": lid, "expire_seconds": expire_seconds})
         try:
             yield lid
@@ -263,7 +270,7 @@ class Backend:
         if not ref:
             return None
         try:
-            name = str(reference.parse(ref))
+            name = str(_reference().parse(ref))
         except OCIError:
             name = None
         if name is not None:

@@ -114,7 +114,28 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER)
 
 
-def build_parser() -> Parser:
+class _Skipped:
+    """Stands in for the parser of a verb this invocation does not use: every call is a no-op."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: self
+
+
+class _OnlyVerb:
+    """The top-level subparsers, adding only the invoked verb's parser (building all of them costs ~8 ms)."""
+
+    def __init__(self, sub, verb: str) -> None:
+        self._sub = sub
+        self._verb = verb
+
+    def add_parser(self, name: str, **kwargs):
+        if name == self._verb or self._verb in kwargs.get("aliases", ()):
+            return self._sub.add_parser(name, **kwargs)
+        return _Skipped()
+
+
+def build_parser(only: str | None = None) -> Parser:
+    """The command line; with `only`, the global flags and that verb's parser alone."""
     p = Parser(prog=PROG, description="pyctr: a docker-style client of pycontainerd")
     p.add_argument("-H", "--host", "--address", dest="address",
                    default=os.environ.get("PYCTR_ADDRESS") or os.environ.get("CONTAINERD_ADDRESS")
@@ -122,6 +143,8 @@ def build_parser() -> Parser:
     p.add_argument("-n", "--namespace", default=os.environ.get("CONTAINERD_NAMESPACE") or "default")
     p.add_argument("-v", "--version", action="store_true")
     sub = p.add_subparsers(dest="verb", parser_class=Parser)
+    if only is not None:
+        sub = _OnlyVerb(sub, only)
 
     for name in ("run", "create"):
         _run_flags(_add(sub, name, add_help=False))
@@ -389,6 +412,9 @@ def _options(a) -> containers.CreateOptions:
 
 def _healthcheck(a) -> dict | None:
     """--health-* and --no-healthcheck as docker's CLI reads them (Config.Healthcheck, or None)."""
+    if not (a.health_cmd or a.health_interval or a.health_timeout or a.health_retries or a.health_start_period
+            or a.no_healthcheck):
+        return None  # none given (from_flags says so too) without importing the daemon's health module (asyncio)
     from ..health import from_flags, parse_go_duration
 
     for name in ("interval", "timeout", "start_period"):
@@ -586,11 +612,18 @@ def main(argv: list[str] | None = None) -> int:
         from ..compose.cli import main as compose_main
 
         i = next(i for i, x in enumerate(argv) if x == "compose" and _verb(argv[:i + 1]) == "compose")
-        g = build_parser().parse_args(argv[:i])
+        g = build_parser(only="compose").parse_args(argv[:i])
         return compose_main(argv[i + 1:], g.address, g.namespace)
-    parser = build_parser()
+    verb = _verb(argv)
     try:
-        a = parser.parse_args(argv)
+        try:
+            parser = build_parser(verb or None)
+            a = parser.parse_args(argv)
+        except FlagError:
+            if not verb:
+                raise
+            parser = build_parser()  # should argparse see another verb than _verb: the full parser decides
+            a = parser.parse_args(argv)
     except FlagError as exc:
         verb = exc.verb or _verb(argv)
         print(exc, file=sys.stderr)
@@ -665,6 +698,19 @@ def main(argv: list[str] | None = None) -> int:
             pass
         client.close()
     return status
+
+
+def main_exit() -> NoReturn:
+    """The lean launcher's entry (pycontainerd.install_entry): main(), then exit without the interpreter's
+    teardown (module clean-up costs a few ms a command and nothing is left to tidy: files are closed by
+    the verbs and output is flushed here)."""
+    status = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -5,21 +5,20 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
-from .. import errdefs, health, ocispec
-from ..policies import MANUAL_STOP_LABEL, parse_restart
-from .backend import (AUTO_REMOVE_LABEL, DOCKER_EXT, HOSTNAME_LABEL, NAME_LABEL, Backend, CLIError,
-                      ContainerView, familiar)
-from .formatting import print_rows
+from .. import errdefs, ocispec
+from .backend import (AUTO_REMOVE_LABEL, DOCKER_EXT, HOSTNAME_LABEL, MANUAL_STOP_LABEL, NAME_LABEL, Backend,
+                      CLIError, ContainerView, familiar)
 from .humanize import ago, parse_duration, rfc3339nano
-from .images import ensure_image
 from .names import NAME_RE, new_id, random_name
 from .stdio import BAD_DETACH_KEYS, DEFAULT_DETACH_KEYS, Detached, attach, parse_detach_keys
+
+# Imported where used so that a plain `run` never loads them: the daemon's health and policies modules
+# (they import asyncio), the image verbs (gzip, hashlib, pyoci.reference), table formatting, socket.
 
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
               "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES", "Labels": "LABELS",
@@ -160,6 +159,8 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
     if o.name and not NAME_RE.match(o.name):
         raise CLIError(f"Error response from daemon: Invalid container name ({o.name}), only "
                        "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", 125)
+    from .images import ensure_image
+
     image = ensure_image(b, o.image, o.pull)
     cfg = b.image_config(image["name"])
     cid = new_id()
@@ -198,6 +199,8 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
         base = b.container(o.network[len("container:"):])
         spec["hostname"] = (base.docker.get("Config") or {}).get("Hostname") or spec.get("hostname", cid[:12])
     if o.network == "host" and not o.hostname:
+        import socket
+
         spec["hostname"] = socket.gethostname()  # docker: --network host shares the host's name too
     config = {"Hostname": spec.get("hostname", cid[:12]), "Domainname": "", "User": o.user or image_cfg.get("User", ""),
               "AttachStdin": o.interactive and not o.detach, "AttachStdout": not o.detach,
@@ -213,7 +216,7 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
     config = _with_healthcheck(config, o.healthcheck, image_cfg.get("Healthcheck"))
     net_config, net_host, networking = network_and_mounts(o, image_cfg)
     try:
-        restart_policy = parse_restart(o.restart)
+        restart_policy = _restart_policy(o.restart)
     except ValueError as exc:
         raise CLIError(f"Error response from daemon: {exc}", 125) from None
     if o.rm and restart_policy["Name"] != "no":
@@ -278,8 +281,21 @@ def _security(o: CreateOptions):
         raise CLIError(f"Error response from daemon: {exc}", 125) from None
 
 
+def _restart_policy(value: str) -> dict:
+    """--restart → HostConfig.RestartPolicy (policies.parse_restart; the default without importing it)."""
+    if value in ("", "no"):
+        return {"Name": "no", "MaximumRetryCount": 0}
+    from ..policies import parse_restart
+
+    return parse_restart(value)
+
+
 def _with_healthcheck(config: dict, given: dict | None, image: dict | None) -> dict:
     """Config with docker's Healthcheck (the flags' over the image's HEALTHCHECK) after Cmd, checked as dockerd does."""
+    if given is None and not image:
+        return config  # no health check: health.merge and validate would say so
+    from .. import health
+
     check = health.merge(given, image)
     try:
         health.validate(check)
@@ -727,6 +743,8 @@ def ps(b: Backend, args) -> None:
         for row, c in zip(rows, views):
             rw, rootfs = container_sizes(b, c)
             row["Size"] = f"{human_size(rw)} (virtual {human_size(rootfs)})"
+    from .formatting import print_rows
+
     print_rows(fmt, rows, PS_HEADERS, sys.stdout.write)
 
 

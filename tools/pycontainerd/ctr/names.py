@@ -3,8 +3,8 @@ pkg/namesgenerator; a subset of its lists)."""
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 
 LEFT = [
     "admiring", "adoring", "affectionate", "agitated", "amazing", "angry", "awesome", "beautiful", "blissful",
@@ -43,24 +43,29 @@ RIGHT = [
     "wescoff", "wiles", "williams", "wilson", "wing", "wozniak", "wright", "wu", "yalow", "yonath", "zhukovsky",
 ]
 
+def _below(n: int) -> int:
+    """A random int in [0, n) from the OS's CSPRNG (what secrets does, without importing random and hashlib)."""
+    return int.from_bytes(os.urandom(8), "big") % n
+
+
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
 def random_name(retry: int = 0) -> str:
     """moby's GetRandomName: `adjective_surname`, never boring_wozniak; a digit appended on retries."""
     while True:
-        name = f"{secrets.choice(LEFT)}_{secrets.choice(RIGHT)}"
+        name = f"{LEFT[_below(len(LEFT))]}_{RIGHT[_below(len(RIGHT))]}"
         if name != "boring_wozniak":
             break
     if retry:
-        name += str(secrets.randbelow(10))
+        name += str(_below(10))
     return name
 
 
 def new_id() -> str:
     """A 64-hex container id whose short form is not all digits (docker's stringid.GenerateRandomID)."""
     while True:
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()
         if not cid[:12].isdigit():
             return cid
 

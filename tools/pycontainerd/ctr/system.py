@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import platform
+import os
 import sys
 
 from .. import errdefs, protocol
-from .backend import Backend, CLIError
-from .containers import prune as prune_containers
-from .formatting import render
-from .humanize import human_size
-from .images import prune as prune_images
+from .errors import CLIError
+
+# `version` imports nothing more (no platform module: os.uname and sys.version say the same); the other
+# verbs import what they use where they use it
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .backend import Backend
 
 CLIENT_VERSION = "20.10.24-pyctr"
 API_VERSION = "1.41"
@@ -18,7 +20,7 @@ API_VERSION = "1.41"
 
 def version(b: Backend | None, fmt: str, error: Exception | None = None) -> dict:
     client = {"Platform": {"Name": ""}, "Version": CLIENT_VERSION, "ApiVersion": API_VERSION,
-              "GoVersion": "python" + platform.python_version(), "GitCommit": "", "Os": "linux",
+              "GoVersion": "python" + sys.version.split()[0], "GitCommit": "", "Os": "linux",
               "Arch": _goarch(), "Context": "default", "Experimental": True}
     server = None
     if b is not None:
@@ -28,9 +30,11 @@ def version(b: Backend | None, fmt: str, error: Exception | None = None) -> dict
                                   "Details": {"GitCommit": v.get("revision", ""),
                                               "Protocol": str(v.get("protocol", ""))}}],
                   "Version": v.get("version", ""), "ApiVersion": API_VERSION, "Os": "linux", "Arch": _goarch(),
-                  "KernelVersion": platform.release()}
+                  "KernelVersion": os.uname().release}
     doc = {"Client": client, "Server": server}
     if fmt:
+        from .formatting import render
+
         sys.stdout.write(render(fmt, doc) + "\n")
         return doc
     out = ["Client:", f" Version:           {client['Version']}", f" API version:       {API_VERSION}",
@@ -47,11 +51,13 @@ def version(b: Backend | None, fmt: str, error: Exception | None = None) -> dict
 
 
 def _goarch() -> str:
-    m = platform.machine()
+    m = os.uname().machine
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
 
 
 def info(b: Backend, fmt: str) -> None:
+    import platform
+
     i = b.info()
     views = b.containers()
     running = sum(1 for c in views if c.status == "running")
@@ -66,6 +72,8 @@ def info(b: Backend, fmt: str) -> None:
            "CgroupDriver": "cgroupfs", "Name": platform.node(), "Namespace": b.namespace,
            "Address": protocol.address_url(i.get("address", ""))}
     if fmt:
+        from .formatting import render
+
         sys.stdout.write(render(fmt, doc) + "\n")
         return
     lines = ["Client:", " Context:    default", " Debug Mode: false", "", "Server:",
@@ -91,6 +99,9 @@ def confirm(message: str, force: bool) -> bool:
 
 
 def container_prune(b: Backend, force: bool) -> None:
+    from .containers import prune as prune_containers
+    from .humanize import human_size
+
     if not confirm("WARNING! This will remove all stopped containers.", force):
         return
     deleted = prune_containers(b)
@@ -101,6 +112,9 @@ def container_prune(b: Backend, force: bool) -> None:
 
 
 def image_prune(b: Backend, force: bool, all_: bool) -> None:
+    from .humanize import human_size
+    from .images import prune as prune_images
+
     msg = ("WARNING! This will remove all images without at least one container associated to them." if all_
            else "WARNING! This will remove all dangling images.")
     if not confirm(msg, force):
@@ -113,6 +127,10 @@ def image_prune(b: Backend, force: bool, all_: bool) -> None:
 
 
 def system_prune(b: Backend, force: bool, all_: bool) -> None:
+    from .containers import prune as prune_containers
+    from .humanize import human_size
+    from .images import prune as prune_images
+
     msg = ("WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one "
            "container\n  - " + ("all images without at least one container associated to them"
                                  if all_ else "all dangling images") + "\n  - all build cache\n")
