@@ -49,6 +49,7 @@ def build_parser() -> Parser:
     s.add_argument("--no-build", action="store_true")
     s.add_argument("--no-start", action="store_true")
     s.add_argument("--force-recreate", action="store_true")
+    s.add_argument("--scale", action="append", default=[], metavar="SERVICE=NUM")
     s.add_argument("services", nargs="*")
     s = sub.add_parser("down", help="stop and remove containers, networks (and volumes with -v)")
     s.add_argument("-v", "--volumes", action="store_true")
@@ -67,7 +68,22 @@ def build_parser() -> Parser:
     s.add_argument("services", nargs="*")
     s = sub.add_parser("pull", help="pull service images")
     s.add_argument("services", nargs="*")
+    s = sub.add_parser("run", help="run a one-off command in a new container of a service")
+    s.add_argument("-d", "--detach", action="store_true")
+    s.add_argument("--rm", action="store_true")
+    s.add_argument("-e", dest="env", action="append", default=[])
+    s.add_argument("-l", "--label", action="append", default=[])
+    s.add_argument("--entrypoint", default=None)
+    s.add_argument("--name", default="")
+    s.add_argument("--no-deps", action="store_true")
+    s.add_argument("-T", dest="no_tty", action="store_true")
+    s.add_argument("-u", "--user", default="")
+    s.add_argument("-w", "--workdir", default="")
+    s.add_argument("--service-ports", action="store_true")
+    s.add_argument("service")
+    s.add_argument("command", nargs=argparse.REMAINDER)
     s = sub.add_parser("exec", help="run a command in a running service container")
+    s.add_argument("--index", type=int, default=1)
     s.add_argument("-T", "--no-TTY", dest="no_tty", action="store_true")
     s.add_argument("-d", "--detach", action="store_true")
     s.add_argument("-e", "--env", action="append", default=[])
@@ -82,6 +98,20 @@ def build_parser() -> Parser:
     s.add_argument("--volumes", action="store_true")
     s.add_argument("-q", "--quiet", action="store_true")
     return p
+
+
+def parse_scale(project, items: list[str]) -> dict[str, int]:
+    """--scale SERVICE=NUM (repeatable), with docker-compose's messages."""
+    out = {}
+    for item in items:
+        name, sep, num = item.partition("=")
+        if not sep:
+            raise UsageError("Arguments to scale should be in the form service=num")
+        if not num.isdigit():
+            raise ComposeError(f'Number of containers for service "{name}" is not a number')
+        project.service(name)
+        out[name] = int(num)
+    return out
 
 
 def run(a, address: str, namespace: str) -> int:
@@ -104,7 +134,8 @@ def run(a, address: str, namespace: str) -> int:
         if v == "up":
             if a.no_build and a.build:
                 raise ComposeError("--build and --no-build are incompatible")
-            c.up(a.services or None, build=a.build, no_start=a.no_start, force_recreate=a.force_recreate)
+            c.up(a.services or None, build=a.build, no_start=a.no_start, force_recreate=a.force_recreate,
+                 scale=parse_scale(project, a.scale))
             if not a.detach and not a.no_start:
                 try:  # attached: the services' output until they all exit (Ctrl-C stops them)
                     c.logs(a.services or None, follow=True, address=address)
@@ -128,8 +159,12 @@ def run(a, address: str, namespace: str) -> int:
             s = project.service(a.service)
             # compose's defaults: stdin attached (--interactive=true), a terminal when ours is one and no -T
             tty = not a.no_tty and not a.detach and sys.stdin.isatty()
-            return execlogs.exec_(b, c.container_name(s), a.command, not a.detach, tty, a.env, a.workdir, a.user,
-                                  a.detach)
+            return execlogs.exec_(b, c.container_name(s, a.index), a.command, not a.detach, tty, a.env,
+                                  a.workdir, a.user, a.detach)
+        elif v == "run":
+            from .oneoff import RunOptions, run as run_oneoff
+            return run_oneoff(c, RunOptions(a.service, a.command, a.detach, a.rm, a.env, a.entrypoint, a.no_deps,
+                                            a.name, a.user, a.workdir, a.no_tty, a.service_ports, a.label))
         elif v == "start":
             c.start(a.services or None)
         elif v == "stop":

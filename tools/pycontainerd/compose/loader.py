@@ -375,6 +375,10 @@ def _service(name: str, d: Any, project_dir: str, env: Mapping[str, str]) -> Ser
                       _int(d.get("pids_limit", 0), f"{w}.pids_limit"))
     if d.get("deploy") is not None:
         dep = _map(d["deploy"], f"{where}.deploy")
+        if dep.get("replicas") is not None:
+            s.replicas = _int(dep["replicas"], f"{where}.deploy.replicas")
+            if s.replicas < 0:
+                raise ComposeError(f"{where}.deploy.replicas must be greater than or equal to 0")
         res = _map(dep.get("resources") or {}, f"{where}.deploy.resources")
         lim = _map(res.get("limits") or {}, f"{where}.deploy.resources.limits")
         w = f"{where}.deploy.resources.limits"

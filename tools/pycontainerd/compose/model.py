@@ -110,10 +110,14 @@ class Service:
     dns: list[str] = field(default_factory=list)
     expose: list[str] = field(default_factory=list)
     network_mode: str = ""
+    replicas: int | None = None          # deploy.replicas (up --scale overrides it)
 
     def config_hash(self) -> str:
-        """com.docker.compose.config-hash: a digest of everything that makes the container what it is."""
-        doc = json.dumps(asdict(self), sort_keys=True, default=str)
+        """com.docker.compose.config-hash: a digest of everything that makes the container what it is
+        (not how many of them run: scaling keeps the containers there are)."""
+        fields = asdict(self)
+        fields.pop("replicas")
+        doc = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(doc.encode()).hexdigest()
 
 
@@ -203,6 +207,8 @@ def to_config(p: Project) -> dict[str, Any]:
             d["deploy"] = {"resources": {"limits": {**({"cpus": lim.cpus} if lim.cpus else {}),
                                                     **({"memory": str(lim.memory)} if lim.memory else {}),
                                                     **({"pids": lim.pids} if lim.pids else {})}}}
+        if s.replicas is not None:
+            d.setdefault("deploy", {})["replicas"] = s.replicas
         if s.dns:
             d["dns"] = list(s.dns)
         if s.entrypoint is not None:

@@ -49,8 +49,9 @@ class Compose:
     err: TextIO = field(default_factory=lambda: sys.stderr)
 
     # -- naming --------------------------------------------------------------------------------------
-    def container_name(self, s: Service) -> str:
-        return s.container_name or f"{self.project.name}-{s.name}-1"
+    def container_name(self, s: Service, number: int = 1) -> str:
+        """PROJECT-SERVICE-N (compose v2's form; N is the replica's com.docker.compose.container-number)."""
+        return s.container_name or f"{self.project.name}-{s.name}-{number}"
 
     def image_name(self, s: Service) -> str:
         return s.image or f"{self.project.name}-{s.name}"
@@ -61,8 +62,10 @@ class Compose:
     def services(self, names: list[str] | None) -> list[Service]:
         return [self.project.service(n) for n in (names or sorted(self.project.services))]
 
-    def project_containers(self, names: list[str] | None = None, all_: bool = True) -> list[ContainerView]:
-        """This project's containers (of the given services), in service order."""
+    def project_containers(self, names: list[str] | None = None, all_: bool = True,
+                           oneoff: bool | None = None) -> list[ContainerView]:
+        """This project's containers (of the given services), in service order then replica number;
+        `oneoff` False/True: only the services' own / only `compose run`'s containers."""
         found = []
         for c in self.b.containers():
             labels = c.record.get("labels") or {}
@@ -70,16 +73,38 @@ class Compose:
                 continue
             if names and labels.get(SERVICE_LABEL) not in names:
                 continue
+            if oneoff is not None and (labels.get(ONEOFF_LABEL) == "True") != oneoff:
+                continue
             if all_ or c.running:
                 found.append(c)
         order = {n: i for i, n in enumerate(self.project.order())}
-        return sorted(found, key=lambda c: (order.get((c.record.get("labels") or {}).get(SERVICE_LABEL), 1 << 30),
-                                            c.name))
+
+        def key(c: ContainerView) -> tuple:
+            labels = c.record.get("labels") or {}
+            number = labels.get(NUMBER_LABEL, "")
+            return (order.get(labels.get(SERVICE_LABEL), 1 << 30), labels.get(ONEOFF_LABEL) == "True",
+                    int(number) if number.isdigit() else 0, c.name)
+        return sorted(found, key=key)
+
+    def replicas(self, s: Service) -> dict[int, ContainerView]:
+        """The service's own containers by replica number (one-off `run` containers are not replicas)."""
+        out: dict[int, ContainerView] = {}
+        for c in self.project_containers([s.name], oneoff=False):
+            number = (c.record.get("labels") or {}).get(NUMBER_LABEL, "1")
+            out.setdefault(int(number) if number.isdigit() else 1, c)
+        return out
 
     def existing(self, s: Service) -> ContainerView | None:
-        for c in self.project_containers([s.name]):
-            return c
-        return None
+        return self.replicas(s).get(1) or next(iter(self.replicas(s).values()), None)
+
+    def scale_of(self, s: Service, scale: dict[str, int] | None = None) -> int:
+        """How many containers `up` keeps: --scale, else deploy.replicas, else 1."""
+        n = (scale or {}).get(s.name, s.replicas if s.replicas is not None else 1)
+        if n > 1 and s.container_name:
+            raise ComposeError(f'services.{s.name}: the service is using the custom container name '
+                               f'"{s.container_name}"; container names must be unique: remove the custom name '
+                               "to scale the service")
+        return n
 
     # -- networks and volumes ------------------------------------------------------------------------
     def ensure_networks(self, services: list[Service]) -> None:
@@ -111,7 +136,7 @@ class Compose:
             self.progress("Volume", vol.name, "Created")
 
     # -- containers ----------------------------------------------------------------------------------
-    def create_options(self, s: Service) -> containers.CreateOptions:
+    def create_options(self, s: Service, number: int = 1) -> containers.CreateOptions:
         p = self.project
         if s.network_mode:
             if s.network_mode.startswith(("service:", "container:")):
@@ -137,10 +162,10 @@ class Compose:
         if s.entrypoint is not None:
             entrypoint = s.entrypoint[0] if s.entrypoint else ""
             args = list(s.entrypoint[1:]) + args
-        labels = {**s.labels, PROJECT_LABEL: p.name, SERVICE_LABEL: s.name, NUMBER_LABEL: "1",
+        labels = {**s.labels, PROJECT_LABEL: p.name, SERVICE_LABEL: s.name, NUMBER_LABEL: str(number),
                   ONEOFF_LABEL: "False", HASH_LABEL: s.config_hash(), WORKDIR_LABEL: p.working_dir}
         return containers.CreateOptions(
-            image=self.image_name(s), args=args, name=self.container_name(s), entrypoint=entrypoint,
+            image=self.image_name(s), args=args, name=self.container_name(s, number), entrypoint=entrypoint,
             env=[f"{k}={v}" for k, v in s.environment.items() if v is not None], workdir=s.working_dir,
             user=s.user, interactive=s.stdin_open, tty=s.tty, cpus=s.limits.cpus,
             memory=str(s.limits.memory) if s.limits.memory else "", pids_limit=s.limits.pids,
@@ -150,9 +175,9 @@ class Compose:
             network=network, network_aliases=aliases, dns=list(s.dns), add_hosts=list(s.extra_hosts),
             volumes=volumes, tmpfs=tmpfs, healthcheck=to_docker(s.healthcheck))
 
-    def create(self, s: Service) -> ContainerView:
+    def create(self, s: Service, number: int = 1, options: containers.CreateOptions | None = None) -> ContainerView:
         try:
-            c = containers.create(self.b, self.create_options(s))
+            c = containers.create(self.b, options or self.create_options(s, number))
         except CLIError as exc:
             raise ComposeError(f"service {s.name}: {exc.message}") from None
         if s.stop_signal:  # pyctr's create has no --stop-signal: docker keeps it in Config.StopSignal
@@ -160,11 +185,12 @@ class Compose:
             docker["Config"] = {**(docker.get("Config") or {}), "StopSignal": s.stop_signal}
             self.b.call("Containers", "Update", {"container": {"id": c.id, "extensions": {DOCKER_EXT: docker}},
                                                  "update_mask": [f"extensions.{DOCKER_EXT}"]})
-        self.progress("Container", self.container_name(s), "Created")
+        self.progress("Container", c.name, "Created")
         return c
 
-    def start_container(self, s: Service) -> None:
-        c = self.b.container(self.container_name(s))
+    def start_container(self, s: Service, number: int = 1, name: str = "") -> None:
+        name = name or self.container_name(s, number)
+        c = self.b.container(name)
         if c.running:
             return
         try:
@@ -175,9 +201,9 @@ class Compose:
         for key in list(s.networks)[1:]:  # pyctr's create joins one network; connect the others
             cfg = s.networks[key]
             self.b.call("Networks", "Connect", {"container_id": c.id, "network": self.project.networks[key].name,
-                                                "name": self.container_name(s),
+                                                "name": name,
                                                 "aliases": [s.name, *(cfg.aliases if cfg else [])]})
-        self.progress("Container", self.container_name(s), "Started")
+        self.progress("Container", name, "Started")
 
     def stop_timeout(self, s: Service | None) -> int:
         if s is None or s.stop_grace_period is None:
@@ -217,8 +243,9 @@ class Compose:
 
     # -- verbs ---------------------------------------------------------------------------------------
     def up(self, names: list[str] | None = None, build: bool = False, no_start: bool = False,
-           force_recreate: bool = False) -> list[str]:
-        """Create what is missing or changed and start it in dependency order; the container names."""
+           force_recreate: bool = False, scale: dict[str, int] | None = None) -> list[str]:
+        """Create what is missing or changed and start it in dependency order; the container names.
+        `scale` ({service: N}, --scale) over deploy.replicas: replicas 1..N, the higher numbers removed."""
         order = self.project.order(names or None)
         services = [self.project.services[n] for n in order]
         if build:
@@ -231,19 +258,25 @@ class Compose:
         self.ensure_volumes(services)
         started = []
         for s in services:
-            c = self.existing(s)
-            if c is not None and (force_recreate or
-                                  (c.record.get("labels") or {}).get(HASH_LABEL) != s.config_hash()):
-                self.remove_container(c)
-                c = None
-            if c is None:
-                self.create(s)
-            elif c.running:
-                self.progress("Container", self.container_name(s), "Running")
-            if not no_start:
+            want = self.scale_of(s, scale)
+            have = self.replicas(s)
+            for number in sorted((n for n in have if n > want), reverse=True):  # scaling down: highest first
+                self.remove_container(have.pop(number))
+            for number in range(1, want + 1):
+                c = have.get(number)
+                if c is not None and (force_recreate or
+                                      (c.record.get("labels") or {}).get(HASH_LABEL) != s.config_hash()):
+                    self.remove_container(c)
+                    c = None
+                if c is None:
+                    self.create(s, number)
+                elif c.running:
+                    self.progress("Container", self.container_name(s, number), "Running")
+                started.append(self.container_name(s, number))
+            if want and not no_start:  # created even when a dependency then fails, as compose does
                 self.wait_dependencies(s)
-                self.start_container(s)
-            started.append(self.container_name(s))
+                for number in range(1, want + 1):
+                    self.start_container(s, number)
         return started
 
     def down(self, volumes: bool = False, rmi: str = "") -> None:
@@ -285,10 +318,12 @@ class Compose:
     def start(self, names: list[str] | None = None) -> None:
         for n in self.project.order(names or None):
             s = self.project.services[n]
-            if self.existing(s) is None:
+            have = self.replicas(s)
+            if not have:
                 continue
             self.wait_dependencies(s)
-            self.start_container(s)
+            for number, c in sorted(have.items()):
+                self.start_container(s, number, c.name)
 
     def stop(self, names: list[str] | None = None) -> None:
         for c in reversed(self.project_containers(names or None)):

@@ -85,6 +85,8 @@ def network_and_mounts(o: CreateOptions, image_cfg: dict) -> tuple[dict, dict, d
                     o.network_aliases, o.ip, o.ip6)
     except errdefs.InvalidArgument as exc:
         raise CLIError(f"Error response from daemon: {exc}", 125) from None
+    if o.network == "host" and (o.publish or o.publish_all):
+        print("WARNING: Published ports are discarded when using host network mode", file=sys.stderr)
 
     exposed_keys = [e if "/" in e else f"{e}/tcp" for e in o.expose] + list(image_cfg.get("ExposedPorts") or {})
     try:

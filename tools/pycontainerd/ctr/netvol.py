@@ -114,7 +114,7 @@ def network_connect(b: Backend, network: str, ref: str, aliases: list[str], ip: 
     if not c.running:
         raise CLIError(f"Error response from daemon: container {c.id} is not running")
     mode = (c.docker.get("HostConfig") or {}).get("NetworkMode") or ""
-    if mode.startswith("container:"):
+    if mode.startswith("container:") or mode == "host":
         raise CLIError("Error response from daemon: container sharing network namespace with another container or "
                        "host cannot be connected to any other network")
     try:

@@ -7,6 +7,7 @@ cleanup_stale() at start-up releases whatever a crashed daemon left attached.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import json
 import os
@@ -481,9 +482,14 @@ class NetworkManager:
                     own.append(hosts.HostEntry(ep["ip6"], names))
                 if ep["network"] in PREDEFINED:
                     continue  # docker's default bridge has no name resolution
-                for peer in self.store.endpoints(ep["network_id"]):
+                # a name several peers share (a scaled service's alias) resolves to the first line a
+                # resolver finds: each container gets its own stable order of them, which spreads
+                # clients over the replicas as the round robin of docker's embedded DNS does
+                order = lambda peer: hashlib.sha256((container_id + peer["container_id"]).encode()).digest()  # noqa: E731
+                for peer in sorted(self.store.endpoints(ep["network_id"]), key=order):
                     if peer["container_id"] != container_id and peer["ip"]:
-                        pnames = [peer["container_name"], *peer["aliases"], *([peer["hostname"]] if peer["hostname"] else [])]
+                        pnames = [peer["container_name"], *peer["aliases"],
+                                  *([peer["hostname"]] if peer["hostname"] else [])]
                         peers.append(hosts.HostEntry(peer["ip"], pnames))
                         if peer.get("ip6"):  # AAAA by hosts file: getaddrinfo returns both
                             peers.append(hosts.HostEntry(peer["ip6"], pnames))

@@ -1,0 +1,148 @@
+"""`pyctr compose run` and scaling (`up --scale`, deploy.replicas) end to end on a real pycontainerd:
+one-off containers named PROJECT-SERVICE-run-<hex> with compose's one-off labels, --rm/-d/-e/--entrypoint/
+--no-deps, replicas -1..-N reachable by the service name, scaling down removes the highest numbers, ps
+lists them, and `down` leaves nothing (containers, veths, netns, leases)."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.pycontainerd.test_compose_app import compose, kill_namespace_processes, links
+from tests.pycontainerd.test_ctr_support import Ctr, busybox_archive, remove_cgroups, short_daemon
+
+COMPOSE = """
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]
+    stop_grace_period: 1s
+    deploy:
+      replicas: 2
+  tool:
+    image: busybox
+    command: ["echo", "tool-default"]
+    environment:
+      FROM_FILE: file
+    depends_on: [web]
+"""
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("crun")
+    namespace = "cr" + secrets.token_hex(1)
+    try:
+        with short_daemon(tmp) as d:
+            ctr = Ctr(d, namespace)
+            assert ctr("load", "-i", str(busybox_archive(tmp / "bb"))).status == 0
+            appdir = tmp / "app"
+            appdir.mkdir()
+            (appdir / "compose.yaml").write_text(textwrap.dedent(COMPOSE))
+            yield d, ctr, appdir
+    finally:
+        kill_namespace_processes(namespace)
+        assert remove_cgroups(namespace) == [], "containers' cgroups left behind"
+
+
+def names(ctr: Ctr) -> list[str]:
+    return sorted(ctr.ok("ps", "-a", "--format", "{{.Names}}").split())
+
+
+@pytest.fixture
+def project(app):
+    """A project name; whatever the test leaves of it goes with `down` (even when the test failed)."""
+    d, ctr, appdir = app
+    names: list[str] = []
+
+    def new(prefix: str) -> str:
+        names.append(prefix + secrets.token_hex(2))
+        return names[-1]
+    yield new
+    for p in names:
+        compose(d, ctr, appdir, "-p", p, "down")
+    for cid in ctr("ps", "-a", "-q", "--no-trunc").out.split():
+        ctr("rm", "-f", cid)
+
+
+def test_replicas_scale_and_down(app, project) -> None:
+    d, ctr, appdir = app
+    p = project("sc")
+    up = compose(d, ctr, appdir, "-p", p, "up", "-d", "web")
+    assert up.returncode == 0, up.stderr
+    assert names(ctr) == [f"{p}-web-1", f"{p}-web-2"]
+    labels = json.loads(ctr.ok("inspect", f"{p}-web-2"))[0]["Config"]["Labels"]
+    assert labels["com.docker.compose.container-number"] == "2" and labels["com.docker.compose.oneoff"] == "False"
+    up = compose(d, ctr, appdir, "-p", p, "up", "-d", "--scale", "web=4", "web")
+    assert up.returncode == 0, up.stderr
+    assert names(ctr) == [f"{p}-web-{i}" for i in (1, 2, 3, 4)]
+    assert "web-1  Created" not in up.stderr and f"{p}-web-4  Started" in up.stderr  # 1 and 2 kept
+    ps = compose(d, ctr, appdir, "-p", p, "ps")
+    assert [r.split()[0] for r in ps.stdout.splitlines()[1:]] == [f"{p}-web-{i}" for i in (1, 2, 3, 4)]
+    # every replica answers to the service's name
+    seen = set()
+    for _ in range(30):
+        r = ctr("run", "--rm", "--network", f"{p}_default", "busybox", "wget", "-qO-", "http://web/")
+        seen.add(r.out.strip())
+        if len(seen) >= 2:
+            break
+    assert len(seen) >= 2, seen
+    down = compose(d, ctr, appdir, "-p", p, "up", "-d", "--scale", "web=1", "web")
+    assert down.returncode == 0, down.stderr
+    assert names(ctr) == [f"{p}-web-1"]
+    assert down.stderr.index(f"{p}-web-4  Removed") < down.stderr.index(f"{p}-web-3  Removed") < \
+        down.stderr.index(f"{p}-web-2  Removed")
+    bad = compose(d, ctr, appdir, "-p", p, "up", "-d", "--scale", "web")
+    assert bad.returncode == 1 and "Arguments to scale should be in the form service=num" in bad.stderr
+    bad = compose(d, ctr, appdir, "-p", p, "up", "-d", "--scale", "web=x")
+    assert bad.returncode == 1 and 'Number of containers for service "web" is not a number' in bad.stderr
+    cfg = compose(d, ctr, appdir, "-p", p, "config")
+    assert "replicas: 2" in cfg.stdout
+    net = json.loads(ctr.ok("network", "inspect", f"{p}_default"))[0]
+    bridge = net["Options"]["com.docker.network.bridge.name"]
+    assert compose(d, ctr, appdir, "-p", p, "down").returncode == 0
+    assert names(ctr) == [] and bridge not in links()
+
+
+def test_run_oneoff(app, project) -> None:
+    d, ctr, appdir = app
+    p = project("rn")
+    r = compose(d, ctr, appdir, "-p", p, "run", "--rm", "--no-deps", "tool")
+    assert (r.returncode, r.stdout) == (0, "tool-default\n"), r.stderr
+    assert names(ctr) == []  # --rm, and --no-deps started no web
+    r = compose(d, ctr, appdir, "-p", p, "run", "-e", "EXTRA=x", "tool", "sh", "-c", "echo $FROM_FILE $EXTRA; exit 3")
+    assert (r.returncode, r.stdout) == (3, "file x\n"), r.stderr
+    run_name = next(n for n in names(ctr) if "-run-" in n)
+    assert re.fullmatch(rf"{p}-tool-run-[0-9a-f]{{12}}", run_name), run_name
+    assert sorted(n for n in names(ctr) if "-run-" not in n) == [f"{p}-web-1", f"{p}-web-2"]  # deps brought up
+    labels = json.loads(ctr.ok("inspect", run_name))[0]["Config"]["Labels"]
+    assert labels["com.docker.compose.oneoff"] == "True" and labels["com.docker.compose.service"] == "tool"
+    assert re.fullmatch(r"[0-9a-f]{64}", labels["com.docker.compose.slug"])
+    assert labels["com.docker.compose.slug"].startswith(run_name.rsplit("-", 1)[1])
+    assert "com.docker.compose.container-number" not in labels
+    r = compose(d, ctr, appdir, "-p", p, "run", "--rm", "--entrypoint", "sh -c", "tool", "wget -qO- http://web/")
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr  # the one-off reaches the service by name
+    r = compose(d, ctr, appdir, "-p", p, "run", "-d", "tool", "sleep", "30")
+    assert r.returncode == 0, r.stderr
+    detached = r.stdout.strip()
+    assert re.fullmatch(rf"{p}-tool-run-[0-9a-f]{{12}}", detached) and detached in names(ctr)
+    ps = compose(d, ctr, appdir, "-p", p, "ps")
+    assert detached in ps.stdout
+    # `up` does not take a one-off container for the service's own
+    up = compose(d, ctr, appdir, "-p", p, "up", "-d", "tool")
+    assert up.returncode == 0, up.stderr
+    assert f"{p}-tool-1" in names(ctr)
+    r = compose(d, ctr, appdir, "-p", p, "run", "--rm", "nope")
+    assert r.returncode == 1 and "nope" in r.stderr
+    net = json.loads(ctr.ok("network", "inspect", f"{p}_default"))[0]
+    bridge = net["Options"]["com.docker.network.bridge.name"]
+    assert compose(d, ctr, appdir, "-p", p, "down").returncode == 0
+    assert names(ctr) == [] and bridge not in links()
+    leases = [x.name for x in (Path(d.root) / "networks" / "ipam").rglob("*") if x.name[:1].isdigit()
+              and not x.name.startswith("last_reserved")]
+    assert leases == []
