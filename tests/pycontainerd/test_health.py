@@ -244,6 +244,8 @@ def test_start_period_and_timeout(ctr: Ctr) -> None:
 
 
 def test_image_healthcheck_flags_over_it_and_disabled(ctr: Ctr) -> None:
+    image = json.loads(ctr.ok("image", "inspect", "checked"))[0]["Config"]
+    assert image["Healthcheck"] == IMAGE_CHECK and list(image).index("Healthcheck") == list(image).index("Cmd") + 1
     ctr.ok("run", "-d", "--name", "img", "checked", "sleep", "1000")
     assert inspect(ctr, "img")["Config"]["Healthcheck"] == IMAGE_CHECK
     wait_for(lambda: state_health(ctr, "img").get("Status") == "healthy", 20, "healthy from the image's check")

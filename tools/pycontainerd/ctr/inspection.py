@@ -117,7 +117,8 @@ def image_json(b: Backend, image: dict) -> dict:
     c = blob.get("config") or {}
     config = {"Hostname": "", "Domainname": "", "User": c.get("User", ""), "AttachStdin": False,
               "AttachStdout": False, "AttachStderr": False, "ExposedPorts": c.get("ExposedPorts"), "Tty": False,
-              "OpenStdin": False, "StdinOnce": False, "Env": c.get("Env"), "Cmd": c.get("Cmd"), "Image": "",
+              "OpenStdin": False, "StdinOnce": False, "Env": c.get("Env"), "Cmd": c.get("Cmd"),
+              **({"Healthcheck": c["Healthcheck"]} if c.get("Healthcheck") else {}), "Image": "",
               "Volumes": c.get("Volumes"), "WorkingDir": c.get("WorkingDir", ""), "Entrypoint": c.get("Entrypoint"),
               "OnBuild": c.get("OnBuild"), "Labels": c.get("Labels")}
     if config["ExposedPorts"] is None:
