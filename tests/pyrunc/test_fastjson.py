@@ -53,3 +53,17 @@ def test_schema_patterns_agree_with_re():
         compiled = re.compile(source)
         for s in samples:
             assert bool(compiled.search(s)) == check(s), (source, s)
+
+
+def test_indented_dumps_match_json():
+    """`state` and `features` print indented JSON without importing `json`; the text must be json's own."""
+    from pyrunc import fastjson
+
+    cases = [{"ociVersion": "1.0.2-dev", "pid": 42, "annotations": {"a": "é\"\n"}, "empty": {}, "none": None,
+              "list": [1, 2.5, [], [True, False], {"k": (1, "2")}]}, [], {}, "s", 3, None, [[[]]]]
+    for doc in cases:
+        for indent in (2, 4, "\t", 0):
+            assert fastjson.dumps(doc, indent=indent) == json.dumps(doc, indent=indent), (doc, indent)
+    # what it leaves to json (NaN, non-string keys) still comes out as json writes it
+    for doc in ({"nan": float("nan")}, {1: 2}):
+        assert fastjson.dumps(doc, indent=2) == json.dumps(doc, indent=2)

@@ -8,10 +8,12 @@ import time
 import _signal as signal  # the C module: `signal` converts its constants to enums (enum: ~4 ms a start)
 from .records import record
 
-from . import sync
 from .errors import ConfigError, PyruncError, RuntimeFailure, StateError
-from .specconv import Spec
 from .state import FIFO, ContainerState, check_id, proc_start_time, rfc3339nano
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; start/kill/delete need no spec or socket
+if TYPE_CHECKING:
+    from .specconv import Spec
 
 
 class CreateOptions(record("CreateOptions", "root id bundle console_socket pid_file no_pivot preserve_fds detach "
@@ -79,7 +81,7 @@ def create(spec: Spec, opts: CreateOptions, starting: bool = False) -> tuple[Con
     """Set everything up and park the init on the exec FIFO; returns the state, (foreground tty) the master and,
     when `starting` (`run`), the FIFO's read end: opened before the init reaches the FIFO, it lets the process start
     as soon as it is ready, while we save the state (`start(st, reader)` then only collects the init's byte)."""
-    from . import init, rootfs
+    from . import init, rootfs, sync
 
     check_id(opts.id)
     _validate_extras(spec)

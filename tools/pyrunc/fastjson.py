@@ -62,6 +62,11 @@ def loads(s: str | bytes):
 
 
 def dumps(obj, separators: tuple[str, str] | None = None, indent=None, **kwargs) -> str:
+    if indent is not None and not kwargs and separators is None:
+        try:
+            return _indented(obj, " " * indent if isinstance(indent, int) else indent, "\n")
+        except _Unusual:
+            pass
     if indent is not None or kwargs:
         return _slow().dumps(obj, separators=separators, indent=indent, **kwargs)
     seps = tuple(separators) if separators else (", ", ": ")
@@ -71,6 +76,44 @@ def dumps(obj, separators: tuple[str, str] | None = None, indent=None, **kwargs)
     if isinstance(obj, str):
         return _json.encode_basestring_ascii(obj)
     return "".join(enc(obj, 0))
+
+
+class _Unusual(Exception):
+    """A value _indented leaves to `json` (its own types, NaN, non-string keys...)."""
+
+
+def _indented(obj, step: str, newline: str) -> str:
+    """json.dumps(obj, indent=step) for JSON's own types (`state` prints this way: `json` costs ~10 ms)."""
+    if obj is None:
+        return "null"
+    if obj is True:
+        return "true"
+    if obj is False:
+        return "false"
+    kind = type(obj)
+    if kind is str:
+        return _json.encode_basestring_ascii(obj)
+    if kind is int:
+        return int.__repr__(obj)
+    if kind is float:
+        if obj != obj or obj in (float("inf"), float("-inf")):
+            raise _Unusual
+        return float.__repr__(obj)
+    inner = newline + step
+    if kind is dict:
+        if not obj:
+            return "{}"
+        parts = []
+        for k, v in obj.items():
+            if type(k) is not str:
+                raise _Unusual
+            parts.append(_json.encode_basestring_ascii(k) + ": " + _indented(v, step, inner))
+        return "{" + inner + ("," + inner).join(parts) + newline + "}"
+    if kind is list or kind is tuple:
+        if not obj:
+            return "[]"
+        return "[" + inner + ("," + inner).join(_indented(v, step, inner) for v in obj) + newline + "]"
+    raise _Unusual
 
 
 def load(f):

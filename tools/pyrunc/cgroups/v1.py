@@ -7,7 +7,6 @@ import time
 
 from pyrunc.errors import ConfigError, RuntimeFailure
 
-from . import devices as devrules
 from . import fs
 
 FROZEN, THAWED, UNDEFINED = "FROZEN", "THAWED", ""
@@ -140,6 +139,8 @@ class V1Manager:
         path = self.paths.get("devices")
         if not path:
             return
+        from . import devices as devrules  # here: delete and kill need no device rules
+
         wanted = devrules.from_spec(rules, self.linux_devices)
         if devrules.v1_current(fs.read_or(path, "devices.list")) == devrules.v1_target(wanted):
             return  # unchanged: do not blink the running container through deny-all
