@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from . import errdefs
 
-DEFAULT_PROFILE = Path(__file__).with_name("seccomp_default.json")
+# a str, not a pathlib.Path, and os.uname() rather than the platform module: pyctr loads this module for
+# every create, and those two imports were most of its cost
+DEFAULT_PROFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seccomp_default.json")
 
 # Go's runtime.GOARCH for platform.machine(), and libseccomp's name of that native arch (moby's nativeToSeccomp)
 GOARCH = {"x86_64": "amd64", "amd64": "amd64", "i386": "386", "i686": "386", "aarch64": "arm64", "arm64": "arm64",
@@ -41,7 +41,7 @@ class Host:
 
     @classmethod
     def current(cls) -> "Host":
-        machine = platform.machine()
+        machine = os.uname().machine
         return cls(GOARCH.get(machine, machine), parse_kernel(os.uname().release))
 
 
