@@ -7,7 +7,7 @@ docker's default (30 s interval, 30 s timeout, 3 retries, no start period). No T
 The monitor (registered by daemon._load_extensions after the policies) follows the daemon's events:
 `/tasks/start` (init) sets the status to `starting` and runs a probe every interval; `/tasks/paused`
 stops probing, `/tasks/resumed` resumes it; the init's `/tasks/exit`, `/tasks/delete` and
-`/containers/delete` stop it (an exit leaves docker's `unhealthy`, streak 0). A probe is an exec
+`/containers/delete` stop it (an exit leaves docker's `unhealthy`, the streak as it was). A probe is an exec
 through the container's shim (CMD → its arguments, CMD-SHELL → `/bin/sh -c`), with the container's
 user, env and working directory; its output (at most 4096 bytes, then `...`) is collected, never
 logged. After `timeout` it is killed and counts as ExitCode -1, "Health check exceeded timeout (…)".
@@ -285,7 +285,7 @@ class HealthMonitor:
                 record = await self._record(namespace, cid)
                 health = dict(((record or {}).get("extensions") or {}).get(HEALTH_EXT) or {})
                 if health:
-                    health.update(Status=UNHEALTHY, FailingStreak=0)  # what docker shows of a stopped one
+                    health["Status"] = UNHEALTHY  # what dockerd 20.10 shows of a stopped one (streak kept)
                     await self._save(namespace, cid, health)
         else:  # /tasks/delete, /containers/delete
             self._cancel(key)
