@@ -376,3 +376,39 @@ def test_restart_always_brings_a_killed_service_back(app):
     assert "Exited" in compose(d, ctr, appdir, "-p", project, "ps", "-a").stdout
     assert compose(d, ctr, appdir, "-p", project, "down").returncode == 0
     assert ctr.ok("ps", "-a", "-q") == ""
+
+
+def test_service_healthy_from_the_image_healthcheck(app, tmp_path):
+    """A service without a healthcheck of its own gets its image's HEALTHCHECK (merged under a partial one),
+    run by the daemon; `up` waits for it."""
+    d, ctr, appdir = app
+    check = {"Test": ["CMD-SHELL", "echo probed"], "Interval": 200_000_000, "Retries": 2}
+    archive = busybox_archive(tmp_path / "hc", config={"Cmd": ["sh"], "Healthcheck": check}, name="checked:latest")
+    assert ctr("load", "-i", str(archive)).status == 0
+    (appdir / "compose.yaml").write_text(textwrap.dedent("""
+        services:
+          dep:
+            image: checked
+            command: sleep 30
+            stop_grace_period: 0s
+          tuned:
+            image: checked
+            command: sleep 30
+            stop_grace_period: 0s
+            healthcheck: {retries: 5, timeout: 3s}
+          front:
+            image: busybox
+            command: echo started
+            depends_on: {dep: {condition: service_healthy}, tuned: {condition: service_healthy}}
+    """))
+    project = "img" + secrets.token_hex(2)
+    up = compose(d, ctr, appdir, "-p", project, "up", "-d")
+    assert up.returncode == 0, up.stderr
+    assert up.stderr.index(f"{project}-dep-1  Healthy") < up.stderr.index(f"{project}-front-1  Started")
+    dep = json.loads(ctr.ok("inspect", f"{project}-dep-1"))[0]
+    assert dep["Config"]["Healthcheck"] == check
+    assert dep["State"]["Health"]["Status"] == "healthy" and dep["State"]["Health"]["Log"][-1]["Output"] == "probed\n"
+    tuned = json.loads(ctr.ok("inspect", f"{project}-tuned-1"))[0]
+    assert tuned["Config"]["Healthcheck"] == {**check, "Retries": 5, "Timeout": 3_000_000_000}
+    assert compose(d, ctr, appdir, "-p", project, "down").returncode == 0
+    assert ctr.ok("ps", "-a", "-q") == ""
