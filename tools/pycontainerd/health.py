@@ -12,8 +12,9 @@ through the container's shim (CMD → its arguments, CMD-SHELL → `/bin/sh -c`)
 user, env and working directory; its output (at most 4096 bytes, then `...`) is collected, never
 logged. After `timeout` it is killed and counts as ExitCode -1, "Health check exceeded timeout (…)".
 The execs publish /tasks/exec-added and /tasks/exec-started (with their `args`) as docker's probes
-emit `exec_create: /bin/sh -c …` and `exec_start: …`, and are deleted once done (also when the monitor is cancelled; the id of the one running is
-in the bundle's `health-probe` for a daemon killed meanwhile), so none is left behind.
+emit `exec_create: /bin/sh -c …` and `exec_start: …`, and are deleted once done, also when the monitor
+is cancelled (the running one's id is kept in the bundle's `health-probe` for a daemon killed
+meanwhile): none is left behind.
 
 Rules (docker's handleProbeResult): exit 0 → healthy, streak 0; a failure while still `starting`
 inside the start period does not count; otherwise the streak grows and reaching `retries` makes it
