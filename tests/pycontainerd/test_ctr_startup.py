@@ -13,7 +13,8 @@ import pytest
 from pycontainerd import install_entry, protocol
 
 # what the version and run paths must not import: the daemon's asyncio, TLS, URL parsing, pathlib
-HEAVY = ("asyncio", "ssl", "urllib.parse", "pathlib", "logging", "pyoci.reference")
+HEAVY = ("asyncio", "ssl", "urllib.parse", "pathlib", "logging", "subprocess", "pyoci.reference",
+         "pycontainerd.network", "pycontainerd.health", "pycontainerd.policies")
 
 
 def _launcher(tmp_path):
@@ -62,11 +63,17 @@ def test_version_path_imports_stay_lean(tmp_path):
 
 
 def test_run_path_imports_stay_lean(tmp_path):
-    """The modules `run` loads before its first daemon call, and its flag parsing."""
+    """The modules `run` loads, its flag parsing and the spec and config it makes (what needs no daemon)."""
     code = ("from pycontainerd.ctr import cli, containers, stdio, names, backend\n"
-            "from pycontainerd import client\n"
+            "from pycontainerd import client, ocispec\n"
             "a = cli.build_parser('run').parse_args(['run', '--rm', 'busybox', 'true'])\n"
-            "o = cli._options(a)\n")
+            "o = cli._options(a)\n"
+            "containers.network_and_mounts(o, {'ExposedPorts': {'80/tcp': {}}})\n"
+            "containers._security(o)\n"
+            "containers._with_healthcheck({'Cmd': ['true']}, o.healthcheck, None)\n"
+            "containers._restart_policy(o.restart)\n"
+            "ocispec.generate({'config': {'Cmd': ['sh']}}, ocispec.SpecOptions(args=['true']), 'default', 'c' * 64)\n"
+            "names.random_name(), names.new_id()\n")
     assert _imported(tmp_path, code) == []
 
 

@@ -250,13 +250,16 @@ class Backend:
                 return r
         return None
 
-    def save_state(self, cid: str, **values: Any) -> None:
-        """Merge docker's State fields into the record (they outlive the task)."""
-        try:
-            record = self.call("Containers", "Get", {"id": cid})["container"]
-        except errdefs.NotFound:
-            return
-        state = dict((record.get("extensions") or {}).get(STATE_EXT) or {})
+    def save_state(self, cid: str, base: dict | None = None, **values: Any) -> None:
+        """Merge docker's State fields into the record (they outlive the task). `base`: the record's State as
+        the caller knows it (a record it has just created), which saves reading the record first."""
+        if base is None:
+            try:
+                record = self.call("Containers", "Get", {"id": cid})["container"]
+            except errdefs.NotFound:
+                return
+            base = (record.get("extensions") or {}).get(STATE_EXT) or {}
+        state = dict(base)
         state.update(values)
         self.call("Containers", "Update", {"container": {"id": cid, "extensions": {STATE_EXT: state}},
                                            "update_mask": [f"extensions.{STATE_EXT}"]})

@@ -137,10 +137,8 @@ class _OnlyVerb:
 def build_parser(only: str | None = None) -> Parser:
     """The command line; with `only`, the global flags and that verb's parser alone."""
     p = Parser(prog=PROG, description="pyctr: a docker-style client of pycontainerd")
-    p.add_argument("-H", "--host", "--address", dest="address",
-                   default=os.environ.get("PYCTR_ADDRESS") or os.environ.get("CONTAINERD_ADDRESS")
-                   or protocol.DEFAULT_ADDRESS)
-    p.add_argument("-n", "--namespace", default=os.environ.get("CONTAINERD_NAMESPACE") or "default")
+    p.add_argument("-H", "--host", "--address", dest="address", default=_default_address())
+    p.add_argument("-n", "--namespace", default=_default_namespace())
     p.add_argument("-v", "--version", action="store_true")
     sub = p.add_subparsers(dest="verb", parser_class=Parser)
     if only is not None:
@@ -585,6 +583,56 @@ def _unsupported_flag(a: argparse.Namespace) -> str:
     return ""
 
 
+def _default_address() -> str:
+    return os.environ.get("PYCTR_ADDRESS") or os.environ.get("CONTAINERD_ADDRESS") or protocol.DEFAULT_ADDRESS
+
+
+def _default_namespace() -> str:
+    return os.environ.get("CONTAINERD_NAMESPACE") or "default"
+
+
+class _Args:
+    """What argparse returns, for the invocations _version_args reads itself."""
+
+    def __init__(self, **values) -> None:
+        self.__dict__.update(values)
+
+
+_GLOBAL_VALUES = {"-H": "address", "--host": "address", "--address": "address", "-n": "namespace",
+                  "--namespace": "namespace"}
+
+
+def _version_args(argv: list[str]) -> _Args | None:
+    """`[-H ADDR] [-n NS] version [-f FMT]` and `--version` read without building a parser (the parser is most
+    of these commands' start-up); None for anything else, argparse's to read (and to word errors for)."""
+    if argv in (["--version"], ["-v"]):
+        return _Args(version=True, verb=None, address=_default_address(), namespace=_default_namespace())
+    values = {"address": _default_address(), "namespace": _default_namespace()}
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        flag, eq, value = argv[i].partition("=")
+        dest = _GLOBAL_VALUES.get(flag)
+        if dest is None:
+            return None
+        if not eq:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                return None
+            value = argv[i + 1]
+            i += 1
+        values[dest] = value
+        i += 1
+    rest = argv[i:]
+    if rest == ["version"]:
+        fmt = ""
+    elif len(rest) == 3 and rest[0] == "version" and rest[1] in ("-f", "--format") and not rest[2].startswith("-"):
+        fmt = rest[2]
+    elif len(rest) == 2 and rest[0] == "version" and rest[1].startswith("--format="):
+        fmt = rest[1][len("--format="):]
+    else:
+        return None
+    return _Args(version=False, verb="version", format=fmt, **values)
+
+
 def _verb(argv: list[str]) -> str:
     i = 0
     while i < len(argv):
@@ -615,10 +663,12 @@ def main(argv: list[str] | None = None) -> int:
         g = build_parser(only="compose").parse_args(argv[:i])
         return compose_main(argv[i + 1:], g.address, g.namespace)
     verb = _verb(argv)
+    a = _version_args(argv)
     try:
         try:
-            parser = build_parser(verb or None)
-            a = parser.parse_args(argv)
+            if a is None:
+                parser = build_parser(verb or None)
+                a = parser.parse_args(argv)
         except FlagError:
             if not verb:
                 raise
@@ -645,10 +695,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: not supported yet: {a.verb} {unsupported}", file=sys.stderr)
         return 125 if a.verb in ("run", "create") else 1
     from ..client import Client
-    from .backend import Backend
 
     client = Client(a.address, namespace=a.namespace)
-    b = Backend(client, a.namespace)
     status = 1
     try:
         if a.verb == "version":
@@ -659,9 +707,11 @@ def main(argv: list[str] | None = None) -> int:
             except errdefs.Unavailable as exc:
                 system.version(None, a.format)
                 raise CLIError(str(exc)) from None
-            system.version(b, a.format)
+            system.version(client, a.format)  # its one call needs no Backend (nor what backend imports)
             return 0
-        status = dispatch(b, a)
+        from .backend import Backend
+
+        status = dispatch(Backend(client, a.namespace), a)
     except CLIError as exc:
         print(run_error(exc, a.verb) if a.verb in ("run", "create") else exc.message, file=sys.stderr)
         status = exc.status

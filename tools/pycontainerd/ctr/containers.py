@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 
 from .. import errdefs, ocispec
-from .backend import (AUTO_REMOVE_LABEL, DOCKER_EXT, HOSTNAME_LABEL, MANUAL_STOP_LABEL, NAME_LABEL, Backend,
-                      CLIError, ContainerView, familiar)
+from .backend import (AUTO_REMOVE_LABEL, DOCKER_EXT, HOSTNAME_LABEL, MANUAL_STOP_LABEL, NAME_LABEL, STATE_EXT,
+                      Backend, CLIError, ContainerView, familiar)
 from .humanize import ago, parse_duration, rfc3339nano
 from .names import NAME_RE, new_id, random_name
 from .stdio import BAD_DETACH_KEYS, DEFAULT_DETACH_KEYS, Detached, attach, parse_detach_keys
@@ -73,29 +73,39 @@ class CreateOptions:
     detach_keys: str = ""                                  # --detach-keys (default ctrl-p,ctrl-q)
 
 
+def _network_or_mount_flags(o: CreateOptions) -> bool:
+    """Any flag the daemon's network and volume parsers read (check_flags, parse_publish, parse_volume…);
+    with none of them they have nothing to say. Extend this with any flag those checks come to read."""
+    return bool(o.publish or o.publish_all or o.volumes or o.mounts or o.tmpfs or o.ip or o.ip6
+                or (o.network or "default").startswith("container:"))
+
+
 def network_and_mounts(o: CreateOptions, image_cfg: dict) -> tuple[dict, dict, dict]:
     """(Config, HostConfig, NetworkingConfig) fields of the network and mount flags, checked with the
     daemon's own parsers (pycontainerd.network, pycontainerd.volumes) so errors come before anything exists."""
-    from ..network.container import check_flags, port_bindings
-    from ..network.ports import parse_publish
-    from ..volumes import check_duplicates, mount_to_docker, parse_mount, parse_tmpfs, parse_volume
-
-    try:
-        check_flags(o.network or "default", o.hostname, o.publish, o.publish_all, o.dns, o.add_hosts,
-                    o.network_aliases, o.ip, o.ip6)
-    except errdefs.InvalidArgument as exc:
-        raise CLIError(f"Error response from daemon: {exc}", 125) from None
-    if o.network == "host" and (o.publish or o.publish_all):
-        print("WARNING: Published ports are discarded when using host network mode", file=sys.stderr)
-
     exposed_keys = [e if "/" in e else f"{e}/tcp" for e in o.expose] + list(image_cfg.get("ExposedPorts") or {})
-    try:
-        bindings, exposed = port_bindings(parse_publish(o.publish, exposed_keys, o.publish_all))
-        specs = [parse_volume(v) for v in o.volumes] + [parse_mount(m) for m in o.mounts] + \
-            [parse_tmpfs(t) for t in o.tmpfs]
-        check_duplicates(specs)
-    except (errdefs.Error, ValueError) as exc:
-        raise CLIError(f"Error response from daemon: {exc}", 125) from None
+    if _network_or_mount_flags(o):
+        from ..network.container import check_flags, port_bindings
+        from ..network.ports import parse_publish
+        from ..volumes import check_duplicates, mount_to_docker, parse_mount, parse_tmpfs, parse_volume
+
+        try:
+            check_flags(o.network or "default", o.hostname, o.publish, o.publish_all, o.dns, o.add_hosts,
+                        o.network_aliases, o.ip, o.ip6)
+        except errdefs.InvalidArgument as exc:
+            raise CLIError(f"Error response from daemon: {exc}", 125) from None
+        if o.network == "host" and (o.publish or o.publish_all):
+            print("WARNING: Published ports are discarded when using host network mode", file=sys.stderr)
+
+        try:
+            bindings, exposed = port_bindings(parse_publish(o.publish, exposed_keys, o.publish_all))
+            specs = [parse_volume(v) for v in o.volumes] + [parse_mount(m) for m in o.mounts] + \
+                [parse_tmpfs(t) for t in o.tmpfs]
+            check_duplicates(specs)
+        except (errdefs.Error, ValueError) as exc:
+            raise CLIError(f"Error response from daemon: {exc}", 125) from None
+    else:  # none given: what the parsers would answer, without importing pycontainerd.network (~25 ms)
+        bindings, exposed = {}, {}
     exposed.update({k: {} for k in exposed_keys})
     config = {"ExposedPorts": exposed} if exposed else {}
     tmpfs = {}
@@ -372,8 +382,11 @@ def mark_manually_stopped(b: Backend, cid: str, stopped: bool) -> None:
         pass
 
 
-def start_task(b: Backend, cid: str) -> None:
-    mark_manually_stopped(b, cid, False)
+def start_task(b: Backend, cid: str, record: dict | None = None) -> None:
+    """Start the container's task; `record`: the container's record as just created, which saves the calls
+    that would read back what it says (no manually-stopped label, no State yet)."""
+    if record is None or MANUAL_STOP_LABEL in (record.get("labels") or {}):
+        mark_manually_stopped(b, cid, False)
     try:
         b.call("Tasks", "Start", {"container_id": cid})
     except errdefs.Error as exc:
@@ -384,7 +397,8 @@ def start_task(b: Backend, cid: str) -> None:
         except errdefs.Error:
             pass
         raise err from None
-    b.save_state(cid, StartedAt=rfc3339nano(time.time()), FinishedAt="", Error="", ExitCode=0)
+    base = None if record is None else (record.get("extensions") or {}).get(STATE_EXT) or {}
+    b.save_state(cid, base, StartedAt=rfc3339nano(time.time()), FinishedAt="", Error="", ExitCode=0)
 
 
 def record_exit(b: Backend, cid: str) -> None:
@@ -426,16 +440,17 @@ def run(b: Backend, o: CreateOptions) -> int:
     keys = b"" if o.detach else detach_keys_or_exit(o.detach_keys)
     c = create(b, o)
     detached = False
+    exited = False  # and the exit status read: the view below is known without asking the daemon
     try:
         create_task(b, c)
         if o.detach:
-            start_task(b, c.id)
+            start_task(b, c.id, c.record)
             print(c.id, flush=True)
             return 0
         started = threading.Event()
 
         def on_attached() -> None:
-            start_task(b, c.id)
+            start_task(b, c.id, c.record)
             started.set()
 
         try:
@@ -451,14 +466,17 @@ def run(b: Backend, o: CreateOptions) -> int:
             raise CLIError(f"Error response from daemon: {exc}", 125) from None
         if status is None:
             status = int(b.call("Tasks", "Wait", {"container_id": c.id}).get("exit_status") or 0)
-        record_exit(b, c.id)
+        exited = True
+        if not o.rm:  # --rm removes it below: no State to keep
+            record_exit(b, c.id)
         return status
     except CLIError as exc:
         raise CLIError(exc.message, exc.status if exc.status >= 125 else 125) from None
     finally:
         if o.rm and not o.detach and not detached:
             try:
-                remove(b, b.container(c.id), force=True, volumes=True)
+                view = ContainerView(c.record, {"status": "stopped"}) if exited else b.container(c.id)
+                remove(b, view, force=True, volumes=True)
             except (CLIError, errdefs.Error):
                 pass
 

@@ -12,13 +12,14 @@ from .errors import CLIError
 # verbs import what they use where they use it
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ..client import Client
     from .backend import Backend
 
 CLIENT_VERSION = "20.10.24-pyctr"
 API_VERSION = "1.41"
 
 
-def version(b: Backend | None, fmt: str, error: Exception | None = None) -> dict:
+def version(b: Backend | Client | None, fmt: str, error: Exception | None = None) -> dict:
     client = {"Platform": {"Name": ""}, "Version": CLIENT_VERSION, "ApiVersion": API_VERSION,
               "GoVersion": "python" + sys.version.split()[0], "GitCommit": "", "Os": "linux",
               "Arch": _goarch(), "Context": "default", "Experimental": True}
