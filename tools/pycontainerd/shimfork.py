@@ -35,6 +35,7 @@ class ShimForker:
     state: Path                               # the daemon's state dir: the zygote's socket lives there
     proc: subprocess.Popen | None = None
     _wfd: int = -1                            # our end of the zygote's lifeline pipe
+    _ready: bool = False                      # the zygote said "ready": its socket listens
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -42,18 +43,18 @@ class ShimForker:
         return str(self.state / "shimfork.sock")
 
     def _alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self._ready and self.proc is not None and self.proc.poll() is None
 
     def warm(self) -> None:
         """Start the zygote if it is not running (blocking, ~50 ms: call it from a worker thread)."""
         with self._lock:
             if self._alive():
                 return
-            self._stop_locked()
+            self._stop_locked()  # a dead one's pipe and pid
             r, w = os.pipe2(os.O_CLOEXEC)
             try:
                 os.set_inheritable(r, True)
-                self.proc = subprocess.Popen(
+                proc = subprocess.Popen(
                     [sys.executable, "-I", "-S", str(ZYGOTE), self.socket_path, str(r)],
                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                     pass_fds=(r,), cwd="/", start_new_session=True)
@@ -63,12 +64,14 @@ class ShimForker:
             finally:
                 os.close(r)
             self._wfd = w
-            line = self.proc.stdout.readline() if self.proc.stdout else b""
+            self.proc = proc  # (not _alive() for start() until it is ready: start() waits on our lock)
+            line = proc.stdout.readline() if proc.stdout else b""
             if line.strip() != b"ready":
                 self._stop_locked()
                 raise ZygoteUnavailable("shim zygote: did not start")
-            self.proc.stdout.close()
-            log.debug("shim zygote started (pid %d)", self.proc.pid)
+            proc.stdout.close()
+            self._ready = True
+            log.debug("shim zygote started (pid %d)", proc.pid)
 
     async def start(self, bundle: Path, timeout: float) -> dict:
         """Have the zygote fork a shim for `bundle`; its one-line JSON report."""
@@ -97,6 +100,7 @@ class ShimForker:
             self._stop_locked(timeout)
 
     def _stop_locked(self, timeout: float = 5.0) -> None:
+        self._ready = False
         if self._wfd >= 0:
             os.close(self._wfd)  # EOF: the zygote leaves
             self._wfd = -1

@@ -23,6 +23,7 @@ import itertools
 import json
 import logging
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import AsyncIterator, Callable
 
 from . import errdefs, ocispec, protocol
+from . import mounts as mounts_mod
 from .logs import parse_size, rfc3339nano
 from .shimfork import ShimForker, ZygoteUnavailable
 from .timing import stage
@@ -152,21 +154,10 @@ class Task:
 
 def _mount(mounts: list[dict], target: Path) -> None:
     for m in mounts:
-        opts = [o for o in m.get("options") or []]
-        if m.get("type") == "bind":
-            flag = "--rbind" if "rbind" in opts else "--bind"
-            _run(["mount", flag, m["source"], str(target)])
-            if "ro" in opts:
-                _run(["mount", "-o", "remount,bind,ro", str(target)])
-        else:
-            _run(["mount", "-t", m.get("type", ""), "-o", ",".join(opts), m.get("source", "none"), str(target)])
-
-
-def _run(argv: list[str]) -> None:
-    p = subprocess.run(argv, capture_output=True, text=True)
-    if p.returncode != 0:
-        last = ((p.stderr or p.stdout).strip().splitlines() or [f"exit status {p.returncode}"])[-1]
-        raise errdefs.Internal(f"{' '.join(argv[:3])}: {last}")
+        try:
+            mounts_mod.mount(m.get("type", ""), m.get("source", "none"), str(target), list(m.get("options") or []))
+        except OSError as exc:
+            raise errdefs.Internal(f"{exc.strerror}") from None
 
 
 def unmount_all(target: Path) -> None:
@@ -178,8 +169,13 @@ def unmount_all(target: Path) -> None:
         return
     prefix = str(target)
     for mp in sorted({p for p in points if p == prefix or p.startswith(prefix + "/")}, key=lambda p: -p.count("/")):
-        if subprocess.run(["umount", mp], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", mp], capture_output=True)
+        try:
+            mounts_mod.unmount(mp)
+        except OSError:
+            try:
+                mounts_mod.unmount(mp, lazy=True)
+            except OSError:
+                pass
 
 
 def _pid_alive(pid: int) -> bool:
@@ -194,6 +190,23 @@ def _pid_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Until `pid` (not our child) exits: woken by its pidfd at once, polled where there is none."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        fd = -1
+    if fd >= 0:
+        try:
+            select.select([fd], [], [], timeout)
+        finally:
+            os.close(fd)
+        return
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 class TaskManager:
@@ -381,8 +394,9 @@ class TaskManager:
                 task.watcher = asyncio.ensure_future(self._watch(task))
                 log.info("task %s/%s: reconnected to its shim (%s)", namespace, cid, state.get("status"))
 
-    def _cleanup_dead(self, namespace: str, cid: str, runtime_delete: bool = True) -> None:
-        """Remove what a task left when its shim is not there: runtime state, mounts, the bundle."""
+    def _cleanup_dead(self, namespace: str, cid: str, runtime_delete: bool = True, release: bool = True) -> None:
+        """Remove what a task left when its shim is not there: runtime state, mounts, the bundle (and
+        what the release hooks hold, unless the caller runs them)."""
         bundle = self.bundle(namespace, cid)
         try:
             pid = int((bundle / "shim.pid").read_text())
@@ -397,6 +411,11 @@ class TaskManager:
         with stage(log, "task %s: unmount + bundle removal", cid):
             unmount_all(bundle / "rootfs")
             shutil.rmtree(bundle, ignore_errors=True)
+        if release:
+            self._release(namespace, cid)
+
+    def _release(self, namespace: str, cid: str) -> None:
+        """The release hooks (networking, …), each with exceptions of its own."""
         for hook in list(self.release_hooks):
             try:
                 with stage(log, "task %s: release hook %s", cid, getattr(hook, "__qualname__", hook)):
@@ -426,12 +445,19 @@ class TaskManager:
                     await asyncio.wait_for(task.exited.wait(), 10)
                 except asyncio.TimeoutError:
                     pass
+            # an exited task's networking is released while the shim runs the runtime's delete
+            release = asyncio.ensure_future(asyncio.to_thread(self._release, namespace, cid)) \
+                if task.exit is not None else None
             shim_deleted = True
             try:
                 result = await task.client.call("delete", {"force": force})
             except errdefs.Unavailable:
                 shim_deleted = False  # the shim is gone: the runtime's state is ours to remove
                 result = self._read_exit(task.bundle) or {"exit_status": 255, "exited_at": _now(), "pid": task.pid}
+            except BaseException:
+                if release is not None:
+                    await release
+                raise
             if task.watcher is not None and not task.watcher.done():
                 try:
                     await asyncio.wait_for(asyncio.shield(task.watcher), 3)
@@ -439,22 +465,24 @@ class TaskManager:
                     task.watcher.cancel()
             await task.client.close()
             self.tasks.pop((namespace, cid), None)
-            await asyncio.to_thread(self._finish_delete, namespace, cid, not shim_deleted)
+            await asyncio.to_thread(self._finish_delete, namespace, cid, not shim_deleted, release is None)
+            if release is not None:
+                await release
         self.daemon.publish(namespace, "/tasks/delete", {"container_id": cid, "id": cid, "pid": result.get("pid"),
                                                          "exit_status": result.get("exit_status"),
                                                          "exited_at": result.get("exited_at")})
         return result
 
-    def _finish_delete(self, namespace: str, cid: str, runtime_delete: bool) -> None:
+    def _finish_delete(self, namespace: str, cid: str, runtime_delete: bool, release: bool) -> None:
         bundle = self.bundle(namespace, cid)
-        deadline = time.monotonic() + 3
         try:
             pid = int((bundle / "shim.pid").read_text())
         except (OSError, ValueError):
             pid = 0
-        while pid and _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self._cleanup_dead(namespace, cid, runtime_delete)
+        if pid:
+            with stage(log, "task %s: shim exit", cid):
+                _wait_gone(pid, 3.0)
+        self._cleanup_dead(namespace, cid, runtime_delete, release)
 
     async def state(self, namespace: str, cid: str, exec_id: str = "") -> dict:
         task = self.get(namespace, cid)

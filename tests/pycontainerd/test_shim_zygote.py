@@ -1,0 +1,184 @@
+"""The run path's fast pieces: mount(2)/umount2(2) through ctypes (mounts.py) and the shim zygote
+(shim/zygote.py, shimfork.py): shims forked from it, detached from it and from the daemon, the
+zygote gone with the daemon (even SIGKILLed) and started again when it died."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pycontainerd import mounts, ocispec
+from pycontainerd.shimfork import ShimForker
+from tests.pycontainerd.daemon_fixture import kill_leftovers, running_daemon
+from tests.support import make_busybox_rootfs
+
+
+def mountinfo(target: Path) -> list[list[str]]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split() for line in f if line.split()[4] == str(target)]
+
+
+def test_parse_options_flags_propagation_and_data() -> None:
+    p = mounts.parse_options(["rbind", "ro", "nosuid", "rprivate", "index=off", "lowerdir=/a:/b"])
+    assert p.flags == mounts.MS_BIND | mounts.MS_REC | mounts.MS_RDONLY | mounts.MS_NOSUID
+    assert p.propagation == mounts.MS_PRIVATE | mounts.MS_REC
+    assert p.data == "index=off,lowerdir=/a:/b"
+    assert mounts.parse_options(["ro", "rw"]).flags == 0  # the last word wins, as mount(8)
+
+
+def test_bind_ro_and_overlay_mounts(tmp_path: Path) -> None:
+    src, target = tmp_path / "src", tmp_path / "target"
+    src.mkdir()
+    target.mkdir()
+    (src / "f").write_text("hello")
+    mounts.mount("bind", str(src), str(target), ["rbind", "ro"])
+    try:
+        info = mountinfo(target)
+        assert info and "ro" in info[-1][5].split(","), info
+        assert (target / "f").read_text() == "hello"
+        with pytest.raises(OSError) as exc:
+            (target / "g").write_text("no")
+        assert exc.value.errno == errno.EROFS
+    finally:
+        mounts.unmount(str(target))
+    assert not mountinfo(target)
+
+    lower, upper, work = tmp_path / "lower", tmp_path / "upper", tmp_path / "work"
+    for d in (lower, upper, work):
+        d.mkdir()
+    (lower / "base").write_text("from lower")
+    mounts.mount("overlay", "overlay", str(target),
+                 ["index=off", f"workdir={work}", f"upperdir={upper}", f"lowerdir={lower}"])
+    try:
+        assert mountinfo(target)[-1][8] == "overlay"
+        assert (target / "base").read_text() == "from lower"
+        (target / "new").write_text("to upper")
+        assert (upper / "new").read_text() == "to upper" and not (lower / "new").exists()
+    finally:
+        mounts.unmount(str(target), lazy=True)
+    assert not mountinfo(target)
+
+
+def test_mount_errors_name_the_target(tmp_path: Path) -> None:
+    with pytest.raises(mounts.MountError) as exc:
+        mounts.mount("bind", str(tmp_path / "missing"), str(tmp_path), ["rbind"])
+    assert exc.value.errno == errno.ENOENT and str(tmp_path) in str(exc.value)
+    with pytest.raises(mounts.MountError) as exc:
+        mounts.unmount(str(tmp_path / "not-mounted"))
+    assert exc.value.errno in (errno.EINVAL, errno.ENOENT)
+
+
+def _pids_with(text: str) -> list[int]:
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if text in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                out.append(int(pid))
+        except OSError:
+            pass
+    return out
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed zygote stays one until the daemon polls it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _wait_until(cond, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def test_forker_stop_ends_the_zygote(tmp_path: Path) -> None:
+    forker = ShimForker(tmp_path)
+    forker.warm()
+    try:
+        pid = forker.proc.pid
+        assert Path(forker.socket_path).exists() and (os.stat(forker.socket_path).st_mode & 0o777) == 0o600
+        forker.warm()  # running: nothing new
+        assert forker.proc.pid == pid
+    finally:
+        forker.stop()
+    assert not os.path.exists(f"/proc/{pid}") and not Path(forker.socket_path).exists()
+
+
+def test_shims_forked_by_the_zygote_outlive_it_and_the_daemon(tmp_path: Path) -> None:
+    rootfs = make_busybox_rootfs(tmp_path / "rootfs")
+    namespace = "z" + uuid.uuid4().hex[:8]
+    started: list[int] = []
+    with running_daemon(tmp_path / "d") as d:
+        try:
+            c = d.new_client(namespace)
+
+            def run(cid: str, args: list[str]) -> int:
+                spec = ocispec.default_spec(namespace, cid)
+                spec["process"].update(args=args, terminal=False, env=["PATH=/bin:/usr/bin"])
+                spec["root"] = {"path": str(rootfs), "readonly": True}
+                c.call("Containers", "Create", {"container": {"id": cid, "image": "", "spec": spec}})
+                c.call("Tasks", "Create", {"container_id": cid})
+                started.append(c.call("Tasks", "Start", {"container_id": cid})["pid"])
+                return started[-1]
+
+            pid = run("one", ["sleep", "100"])
+            zygotes = [p for p in _pids_with("zygote.py") if _ppid(p) == d.proc.pid]
+            assert len(zygotes) == 1, _pids_with("zygote.py")
+            shim = int((Path(d.state) / "tasks" / namespace / "one" / "shim.pid").read_text())
+            assert "zygote.py" in Path(f"/proc/{shim}/cmdline").read_text()  # forked, no new interpreter
+            assert _ppid(shim) not in (zygotes[0], d.proc.pid)  # detached: a grandchild of the zygote
+            # a dead zygote is started again by the next Create
+            os.kill(zygotes[0], signal.SIGKILL)
+            assert _wait_until(lambda: not _running(zygotes[0]))
+            run("two", ["true"])
+            assert c.call("Tasks", "Wait", {"container_id": "two"}, timeout=30)["exit_status"] == 0
+            assert [p for p in _pids_with("zygote.py") if p != shim and _ppid(p) == d.proc.pid]
+            # SIGKILL of the daemon: the zygote sees its lifeline close and leaves; shims stay
+            d.kill()
+            assert _wait_until(lambda: not [p for p in _pids_with(f"{d.state}/shimfork.sock")
+                                            if p not in _shims(d, namespace)])
+            assert os.path.exists(f"/proc/{pid}") and os.path.exists(f"/proc/{shim}")
+            d.start()
+            c = d.new_client(namespace)
+            assert c.call("Tasks", "Get", {"container_id": "one"})["process"]["status"] == "running"
+            for cid in ("one", "two"):
+                c.call("Tasks", "Delete", {"container_id": cid, "force": True})
+                c.call("Containers", "Delete", {"id": cid})
+            assert _wait_until(lambda: not _running(shim))
+        finally:
+            kill_leftovers([str(d.state)])
+            for pid in started:  # the containers' processes, should a failure leave them
+                if _running(pid):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+            for cg in Path("/sys/fs/cgroup").glob(f"*/{namespace}"):
+                for child in [x for x in cg.iterdir() if x.is_dir()] + [cg]:
+                    try:
+                        child.rmdir()
+                    except OSError:
+                        pass
+
+
+def _shims(d, namespace: str) -> set[int]:
+    out = set()
+    for f in (Path(d.state) / "tasks" / namespace).glob("*/shim.pid"):
+        try:
+            out.add(int(f.read_text()))
+        except (OSError, ValueError):
+            pass
+    return out
