@@ -404,3 +404,31 @@ def test_direct_fork_eligibility():
     assert not init.direct_fork(spec({"type": "pid"}, {"type": "mount"}, {"type": "user"}))
     assert not init.direct_fork(spec({"type": "mount"}, {"type": "time"}))
     assert not init.direct_fork(spec({"type": "pid", "path": "/proc/1/ns/pid"}, {"type": "mount"}))
+
+
+def test_init_born_in_its_cgroups_and_fallback(env):
+    """The init is born in its cgroups (clone3 into the cgroup2 one, the v1 ones joined by itself); where clone3 is
+    refused (old kernel, seccomp) the runtime moves it in by pid as runc does: the same cgroups either way."""
+    import subprocess
+    import sys
+
+    bundle = env.bundle("cat", "/proc/self/cgroup")
+    want = env.runc("run", "-b", str(bundle.path), env.new_id())
+    assert want.rc == 0, want.err
+    cid = env.new_id()
+    got = env.pyrunc("run", "-b", str(bundle.path), cid)
+    assert got.rc == 0, got.err
+    refuse = ("import errno, sys\nfrom pyrunc import cli, syscalls\n"
+              "def refuse(fd):\n    raise OSError(errno.ENOSYS, 'clone3: Function not implemented')\n"
+              "syscalls.fork_into_cgroup = refuse\nsys.exit(cli.main(sys.argv[1:]))\n")
+    cid2 = env.new_id()
+    fallback = subprocess.run([sys.executable, "-c", refuse, "--root", str(env.pyrunc.root), "run", "-b",
+                               str(bundle.path), cid2], capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+    assert fallback.returncode == 0, fallback.stderr
+
+    def shape(out: str, cid: str) -> list[str]:
+        return [line.rsplit(":", 1)[0] + ":" + line.rsplit(":", 1)[1].replace(cid, "ID") for line in out.split()]
+
+    assert shape(got.out, cid) == shape(want.out, env.ids[-3]) == shape(fallback.stdout, cid2)
+    assert all(line.endswith("/ID") for line in shape(got.out, cid))

@@ -139,8 +139,9 @@ def fast_parse(argv: list[str]):
     return ns
 
 
-# The commands that move a process into a cgroup: the kernel's migration lock warm-up starts before their imports.
-WARM_UP = ("create", "run", "exec")
+# The commands that move a process into a cgroup by pid (create and run need not: their init is born in its
+# cgroups, see syscalls.fork_into_cgroup): the kernel's migration lock warm-up starts before their imports.
+WARM_UP = ("exec",)
 PREFIXED = {"create": "create failed: ", "run": "run failed: ", "exec": "exec failed: "}
 
 

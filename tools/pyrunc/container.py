@@ -111,30 +111,64 @@ def create(spec: Spec, opts: CreateOptions, starting: bool = False) -> tuple[Con
         _close_extra_fds(opts.preserve_fds)
         # opened here: a user-namespaced init may not be able to reach the state dir
         fifo_fd = os.open(os.path.join(cdir, FIFO), os.O_PATH | os.O_CLOEXEC)
-        direct = init.direct_fork(spec)
-        if direct:  # the init is our child from the start: no bootstrap child, no "pid" message
-            def run_init() -> None:
-                parent_sock.close()
-                init.direct(spec, child_sock, cdir, opts, fifo_fd)
+        # The cgroups are made before the fork and the child joins them itself, born in the cgroup2 one: no
+        # cgroup.procs write, so no RCU grace period (7-20 ms) on the way (syscalls.fork_into_cgroup).
+        joins: list[str] | None = None  # the v1 directories the child joins; None: we move it in ourselves
+        cgroup2 = None
+        if manager is not None:
+            manager.create()
+            joins = manager.self_join_dirs()
+            target = manager.clone_into()
+            if target is not None:
+                cgroup2 = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
-            init_pid = init.fork_direct(spec, run_init)
-        else:
-            child = os.fork()
-            if child == 0:
-                parent_sock.close()
-                init.bootstrap(spec, child_sock, cdir, opts, fifo_fd)
-                os._exit(1)  # not reached
+        def fork() -> tuple[int, bool]:
+            """(pid, whether the child is born in its cgroups and joins the v1 ones itself)."""
+            if joins is None:
+                return os.fork(), False
+            if cgroup2 is None:
+                return os.fork(), True  # v1 only: the child joins every hierarchy itself
+            try:
+                return sc.fork_into_cgroup(cgroup2), True
+            except OSError:  # no clone3 here (old kernel, seccomp): we move the child in, as runc does
+                return os.fork(), False
+
+        def child_setup(in_cgroup: bool) -> list[str] | None:
+            """In the child: drop the parent's ends; the v1 cgroups to join, if it is to join them itself."""
+            parent_sock.close()
+            if cgroup2 is not None:
+                os.close(cgroup2)
+            return joins if in_cgroup else None
+
+        direct = init.direct_fork(spec)
+        try:
+            if direct:  # the init is our child from the start: no bootstrap child, no "pid" message
+                def run_init(in_cgroup: bool) -> None:
+                    init.direct(spec, child_sock, cdir, opts, fifo_fd, child_setup(in_cgroup))
+
+                init_pid, in_cgroup = init.fork_direct(spec, run_init, fork)
+            else:
+                child, in_cgroup = fork()
+                if child == 0:
+                    init.bootstrap(spec, child_sock, cdir, opts, fifo_fd, child_setup(in_cgroup))
+                    os._exit(1)  # not reached
+        finally:
+            if cgroup2 is not None:
+                os.close(cgroup2)
         child_sock.close()
         os.close(fifo_fd)
         if starting:
             reader = os.open(os.path.join(cdir, FIFO), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            # With a cgroup namespace the bootstrap child must be in the cgroup before it unshares; otherwise the
-            # cgroup is applied to the init while it sets up its mounts (it waits for "continue" before anything
-            # that needs it).
-            late_cgroup = manager is not None and spec.linux.namespace("cgroup") is None
+            late_cgroup = manager is not None and spec.linux.namespace("cgroup") is None and not in_cgroup
             early_cgroup = False
-            if direct:
+            if in_cgroup:
+                # Limits and device rules while the child joins and the init sets up its mounts; the init waits
+                # for "continue" before anything that needs them.
+                manager.configure()
+                if direct:
+                    sync.send(parent_sock, "continue")
+            elif direct:
                 # The init sets up its mounts meanwhile, up to the cgroup ones (it waits for "continue").
                 if manager is not None:
                     manager.apply(init_pid)
@@ -142,13 +176,13 @@ def create(spec: Spec, opts: CreateOptions, starting: bool = False) -> tuple[Con
                     sync.send(parent_sock, "go")
                 sync.send(parent_sock, "continue")
             elif spec.linux.namespace("cgroup") is not None:
+                # The bootstrap child must be in the cgroup before it unshares the cgroup namespace.
                 if manager is not None:
                     manager.apply(child)  # also writes the resources and the device rules
                 sync.send(parent_sock, "go")  # only then may the child unshare its cgroup namespace
             elif manager is not None:
-                # Set up the cgroups now, moving the bootstrap child in, while it unshares and forks: the first
-                # cgroup.procs write waits out an RCU grace period (5-10 ms), which then overlaps its work.  The
-                # init joins by pid once known (cheap now); if the child has already gone, apply() again then.
+                # Move the bootstrap child in while it unshares and forks; the init joins by pid once known; if
+                # the child has already gone, apply() again then.
                 try:
                     manager.apply(child)
                     early_cgroup = True

@@ -69,10 +69,11 @@ def direct_fork(spec: Spec) -> bool:
     return not any(ns.type in ("user", "time") or (ns.type == "pid" and ns.path) for ns in spec.linux.namespaces)
 
 
-def fork_direct(spec: Spec, child) -> int:
-    """Fork the init straight into its new pid namespace (for a direct_fork spec); `child()` runs in it and never
-    returns.  unshare(CLONE_NEWPID) changes only the namespace our next child is born in, and setns back to our
-    own right after the fork restores that: one fork and no bootstrap round trip (~2 ms of every start)."""
+def fork_direct(spec: Spec, child, fork) -> tuple[int, bool]:
+    """Fork the init straight into its new pid namespace (for a direct_fork spec): `fork()` gives (pid, whether
+    the child is in its cgroups), `child(that flag)` runs in the child and never returns.  unshare(CLONE_NEWPID)
+    changes only the namespace our next child is born in, and setns back to our own right after the fork
+    restores that: one fork and no bootstrap round trip (~2 ms of every start)."""
     own = None
     if spec.linux.namespace("pid") is not None:
         own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
@@ -82,7 +83,7 @@ def fork_direct(spec: Spec, child) -> int:
             os.close(own)
             raise PyruncError(f"unshare namespaces: {os.strerror(e.errno).lower()}") from None
     try:
-        pid = os.fork()
+        pid, in_cgroup = fork()
     except BaseException:
         if own is not None:
             _restore_pid_ns(own)
@@ -90,7 +91,7 @@ def fork_direct(spec: Spec, child) -> int:
     if pid == 0:
         if own is not None:
             os.close(own)
-        child()
+        child(in_cgroup)
         os._exit(1)  # not reached
     if own is not None:
         try:
@@ -99,7 +100,7 @@ def fork_direct(spec: Spec, child) -> int:
             os.kill(pid, 9)
             os.waitpid(pid, 0)
             raise
-    return pid
+    return pid, in_cgroup
 
 
 def _restore_pid_ns(own: int) -> None:
@@ -111,15 +112,26 @@ def _restore_pid_ns(own: int) -> None:
         os.close(own)
 
 
-def direct(spec: Spec, sock, state_dir: str, opts, fifo_fd: int) -> None:
-    """The init forked by fork_direct (pid 1 of its namespace already): the other namespaces, then the init."""
+def direct(spec: Spec, sock, state_dir: str, opts, fifo_fd: int, joins: list[str] | None) -> None:
+    """The init forked by fork_direct (pid 1 of its namespace already): its cgroups and the other namespaces,
+    then the init."""
     try:
-        if spec.linux.namespace("cgroup") is not None:
-            sync.recv(sock, "go")  # the parent has put us in the cgroup the namespace will be rooted at
+        _enter_cgroups(spec, sock, joins)
         _enter_namespaces(spec, {ns.type for ns in spec.linux.namespaces} - {"user", "pid"})
     except BaseException as e:  # noqa: BLE001 - everything must reach the parent as one line
         _fail(sock, _message(e))
     container_init(spec, sock, state_dir, opts, False, fifo_fd)
+
+
+def _enter_cgroups(spec: Spec, sock, joins: list[str] | None) -> None:
+    """Our v1 cgroups joined ourselves (`joins`: we were born in the cgroup2 one, syscalls.fork_into_cgroup), or,
+    with a cgroup namespace, the parent's word that it has moved us (the namespace is rooted where we are)."""
+    if joins is not None:
+        from .cgroups import fs
+
+        fs.join_self(joins)
+    elif spec.linux.namespace("cgroup") is not None:
+        sync.recv(sock, "go")
 
 
 def _enter_namespaces(spec: Spec, kinds: set[str]) -> None:
@@ -131,10 +143,10 @@ def _enter_namespaces(spec: Spec, kinds: set[str]) -> None:
     namespaces.unshare(spec.linux.namespaces, kinds)
 
 
-def bootstrap(spec: Spec, sock, state_dir: str, opts, fifo_fd: int) -> None:
+def bootstrap(spec: Spec, sock, state_dir: str, opts, fifo_fd: int, joins: list[str] | None) -> None:
+    """The bootstrap child: its cgroups (as direct()), the user namespace, the others; forks the init."""
     try:
-        if spec.linux.namespace("cgroup") is not None:
-            sync.recv(sock, "go")  # the parent has put us in the cgroup the namespace will be rooted at
+        _enter_cgroups(spec, sock, joins)  # before the user namespace: as host root
         kinds = {ns.type for ns in spec.linux.namespaces}
         userns = spec.linux.namespace("user")
         if userns is not None:

@@ -130,3 +130,41 @@ KEYCTL_JOIN_SESSION_KEYRING = 1
 def join_session_keyring(name: str) -> None:
     """A fresh session keyring for the container, as runc does; best effort (keyrings may be unavailable)."""
     libc().syscall(SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, _b(name))
+
+
+SYS_CLONE3 = 435  # the same number on every architecture
+CLONE_INTO_CGROUP = 0x200000000
+_SIGCHLD = 17
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in ("flags", "pidfd", "child_tid", "parent_tid", "exit_signal",
+                                                      "stack", "stack_size", "tls", "set_tid", "set_tid_size",
+                                                      "cgroup")]
+
+
+def fork_into_cgroup(cgroup_fd: int) -> int:
+    """os.fork(), the child born in the cgroup2 directory `cgroup_fd` (clone3 CLONE_INTO_CGROUP, Linux 5.7+).
+
+    Moving a process by writing cgroup.procs takes the kernel's threadgroup lock for writing, which after a
+    quiet spell waits out an RCU grace period (7-20 ms here: runc pays it on every start); a child born in its
+    cgroup takes it only for reading.  Python has no clone3, so this is os.fork()'s own sequence with clone3 for
+    fork(2): PyOS_BeforeFork, the syscall with the GIL held (PyDLL), PyOS_AfterFork_Child/_Parent.  glibc's
+    fork wrapper and its atfork handlers are skipped: no other thread may be inside libc at that moment (the
+    GIL keeps Python threads out; pyrunc's create starts none), and the child only execs or exits in the end.
+    OSError (ENOSYS on old kernels or under seccomp, E2BIG without CLONE_INTO_CGROUP...) leaves nothing behind.
+    """
+    api = ctypes.pythonapi
+    raw = ctypes.PyDLL(None, use_errno=True).syscall
+    raw.restype = ctypes.c_long
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=_SIGCHLD, cgroup=cgroup_fd)
+    api.PyOS_BeforeFork()
+    pid = raw(ctypes.c_long(SYS_CLONE3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone3: {os.strerror(err)}")
+    return pid

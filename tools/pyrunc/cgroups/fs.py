@@ -110,6 +110,16 @@ def write(directory: str, name: str, value: str | int) -> None:
         os.close(fd)
 
 
+def join_self(directories: list[str]) -> None:
+    """Move the calling thread (the whole process, when single-threaded) into these v1 cgroups.
+
+    Writing 0 to `tasks` moves only the caller, which the kernel does without its global threadgroup lock;
+    writing a pid to cgroup.procs takes that lock and, after a quiet spell, waits out an RCU grace period
+    (7-20 ms) first."""
+    for d in directories:
+        write(d, "tasks", 0)
+
+
 def read(directory: str, name: str) -> str:
     path = os.path.join(directory, name)
     try:

@@ -36,6 +36,28 @@ class V1Manager:
     # -- life cycle -------------------------------------------------------------------------------------------
     def apply(self, pid: int) -> None:
         """Create every directory, move `pid` in, then write the resources given to new_manager (if any)."""
+        self.create()
+        for ctrl, path in sorted(self.paths.items()):
+            if ctrl == "cpuacct" and self.paths.get("cpu") == path:
+                continue
+            fs.write(path, "cgroup.procs", pid)
+        self.configure()
+
+    def configure(self) -> None:
+        """Write the resources given to new_manager (if any): limits and the device rules."""
+        if self.resources is not None:
+            self.set(self.resources, initial=True)
+
+    def clone_into(self) -> str | None:
+        """The cgroup2 directory a child can be born in (clone3 CLONE_INTO_CGROUP): hybrid mode's unified one."""
+        return self.paths.get(fs.UNIFIED) or None
+
+    def self_join_dirs(self) -> list[str]:
+        """The v1 directories a child joins itself, writing 0 to their `tasks` (fs.join_self)."""
+        return sorted({p for ctrl, p in self.paths.items() if ctrl != fs.UNIFIED})
+
+    def create(self) -> None:
+        """Create every directory (cpuset's cpus and mems filled in, the RT budget set: both needed to join)."""
         for ctrl, path in sorted(self.paths.items()):
             if ctrl == "cpuset":
                 self._make_cpuset(path)
@@ -46,12 +68,6 @@ class V1Manager:
                     raise RuntimeFailure(f"cgroup: mkdir {path}: {os.strerror(e.errno).lower()}") from None
             if ctrl == "cpu" and self.resources:
                 self._set_rt(path, self.resources.get("cpu") or {})  # RT budget must exist before joining
-        for ctrl, path in sorted(self.paths.items()):
-            if ctrl == "cpuacct" and self.paths.get("cpu") == path:
-                continue
-            fs.write(path, "cgroup.procs", pid)
-        if self.resources is not None:
-            self.set(self.resources, initial=True)
 
     def _make_cpuset(self, path: str) -> None:
         # A new cpuset has empty cpus/mems and refuses tasks: copy each level's from its parent, top down.

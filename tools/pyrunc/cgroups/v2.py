@@ -72,8 +72,19 @@ class V2Manager:
         """Create the cgroup, move `pid` in, then write the resources given to new_manager (if any)."""
         self.create()
         fs.write(self.path, "cgroup.procs", pid)
+        self.configure()
+
+    def configure(self) -> None:
+        """Write the resources given to new_manager (if any): limits and the device rules."""
         if self.resources is not None:
             self.set(self.resources, initial=True)
+
+    def clone_into(self) -> str | None:
+        """The directory a child can be born in (clone3 CLONE_INTO_CGROUP)."""
+        return self.path
+
+    def self_join_dirs(self) -> list[str]:
+        return []  # no v1 hierarchies
 
     def destroy(self) -> None:
         fs.remove_paths(self.paths)
