@@ -135,7 +135,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
 
 def test_image_healthcheck_under_the_service_one():
     """The daemon's merge (pyctr create) of a service's check over the image's: unset fields are the image's."""
-    from pycontainerd.health import HealthConfig, merge
+    from pycontainerd.healthcheck import HealthConfig, merge
 
     image = {"Test": ["CMD-SHELL", "true"], "Interval": 2_000_000_000, "Retries": 7}
     assert merge(to_docker(None), image) == image

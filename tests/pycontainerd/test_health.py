@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pycontainerd import health
+from pycontainerd import healthcheck as health
+from pycontainerd.logs import parse_time, rfc3339nano
 from tests.pycontainerd.test_ctr_support import Ctr, busybox_archive, env, short_daemon
 
 NS = 1_000_000_000
@@ -130,7 +131,7 @@ def test_result_rules() -> None:
     t0 = time.time()
 
     def result(code: int, at: float) -> dict:
-        stamp = health.rfc3339nano(int((t0 + at) * 1e9))
+        stamp = rfc3339nano(int((t0 + at) * 1e9))
         return {"Start": stamp, "End": stamp, "ExitCode": code, "Output": ""}
 
     h = health.apply_result({"Status": "starting"}, result(1, 1), cfg, t0)
@@ -233,13 +234,13 @@ def test_start_period_and_timeout(ctr: Ctr) -> None:
     wait_for(lambda: len(state_health(ctr, "warm").get("Log") or []) >= 2, 20, "two probes")
     started = inspect(ctr, "warm")["State"]["StartedAt"]
     h = state_health(ctr, "warm")
-    early = [e for e in h["Log"] if health.parse_time(e["Start"]) - health.parse_time(started) < 2.5]
+    early = [e for e in h["Log"] if parse_time(e["Start"]) - parse_time(started) < 2.5]
     assert early and h["Status"] == "starting" and h["FailingStreak"] == 0, h  # failures not counted yet
     wait_for(lambda: state_health(ctr, "warm").get("Status") == "unhealthy", 20, "unhealthy after the period")
     wait_for(lambda: state_health(ctr, "stuck").get("Status") == "unhealthy", 20, "unhealthy by timeout")
     entry = state_health(ctr, "stuck")["Log"][0]
     assert entry["ExitCode"] == -1 and entry["Output"] == "Health check exceeded timeout (200ms)"
-    took = health.parse_time(entry["End"]) - health.parse_time(entry["Start"])
+    took = parse_time(entry["End"]) - parse_time(entry["Start"])
     assert 0.15 < took < 3, took
 
 
@@ -283,7 +284,7 @@ def test_monitoring_resumes_after_daemon_restart(ctr: Ctr, pcd, how: str) -> Non
     wait_for(lambda: probe not in (inspect(ctr, "hung")["ExecIDs"] or []), 10, "the old probe's exec gone")
     restarted = time.time()
     assert state_health(ctr, "keep")["Status"] == "healthy"  # kept in the record
-    wait_for(lambda: any(health.parse_time(e["Start"]) > restarted for e in state_health(ctr, "keep")["Log"]),
+    wait_for(lambda: any(parse_time(e["Start"]) > restarted for e in state_health(ctr, "keep")["Log"]),
              20, "a probe by the new daemon")
 
 

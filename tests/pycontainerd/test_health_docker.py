@@ -58,7 +58,7 @@ def _observe(out, status) -> dict:
                     for f in ("healthy", "unhealthy", "starting", "none")},
         "configs": {n: json.loads(out("inspect", n))[0]["Config"].get("Healthcheck")
                     for n in ("good", "img", "over", "off")},
-        "stopped": (stopped["Status"], stopped["FailingStreak"]),
+        "stopped": (stopped["Status"], stopped["FailingStreak"] >= 2),  # the streak kept (its length: timing)
         "bad_filter": status("ps", "--filter", "health=xyz")[1].strip(),
         "errors": [status(*args)[1] for args in (
             ("run", "--no-healthcheck", "--health-cmd", "x", "busybox", "true"),

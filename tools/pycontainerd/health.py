@@ -1,8 +1,9 @@
 """Health checks the daemon runs, as dockerd 20.10 does (its daemon/health.go).
 
 A container's check is `Config.Healthcheck` of its docker document (extension `pyctr/docker`): the
-image's HEALTHCHECK merged with `pyctr run --health-*` (see `merge`), durations in nanoseconds, 0 =
-docker's default (30 s interval, 30 s timeout, 3 retries, no start period). No Test, or `["NONE"]`: no check.
+image's HEALTHCHECK merged with `pyctr run --health-*` (pycontainerd.healthcheck), durations in
+nanoseconds, 0 = docker's default (30 s interval, 30 s timeout, 3 retries, no start period). No Test,
+or `["NONE"]`: no check.
 
 The monitor (registered by daemon._load_extensions after the policies) follows the daemon's events:
 `/tasks/start` (init) sets the status to `starting` and runs a probe every interval; `/tasks/paused`
@@ -28,187 +29,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import errdefs, protocol
+from .healthcheck import (HEALTH_EXT, MAX_OUTPUT, STARTING, UNHEALTHY, HealthConfig, apply_result,
+                          go_duration_string)
 from .logs import parse_time, rfc3339nano
 
 log = logging.getLogger("pycontainerd.health")
-
-DOCKER_EXT = "pyctr/docker"
 STATE_EXT = "pyctr/state"
-HEALTH_EXT = "pyctr/health"
 HEALTH_TOPIC = "/containers/health_status"
-DEFAULT_INTERVAL = 30.0
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_RETRIES = 3
-MAX_LOG_ENTRIES = 5
-MAX_OUTPUT = 4096
-MINIMUM_NS = 1_000_000  # docker's MinimumDuration (1 ms)
-STARTING, HEALTHY, UNHEALTHY, NONE = "starting", "healthy", "unhealthy", "none"
-
-# -- Go durations (docker's flag values, and the timeout message) ------------------------------------------
-
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-            "m": 60_000_000_000, "h": 3_600_000_000_000}
-
-
-def parse_go_duration(text: str) -> int:
-    """Go's time.ParseDuration in nanoseconds; ValueError with Go's message."""
-    s = text
-    sign = 1
-    if s[:1] in "+-" and s:
-        sign, s = (-1 if s[0] == "-" else 1), s[1:]
-    if s == "0":
-        return 0
-    parts = _DURATION.findall(s)
-    if not s or not parts or "".join(n + u for n, u in parts) != s:
-        if s and re.fullmatch(r"\d+(?:\.\d*)?", s):
-            raise ValueError(f'time: missing unit in duration "{text}"')
-        raise ValueError(f'time: invalid duration "{text}"')
-    return sign * int(round(sum(float(n) * _UNIT_NS[u] for n, u in parts)))
-
-
-def go_duration_string(ns: int) -> str:
-    """Go's Duration.String: 200ms, 1.5s, 1m30s, 30s."""
-    if ns == 0:
-        return "0s"
-    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
-    if ns < 1_000:
-        return f"{sign}{ns}ns"
-    if ns < 1_000_000:
-        return f"{sign}{_frac(ns, 1_000)}µs"
-    if ns < 1_000_000_000:
-        return f"{sign}{_frac(ns, 1_000_000)}ms"
-    h, rest = divmod(ns, 3_600_000_000_000)
-    m, rest = divmod(rest, 60_000_000_000)
-    out = f"{h}h" if h else ""
-    out += f"{m}m" if h or m else ""
-    return f"{sign}{out}{_frac(rest, 1_000_000_000)}s"
-
-
-def _frac(value: int, unit: int) -> str:
-    whole, part = divmod(value, unit)
-    if not part:
-        return str(whole)
-    digits = len(str(unit)) - 1
-    return f"{whole}.{str(part).rjust(digits, '0').rstrip('0')}"
-
-
-# -- the configuration ------------------------------------------------------------------------------------
-
-def from_flags(cmd: str = "", interval: str = "", timeout: str = "", retries: int = 0, start_period: str = "",
-               disable: bool = False) -> dict | None:
-    """docker run's --health-* / --no-healthcheck → Config.Healthcheck (None: none given). ValueError with
-    docker's message for a bad combination or value (a bad duration: Go's parse error)."""
-    ns = {name: parse_go_duration(v) if v else 0
-          for name, v in (("interval", interval), ("timeout", timeout), ("start-period", start_period))}
-    given = bool(cmd) or any(ns.values()) or retries != 0
-    if disable:
-        if given:
-            raise ValueError("--no-healthcheck conflicts with --health-* options")
-        return {"Test": ["NONE"]}
-    if not given:
-        return None
-    for name in ("interval", "timeout"):
-        if ns[name] < 0:
-            raise ValueError(f"--health-{name} cannot be negative")
-    if retries < 0:
-        raise ValueError("--health-retries cannot be negative")
-    if ns["start-period"] < 0:
-        raise ValueError("--health-start-period cannot be negative")
-    doc: dict = {"Test": ["CMD-SHELL", cmd]} if cmd else {}
-    for key, name in (("Interval", "interval"), ("Timeout", "timeout"), ("StartPeriod", "start-period")):
-        if ns[name]:
-            doc[key] = ns[name]
-    if retries:
-        doc["Retries"] = retries
-    return doc
-
-
-def merge(user: dict | None, image: dict | None) -> dict | None:
-    """docker's merge of the container's Healthcheck over the image's: unset fields come from the image."""
-    if user is None:
-        return dict(image) if image else None
-    out = dict(user)
-    if image:
-        for key in ("Test", "Interval", "Timeout", "StartPeriod", "Retries"):
-            if not out.get(key) and image.get(key):
-                out[key] = image[key]
-    return out
-
-
-def validate(doc: dict | None) -> None:
-    """The daemon's checks of a Healthcheck (docker's wording)."""
-    if not doc:
-        return
-    for key in ("Interval", "Timeout"):
-        if doc.get(key) and int(doc[key]) < MINIMUM_NS:
-            raise ValueError(f"{key} in Healthcheck cannot be less than 1ms")
-    if int(doc.get("Retries") or 0) < 0:
-        raise ValueError("Retries in Healthcheck cannot be negative")
-    if doc.get("StartPeriod") and int(doc["StartPeriod"]) < MINIMUM_NS:
-        raise ValueError("StartPeriod in Healthcheck cannot be less than 1ms")
-
-
-@dataclass
-class HealthConfig:
-    """A container's check in seconds, docker's defaults applied."""
-
-    test: list[str]
-    interval: float = DEFAULT_INTERVAL
-    timeout: float = DEFAULT_TIMEOUT
-    retries: int = DEFAULT_RETRIES
-    start_period: float = 0.0
-
-    @classmethod
-    def from_docker(cls, doc: dict | None) -> "HealthConfig | None":
-        """None when there is nothing to probe (no Test, or NONE)."""
-        test = list((doc or {}).get("Test") or [])
-        if not test or test[0] == "NONE":
-            return None
-        return cls(test, int(doc.get("Interval") or 0) / 1e9 or DEFAULT_INTERVAL,
-                   int(doc.get("Timeout") or 0) / 1e9 or DEFAULT_TIMEOUT,
-                   int(doc.get("Retries") or 0) if int(doc.get("Retries") or 0) > 0 else DEFAULT_RETRIES,
-                   int(doc.get("StartPeriod") or 0) / 1e9)
-
-    @classmethod
-    def of_record(cls, record: dict) -> "HealthConfig | None":
-        docker = (record.get("extensions") or {}).get(DOCKER_EXT) or {}
-        return cls.from_docker((docker.get("Config") or {}).get("Healthcheck"))
-
-    @property
-    def args(self) -> list[str]:
-        if self.test[0] == "CMD-SHELL":
-            return ["/bin/sh", "-c", " ".join(self.test[1:])]
-        return list(self.test[1:]) if self.test[0] == "CMD" else list(self.test)
-
-
-def status_of(record: dict) -> str:
-    """docker ps's health filter value: starting|healthy|unhealthy, `none` without a check's state."""
-    health = (record.get("extensions") or {}).get(HEALTH_EXT) or {}
-    return health.get("Status") or NONE
-
-
-def apply_result(health: dict, result: dict, cfg: HealthConfig, started: float) -> dict:
-    """docker's handleProbeResult on `health` ({Status, FailingStreak, Log}): the new state."""
-    h = {"Status": health.get("Status") or STARTING, "FailingStreak": int(health.get("FailingStreak") or 0),
-         "Log": list(health.get("Log") or [])[-(MAX_LOG_ENTRIES - 1):] + [result]}
-    if result["ExitCode"] == 0:
-        h["FailingStreak"] = 0
-        h["Status"] = HEALTHY
-        return h
-    if h["Status"] == STARTING and parse_time(result["Start"]) - started < cfg.start_period:
-        return h  # inside the start period: not counted
-    h["FailingStreak"] += 1
-    if h["FailingStreak"] >= cfg.retries:
-        h["Status"] = UNHEALTHY
-    return h
 
 
 # -- the monitor --------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import time
 
 from ..ctr.backend import Backend, ContainerView
 from ..ctr.humanize import parse_time
-from ..health import HealthConfig
+from ..healthcheck import HealthConfig
 from .model import ComposeError, Healthcheck
 
 POLL = 0.1  # seconds between looks at the dependency's State.Health

@@ -413,7 +413,7 @@ def _healthcheck(a) -> dict | None:
     if not (a.health_cmd or a.health_interval or a.health_timeout or a.health_retries or a.health_start_period
             or a.no_healthcheck):
         return None  # none given (from_flags says so too) without importing the daemon's health module (asyncio)
-    from ..health import from_flags, parse_go_duration
+    from ..healthcheck import from_flags, parse_go_duration
 
     for name in ("interval", "timeout", "start_period"):
         value = getattr(a, f"health_{name}")

@@ -306,7 +306,7 @@ def _with_healthcheck(config: dict, given: dict | None, image: dict | None) -> d
     """Config with docker's Healthcheck (the flags' over the image's HEALTHCHECK) after Cmd, checked as dockerd does."""
     if given is None and not image:
         return config  # no health check: health.merge and validate would say so
-    from .. import health
+    from .. import healthcheck as health  # the configuration only: no asyncio (the monitor is pycontainerd.health)
 
     check = health.merge(given, image)
     try:
