@@ -30,6 +30,10 @@ services:
     environment:
       FROM_FILE: file
     depends_on: [web]
+  side:
+    image: busybox
+    network_mode: "service:web"
+    command: ["sh", "-c", "hostname; wget -qO- http://127.0.0.1/"]
 """
 
 
@@ -137,6 +141,10 @@ def test_run_oneoff(app, project) -> None:
     up = compose(d, ctr, appdir, "-p", p, "up", "-d", "tool")
     assert up.returncode == 0, up.stderr
     assert f"{p}-tool-1" in names(ctr)
+    # network_mode: service:web joins web-1's netns (and its hostname): web answers on its loopback
+    r = compose(d, ctr, appdir, "-p", p, "run", "--rm", "side")
+    web1 = json.loads(ctr.ok("inspect", f"{p}-web-1"))[0]["Config"]["Hostname"]
+    assert (r.returncode, r.stdout) == (0, f"{web1}\n{web1}\n"), r.stderr
     r = compose(d, ctr, appdir, "-p", p, "run", "--rm", "nope")
     assert r.returncode == 1 and "nope" in r.stderr
     net = json.loads(ctr.ok("network", "inspect", f"{p}_default"))[0]
@@ -146,3 +154,46 @@ def test_run_oneoff(app, project) -> None:
     leases = [x.name for x in (Path(d.root) / "networks" / "ipam").rglob("*") if x.name[:1].isdigit()
               and not x.name.startswith("last_reserved")]
     assert leases == []
+
+
+def test_network_ipam_and_static_addresses(app, project) -> None:
+    d, ctr, _ = app
+    o = d.subnet_octet
+    appdir = Path(d.root).parent / f"ipam{secrets.token_hex(2)}"
+    appdir.mkdir()
+    (appdir / "compose.yaml").write_text(textwrap.dedent(f"""
+        services:
+          db:
+            image: busybox
+            command: ["sleep", "60"]
+            stop_grace_period: 1s
+            networks:
+              back: {{ipv4_address: 10.{o}.210.10, ipv6_address: "fd00:{o:x}:210::10"}}
+          cli:
+            image: busybox
+            command: ["sh", "-c", "ping -c1 -W3 db >/dev/null && grep db /etc/hosts"]
+            networks: [back]
+        networks:
+          back:
+            enable_ipv6: true
+            ipam:
+              config:
+                - {{subnet: 10.{o}.210.0/24, ip_range: 10.{o}.210.128/25}}
+                - {{subnet: "fd00:{o:x}:210::/64"}}
+        """))
+    p = project("ip")
+    cfg = compose(d, ctr, appdir, "-p", p, "config")
+    assert cfg.returncode == 0 and "enable_ipv6: true" in cfg.stdout and f"ip_range: 10.{o}.210.128/25" in cfg.stdout
+    up = compose(d, ctr, appdir, "-p", p, "up", "-d", "db")
+    assert up.returncode == 0, up.stderr
+    net = json.loads(ctr.ok("network", "inspect", f"{p}_back"))[0]
+    assert net["EnableIPv6"] is True
+    assert net["IPAM"]["Config"][0] == {"Subnet": f"10.{o}.210.0/24", "IPRange": f"10.{o}.210.128/25",
+                                        "Gateway": f"10.{o}.210.1"}
+    ns = json.loads(ctr.ok("inspect", f"{p}-db-1"))[0]["NetworkSettings"]["Networks"][f"{p}_back"]
+    assert (ns["IPAddress"], ns["GlobalIPv6Address"]) == (f"10.{o}.210.10", f"fd00:{o:x}:210::10")
+    r = compose(d, ctr, appdir, "-p", p, "run", "--rm", "cli")
+    assert r.returncode == 0, r.stderr
+    assert f"10.{o}.210.10\t{p}-db-1 db " in r.stdout and f"fd00:{o:x}:210::10\t{p}-db-1 db " in r.stdout
+    assert compose(d, ctr, appdir, "-p", p, "down").returncode == 0
+    assert f"{p}_back" not in ctr.ok("network", "ls")

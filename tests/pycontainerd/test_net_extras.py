@@ -229,3 +229,23 @@ def test_join_container_netns(manager: NetworkManager, tracker: Tracker, v6check
         netcontainer.prepare(manager, "9" * 64, {"linux": {}}, netcontainer.NetworkRequest(mode=f"container:{base}"))
     manager.remove(name)
     assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.count(base[:12]) == 0
+
+
+def test_dual_stack_cleanup_after_daemon_restart(manager: NetworkManager, tracker: Tracker, tmp_path: Path,
+                                                 v6check) -> None:
+    """A container that died with the daemon: its IPv6 masquerading rules and both leases still go."""
+    name = f"pytest-{tracker.token}-d6"
+    doc = manager.create(name, subnet=["10.215.44.0/24", "fd00:215:4::/64"], ipv6=True)
+    ns_dead = tracker.netns_path("dead")
+    dead = manager.attach("b" * 64, name, ns_dead)
+    assert dead.ip6
+    marker = manager._cni_name(doc) + '\\"'
+    assert marker in ip6tables_rules()
+    sh(["ip", "netns", "del", ns_dead.rsplit("/", 1)[1]])
+    restarted = NetworkManager(tmp_path / "root", tmp_path / "state", cni_path=manager.cni_path,
+                               default_bridge=manager.default_bridge, default_subnet=manager.default_subnet,
+                               pool=manager.pool)
+    assert restarted.cleanup_stale(set()) == ["b" * 64]
+    assert marker not in ip6tables_rules()
+    assert leases(manager) == []
+    manager.remove(name)

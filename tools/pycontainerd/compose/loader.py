@@ -282,7 +282,25 @@ def _networks(v: Any, where: str) -> dict[str, ServiceNetwork | None]:
         _keys(cfg, {"aliases", "ipv4_address", "ipv6_address", "priority", "link_local_ips", "mac_address"},
               f"{where}.{k}")
         out[str(k)] = ServiceNetwork(_strs(cfg.get("aliases") or [], f"{where}.{k}.aliases"),
-                                     _str(cfg.get("ipv4_address", ""), f"{where}.{k}.ipv4_address"))
+                                     _str(cfg.get("ipv4_address", ""), f"{where}.{k}.ipv4_address"),
+                                     _str(cfg.get("ipv6_address", ""), f"{where}.{k}.ipv6_address"))
+    return out
+
+
+def _ipam(v: Any, where: str) -> list[dict[str, str]]:
+    """A network's ipam.config entries (subnet, gateway, ip_range); the driver must be the default."""
+    if v is None:
+        return []
+    v = _map(v, where)
+    _keys(v, {"driver", "config", "options"}, where)
+    if v.get("driver", "default") != "default":
+        raise ComposeError(f'{where}.driver: only the "default" IPAM driver is supported')
+    out = []
+    for i, c in enumerate(v.get("config") or []):
+        w = f"{where}.config[{i}]"
+        c = _map(c, w)
+        _keys(c, {"subnet", "gateway", "ip_range", "aux_addresses"}, w)
+        out.append({key: _str(c[key], f"{w}.{key}") for key in ("subnet", "gateway", "ip_range") if c.get(key)})
     return out
 
 
@@ -544,7 +562,10 @@ def load(files: list[str] | None = None, project_name: str = "", cwd: str | None
         external = _bool(v.get("external", False), f"networks.{k}.external")
         nname = _str(v.get("name", "" if not external else k), f"networks.{k}.name") or f"{name}_{k}"
         networks[str(k)] = Network(nname, _str(v.get("driver", "bridge"), f"networks.{k}.driver"), external,
-                                   {a: b or "" for a, b in _kv_map(v.get("labels"), f"networks.{k}.labels").items()})
+                                   {a: b or "" for a, b in _kv_map(v.get("labels"), f"networks.{k}.labels").items()},
+                                   _bool(v.get("internal", False), f"networks.{k}.internal"),
+                                   _bool(v.get("enable_ipv6", False), f"networks.{k}.enable_ipv6"),
+                                   _ipam(v.get("ipam"), f"networks.{k}.ipam"))
     volumes: dict[str, Volume] = {}
     for k, v in _map(doc.get("volumes") or {}, "volumes").items():
         v = _map(v or {}, f"volumes.{k}")
@@ -570,6 +591,8 @@ def load(files: list[str] | None = None, project_name: str = "", cwd: str | None
                                    "project")
         if s.network_mode.startswith("service:") and s.network_mode[8:] not in services:
             raise ComposeError(f'service "{s.name}" depends on undefined service "{s.network_mode[8:]}"')
+        if s.network_mode.startswith("service:"):  # an implicit dependency, as compose makes it
+            s.depends_on.setdefault(s.network_mode[8:], Dependency())
     project = Project(name, project_dir, services, networks, volumes)
     project.order()  # a cycle is an error now, not at `up`
     return project

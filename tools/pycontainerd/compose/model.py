@@ -51,6 +51,7 @@ class Mount:
 class ServiceNetwork:
     aliases: list[str] = field(default_factory=list)
     ipv4_address: str = ""
+    ipv6_address: str = ""
 
 
 @dataclass
@@ -127,6 +128,9 @@ class Network:
     driver: str = "bridge"
     external: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    internal: bool = False
+    enable_ipv6: bool = False
+    ipam: list[dict[str, str]] = field(default_factory=list)   # ipam.config: subnet, gateway, ip_range
 
 
 @dataclass
@@ -237,6 +241,8 @@ def to_config(p: Project) -> dict[str, Any]:
         if s.networks:
             d["networks"] = {k: (None if v is None else {**({"aliases": list(v.aliases)} if v.aliases else {}),
                                                          **({"ipv4_address": v.ipv4_address} if v.ipv4_address
+                                                            else {}),
+                                                         **({"ipv6_address": v.ipv6_address} if v.ipv6_address
                                                             else {})} or None)
                              for k, v in sorted(s.networks.items())}
         if s.ports:
@@ -278,7 +284,10 @@ def to_config(p: Project) -> dict[str, Any]:
     if p.networks:
         out["networks"] = {k: {"name": n.name, **({"external": True} if n.external else {}),
                                **({"driver": n.driver} if n.driver and not n.external else {}),
-                               **({"labels": dict(n.labels)} if n.labels else {})}
+                               **({"labels": dict(n.labels)} if n.labels else {}),
+                               **({"internal": True} if n.internal else {}),
+                               **({"enable_ipv6": True} if n.enable_ipv6 else {}),
+                               **({"ipam": {"config": [dict(c) for c in n.ipam]}} if n.ipam else {})}
                            for k, n in sorted(p.networks.items())}
     if p.volumes:
         out["volumes"] = {k: {"name": v.name, **({"external": True} if v.external else {}),

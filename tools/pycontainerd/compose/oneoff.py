@@ -2,7 +2,8 @@
 
 Named PROJECT-SERVICE-run-<12 hex> (compose v2's form of 1.29's PROJECT_SERVICE_run_<12 hex>), labelled
 com.docker.compose.oneoff=True with a com.docker.compose.slug, without the replica number, the config
-hash or the service's network alias (compose gives one-off containers none); ports are published
+hash, the service's network alias (compose gives one-off containers none) or its static addresses
+(they belong to the service's own container); ports are published
 only with --service-ports; the service's dependencies are brought up first unless --no-deps.
 """
 
@@ -80,7 +81,7 @@ def options(c: Compose, o: RunOptions) -> containers.CreateOptions:
         base, name=name, labels=labels, args=args, entrypoint=entrypoint, env=base.env + _env(o.env),
         user=o.user or base.user, workdir=o.workdir or base.workdir, detach=o.detach, rm=o.rm,
         interactive=not o.detach and _stdin_fd() is not None, tty=tty, publish=base.publish if o.service_ports else [],
-        network_aliases=[], restart="no" if o.rm else base.restart)
+        network_aliases=[], ip="", ip6="", restart="no" if o.rm else base.restart)
 
 
 def run(c: Compose, o: RunOptions) -> int:

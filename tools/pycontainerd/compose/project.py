@@ -118,7 +118,11 @@ class Compose:
                 if net.external:
                     raise ComposeError(f"network {net.name} declared as external, but could not be found") from None
             labels = {**net.labels, PROJECT_LABEL: self.project.name, NETWORK_LABEL: key}
-            self.b.call("Networks", "Create", {"name": net.name, "driver": net.driver, "labels": labels})
+            self.b.call("Networks", "Create", {
+                "name": net.name, "driver": net.driver, "labels": labels, "internal": net.internal,
+                "ipv6": net.enable_ipv6, "subnet": [c["subnet"] for c in net.ipam if c.get("subnet")],
+                "gateway": [c["gateway"] for c in net.ipam if c.get("gateway")],
+                "ip_range": [c["ip_range"] for c in net.ipam if c.get("ip_range")]})
             self.progress("Network", net.name, "Created")
 
     def ensure_volumes(self, services: list[Service]) -> None:
@@ -138,14 +142,15 @@ class Compose:
     # -- containers ----------------------------------------------------------------------------------
     def create_options(self, s: Service, number: int = 1) -> containers.CreateOptions:
         p = self.project
-        if s.network_mode:
-            if s.network_mode.startswith(("service:", "container:")):
-                raise ComposeError(f"services.{s.name}.network_mode: {s.network_mode} is not supported")
+        if s.network_mode.startswith("service:"):  # the other service's (first) container's netns
+            network, aliases = f"container:{self.container_name(p.services[s.network_mode[8:]])}", []
+        elif s.network_mode:
             network, aliases = s.network_mode, []
         else:
             first = next(iter(s.networks))
             cfg = s.networks[first]
             network, aliases = p.networks[first].name, [s.name, *(cfg.aliases if cfg else [])]
+        first_cfg = s.networks.get(next(iter(s.networks), ""), None) if not s.network_mode else None
         volumes, tmpfs = [], []
         for m in s.volumes:
             ro = ":ro" if m.read_only else ""
@@ -173,6 +178,7 @@ class Compose:
             init=s.init, hostname=s.hostname, labels=[f"{k}={v}" for k, v in labels.items()], detach=True,
             restart=s.restart or "no", publish=[pt.publish_flag() for pt in s.ports], expose=list(s.expose),
             network=network, network_aliases=aliases, dns=list(s.dns), add_hosts=list(s.extra_hosts),
+            ip=first_cfg.ipv4_address if first_cfg else "", ip6=first_cfg.ipv6_address if first_cfg else "",
             volumes=volumes, tmpfs=tmpfs, healthcheck=to_docker(s.healthcheck))
 
     def create(self, s: Service, number: int = 1, options: containers.CreateOptions | None = None) -> ContainerView:
@@ -202,7 +208,9 @@ class Compose:
             cfg = s.networks[key]
             self.b.call("Networks", "Connect", {"container_id": c.id, "network": self.project.networks[key].name,
                                                 "name": name,
-                                                "aliases": [s.name, *(cfg.aliases if cfg else [])]})
+                                                "aliases": [s.name, *(cfg.aliases if cfg else [])],
+                                                "ipv4_address": cfg.ipv4_address if cfg else "",
+                                                "ipv6_address": cfg.ipv6_address if cfg else ""})
         self.progress("Container", name, "Started")
 
     def stop_timeout(self, s: Service | None) -> int:
