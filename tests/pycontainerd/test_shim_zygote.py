@@ -5,6 +5,7 @@ zygote gone with the daemon (even SIGKILLed) and started again when it died."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import time
@@ -182,3 +183,60 @@ def _shims(d, namespace: str) -> set[int]:
         except (OSError, ValueError):
             pass
     return out
+
+
+def test_cni_add_overlapping_the_runtime_create(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """The network is attached while the runtime creates the container (tasks.py runs the network hook's
+    rest beside the shim): the container still starts with its address and its /etc files' final
+    content; an attach that fails (a port taken) fails the Create and leaves nothing behind."""
+    from pycontainerd import errdefs
+    from pycontainerd.network import container as netcontainer
+    from pycontainerd.network.ports import parse_publish
+    from tests.support import free_port, require
+
+    runc = require("runc")
+    with running_daemon(tmp_path / "d", runtime=runc) as d:
+        c = d.client
+        port = free_port()
+        bindings, exposed = netcontainer.port_bindings(parse_publish([f"{port}:80"]))
+
+        def create(cid: str, args: list[str], docker: dict) -> None:
+            spec = ocispec.default_spec("default", cid)
+            spec["process"].update(args=args, terminal=False, env=["PATH=/bin:/usr/bin"])
+            spec["root"] = {"path": str(busybox_rootfs), "readonly": False}
+            c.call("Containers", "Create", {"container": {"id": cid, "image": "", "spec": spec,
+                                                           "labels": {"nerdctl/name": cid[:6]},
+                                                           "extensions": {"pyctr/docker": docker}}})
+
+        first, second = "a" * 63 + "1", "b" * 63 + "2"
+        published = {"Config": {"ExposedPorts": exposed, "Hostname": "web"},
+                     "HostConfig": {"NetworkMode": "bridge", "PortBindings": bindings}}
+        create(first, ["sh", "-c", "cat /etc/hosts /etc/hostname; sleep 100"], published)
+        try:
+            c.call("Tasks", "Create", {"container_id": first})
+            c.call("Tasks", "Start", {"container_id": first})
+            ip = c.call("Networks", "Settings", {"container_id": first})["settings"]["IPAddress"]
+            assert ip.startswith(f"10.{d.subnet_octet}.")
+            log = Path(d.root) / "containers" / "default" / first / f"{first}-json.log"
+            def logged() -> str:
+                return "".join(json.loads(line)["log"] for line in log.read_text().splitlines()) \
+                    if log.exists() else ""
+
+            assert _wait_until(lambda: f"{ip}\tweb\n" in logged() and logged().endswith("web\n"), 10), logged()
+            # the same host port again: the deferred attach fails, and the created container goes
+            create(second, ["true"], published)
+            with pytest.raises(errdefs.Error, match="port is already allocated"):
+                c.call("Tasks", "Create", {"container_id": second})
+            assert not os.path.exists(f"/var/run/netns/pyctr-{second[:12]}")
+            assert not (Path(d.state) / "tasks" / "default" / second).exists()
+            assert not _pids_with(f"tasks/default/{second}")
+            assert second not in c.call("Networks", "Inspect", {"name": "bridge"})["network"]["Containers"]
+            with pytest.raises(errdefs.NotFound):
+                c.call("Tasks", "Get", {"container_id": second})
+        finally:
+            for cid in (first, second):
+                try:
+                    c.call("Tasks", "Delete", {"container_id": cid, "force": True})
+                except errdefs.NotFound:
+                    pass
+                c.call("Containers", "Delete", {"id": cid})

@@ -9,7 +9,9 @@ Each task has a watcher (a `wait` call on its shim) that publishes `/tasks/exit`
 exit hooks. Hooks other subsystems add (e.g. networking, restart policies), each called with
 exceptions of its own: a `create_hooks` failure fails the Create (and `release_hooks` run):
   manager.create_hooks:  fn(namespace, id, spec, container) in a worker thread, before the runtime's
-                         create: may edit `spec` (network namespace path, /etc/hosts mounts, …)
+                         create: may edit `spec` (network namespace path, /etc/hosts mounts, …);
+                         may return a callable that finishes the work (CNI ADD) in another worker
+                         thread while the shim runs the runtime's create — done before Create returns
   manager.release_hooks: fn(namespace, id) in a worker thread, once the task is gone (deleted, or
                          found dead at daemon start); must be idempotent
   manager.exit_hooks:    fn(namespace, id, exit) on the event loop, once per exit (not again after a
@@ -245,13 +247,15 @@ class TaskManager:
             if (namespace, cid) in self.tasks:
                 raise errdefs.AlreadyExists(f"task {cid}: already exists")
             container = self.daemon.containers.get(namespace, cid)
-            task = await asyncio.to_thread(self._prepare, namespace, cid, container, params)
-            try:
-                with stage(log, "task %s: shim start + runtime create", cid):
-                    task.pid = await self._start_shim(task)
-            except BaseException:
+            task, finishers = await asyncio.to_thread(self._prepare, namespace, cid, container, params)
+            with stage(log, "task %s: shim start + runtime create (with the hooks' rest)", cid):
+                results = await asyncio.gather(self._start_shim(task), *[asyncio.to_thread(f) for f in finishers],
+                                               return_exceptions=True)
+            errors = [r for r in results[1:] + results[:1] if isinstance(r, BaseException)]
+            if errors:  # a hook's error first: it is why the runtime's create was not worth it
                 await asyncio.to_thread(self._cleanup_dead, namespace, cid)
-                raise
+                raise errors[0]
+            task.pid = results[0]
             self.tasks[(namespace, cid)] = task
             try:
                 await task.client.connect()
@@ -289,8 +293,10 @@ class TaskManager:
             raise errdefs.Internal(f"task {task.id}: shim failed: {p.stderr.decode(errors='replace').strip()[-300:]}") \
                 from None
 
-    def _prepare(self, namespace: str, cid: str, container: dict, params: dict) -> Task:
-        """The bundle: rootfs mounted, create hooks run, config.json and shim.json written."""
+    def _prepare(self, namespace: str, cid: str, container: dict,
+                 params: dict) -> tuple[Task, list[Callable[[], None]]]:
+        """The bundle: rootfs mounted, create hooks run, config.json and shim.json written; the hooks'
+        finishers, to run while the runtime creates the container."""
         bundle = self.bundle(namespace, cid)
         if bundle.exists():
             self._cleanup_dead(namespace, cid)  # a leftover of a task whose shim is gone
@@ -314,9 +320,12 @@ class TaskManager:
             stdin = bool(params.get("stdin", False)) or terminal
             spec["process"]["terminal"] = terminal
             ocispec.finalize(spec, spec["root"]["path"] if os.path.isabs(spec["root"]["path"]) else rootfs)
+            finishers = []
             for hook in list(self.create_hooks):
                 with stage(log, "task %s: create hook %s", cid, getattr(hook, "__qualname__", hook)):
-                    hook(namespace, cid, spec, container)
+                    finish = hook(namespace, cid, spec, container)
+                if callable(finish):
+                    finishers.append(finish)
             (bundle / "config.json").write_text(json.dumps(spec, indent=1))
             logopts = params.get("log") or {}
             log_path = "" if logopts.get("driver") == "none" else str(self.log_path(namespace, cid))
@@ -331,7 +340,7 @@ class TaskManager:
         except BaseException:
             self._cleanup_dead(namespace, cid)
             raise
-        return Task(namespace, cid, bundle, ShimClient(bundle), terminal=terminal, stdin=stdin)
+        return Task(namespace, cid, bundle, ShimClient(bundle), terminal=terminal, stdin=stdin), finishers
 
     # -- exits -----------------------------------------------------------------------------------
     async def _watch(self, task: Task) -> None:

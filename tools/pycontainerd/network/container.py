@@ -20,7 +20,7 @@ from typing import Callable
 from pycontainerd import errdefs
 from pycontainerd.timing import stage
 
-from . import netns
+from . import hosts, netns
 from .manager import Attachment, NetworkManager
 from .ports import PortSpec, parse_port_range, split_proto_port
 
@@ -123,6 +123,46 @@ def prepare(manager: NetworkManager, container_id: str, spec: dict, request: Net
     spec["hostname"] = hostname
     spec["mounts"] = [m for m in spec.get("mounts") or [] if m.get("destination") not in HOST_FILES] + mounts
     return [att]
+
+
+def prepare_deferred(manager: NetworkManager, container_id: str, spec: dict, request: NetworkRequest,
+                     running: Callable[[str], bool] | None = None) -> Callable[[], None] | None:
+    """prepare() in two steps, so that CNI ADD runs while the runtime creates the container: now the
+    netns and the spec (its path, the /etc files' mounts with placeholder content); the returned
+    `finish()` attaches (CNI ADD) and rewrites the /etc files in place (the bind mounts see it), and
+    must be done before the container starts. None when there is nothing to defer (host, joined)."""
+    if request.joined or request.mode == "host":
+        prepare(manager, container_id, spec, request, running)
+        return None
+    hostname = request.hostname or spec.get("hostname") or container_id[:12]
+    with stage(log, "network %s: netns create", container_id):
+        path = netns.create(container_id, manager.netns_prefix)
+    try:
+        hosts.write_in_place(manager.hostname_file(container_id), hostname + "\n")
+        mounts = manager.spec_mounts(container_id, request.dns, request.dns_search, request.dns_options)
+    except BaseException:
+        release(manager, container_id)
+        raise
+    namespaces = spec.setdefault("linux", {}).setdefault("namespaces", [])
+    namespaces[:] = [n for n in namespaces if n.get("type") != "network"] + [netns.spec_namespace(path)]
+    spec["hostname"] = hostname
+    spec["mounts"] = [m for m in spec.get("mounts") or [] if m.get("destination") not in HOST_FILES] + mounts
+
+    def finish() -> None:
+        try:
+            with stage(log, "network %s: attach (CNI ADD)", container_id):
+                manager.attach(container_id, request.mode, path, container_name=request.name,
+                               aliases=request.aliases, ports=request.ports, hostname=hostname,
+                               extra_hosts=request.extra_hosts, ipv4_address=request.ipv4_address,
+                               ipv6_address=request.ipv6_address)
+            final = manager.spec_mounts(container_id, request.dns, request.dns_search, request.dns_options)
+            if [m["source"] for m in final] != [m["source"] for m in mounts]:
+                raise errdefs.Internal(f"container {container_id}: its /etc files moved during the attach")
+        except BaseException:
+            release(manager, container_id)
+            raise
+
+    return finish
 
 
 def join(manager: NetworkManager, spec: dict, base: str, running: Callable[[str], bool] | None) -> None:

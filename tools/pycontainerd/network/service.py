@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 from pycontainerd import errdefs
 from pycontainerd.volumes import VolumeStore, docker_mounts, mounts_from_host_config
@@ -43,19 +45,16 @@ class ContainerHooks:
         self.bundle_of = bundle_of  # (namespace, id) -> bundle dir, for a relative root.path
         self.running = running      # (namespace, id) -> bool: is its task up (--network container:ID)
 
-    def on_create(self, namespace: str, cid: str, spec: dict, container: dict) -> None:
+    def on_create(self, namespace: str, cid: str, spec: dict, container: dict) -> Callable[[], None] | None:
+        """Edits `spec`; returns the CNI ADD to run while the runtime creates the container (tasks.py)."""
         docker = (container.get("extensions") or {}).get(DOCKER_EXT)
         if not docker:
-            return
+            return None
         name = (container.get("labels") or {}).get(NAME_LABEL, "")
         running = None if self.running is None else (lambda other: self.running(namespace, other))
-        try:
-            netcontainer.prepare(self.networks, cid, spec, netcontainer.NetworkRequest.from_docker(docker, name),
-                                 running)
-        except cni.CNIError:
-            raise
-        except errdefs.Error as exc:  # docker's own daemon errors (addresses, ports, joins): marked for pyctr
-            raise type(exc)(DAEMON_ERROR_MARK + str(exc)) from None
+        with _daemon_errors():
+            finish = netcontainer.prepare_deferred(self.networks, cid, spec,
+                                                   netcontainer.NetworkRequest.from_docker(docker, name), running)
         hc = docker.get("HostConfig") or {}
         image_volumes = list((docker.get("Config") or {}).get("Volumes") or {})
         specs = mounts_from_host_config(hc)
@@ -66,9 +65,28 @@ class ContainerHooks:
             oci = self.volumes.resolve(specs, cid, image_volumes, rootfs=root or None)
             spec["mounts"] = (spec.get("mounts") or []) + oci
             self.volumes.save_mounts(cid, docker_mounts(self.volumes, specs, oci))
+        if finish is None:
+            return None
+
+        def attach() -> None:
+            with _daemon_errors():
+                finish()
+
+        return attach
 
     def on_release(self, namespace: str, cid: str) -> None:
         netcontainer.release(self.networks, cid)
+
+
+@contextmanager
+def _daemon_errors() -> Iterator[None]:
+    """docker's own daemon errors (addresses, ports, joins) marked for pyctr; a plugin's as they are."""
+    try:
+        yield
+    except cni.CNIError:
+        raise
+    except errdefs.Error as exc:
+        raise type(exc)(DAEMON_ERROR_MARK + str(exc)) from None
 
 
 def _filters(params: dict) -> dict:
