@@ -45,10 +45,10 @@ def test_install_entry_refuses_unknown_command(tmp_path, capsys):
     assert not (tmp_path / "pyctl").exists()
 
 
-def _imported(tmp_path, code: str) -> list[str]:
-    """Run `code` after the launcher's own lines (as the launcher would, -IS); the HEAVY modules it imported."""
+def _imported(tmp_path, code: str, modules: tuple[str, ...] = HEAVY) -> list[str]:
+    """Run `code` after the launcher's own lines (as the launcher would, -IS); which of `modules` it imported."""
     body = install_entry.render(sys.executable, "pyctr").split("\n", 1)[1].rsplit("main_exit()", 1)[0]
-    probe = body + code + f"\nprint('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    probe = body + code + f"\nprint('HEAVY:' + ','.join(m for m in {modules!r} if m in sys.modules))\n"
     out = subprocess.run([sys.executable, "-IS", "-c", probe], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     line = out.stdout.splitlines()[-1]
@@ -58,15 +58,17 @@ def _imported(tmp_path, code: str) -> list[str]:
 
 def test_version_path_imports_stay_lean(tmp_path):
     sock = tmp_path / "nosuch.sock"
-    code = f"from pycontainerd.ctr.cli import main\nassert main(['-H', {str(sock)!r}, 'version']) == 1\n"
-    assert _imported(tmp_path, code) == []
+    code = (f"from pycontainerd.ctr.cli import main\nassert main(['-H', {str(sock)!r}, 'version']) == 1\n"
+            "assert main(['--version']) == 0\n")
+    # read without argparse, so without re and enum either; no dataclasses (the backend's)
+    assert _imported(tmp_path, code, HEAVY + ("argparse", "re", "enum", "dataclasses", "typing")) == []
 
 
 def test_run_path_imports_stay_lean(tmp_path):
     """The modules `run` loads, its flag parsing and the spec and config it makes (what needs no daemon)."""
-    code = ("from pycontainerd.ctr import cli, containers, stdio, names, backend\n"
+    code = ("from pycontainerd.ctr import cli, containers, flags, stdio, names, backend\n"
             "from pycontainerd import client, ocispec\n"
-            "a = cli.build_parser('run').parse_args(['run', '--rm', 'busybox', 'true'])\n"
+            "a = flags.build_parser('run').parse_args(['run', '--rm', 'busybox', 'true'])\n"
             "o = cli._options(a)\n"
             "containers.network_and_mounts(o, {'ExposedPorts': {'80/tcp': {}}})\n"
             "containers._security(o)\n"
