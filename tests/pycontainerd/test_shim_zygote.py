@@ -240,3 +240,31 @@ def test_cni_add_overlapping_the_runtime_create(tmp_path: Path, busybox_rootfs: 
                 except errdefs.NotFound:
                     pass
                 c.call("Containers", "Delete", {"id": cid})
+
+
+def test_netns_made_and_removed_without_ip() -> None:
+    """network/netns.py makes a named netns with unshare+bind mount in a thread of its own (as `ip netns
+    add`), leaving the daemon's threads in the host's netns, and removes it as `ip netns del`."""
+    import subprocess
+    import threading
+
+    from pycontainerd.network import netns
+
+    prefix = f"pytest{uuid.uuid4().hex[:4]}-"
+    cid = uuid.uuid4().hex * 2
+    before = os.readlink(f"/proc/self/task/{threading.get_native_id()}/ns/net")
+    path = netns.create(cid, prefix)
+    try:
+        assert path == netns.path_for(cid, prefix) and os.path.exists(path)
+        assert netns.create(cid, prefix) == path  # reused
+        assert os.stat(path).st_ino != os.stat("/proc/self/ns/net").st_ino  # a netns of its own
+        assert os.readlink(f"/proc/self/task/{threading.get_native_id()}/ns/net") == before
+        links = subprocess.run(["ip", "-n", netns.name_for(cid, prefix), "-o", "link"], capture_output=True,
+                               text=True, check=True).stdout
+        assert [line.split(":")[1].strip() for line in links.splitlines()] == ["lo"]
+    finally:
+        netns.delete(cid, prefix)
+    assert not os.path.exists(path)
+    with open("/proc/self/mountinfo") as f:
+        assert not [line for line in f if netns.name_for(cid, prefix) in line]
+    netns.delete(cid, prefix)  # idempotent

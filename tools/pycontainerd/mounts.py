@@ -101,6 +101,11 @@ def mount(fstype: str, source: str, target: str, options: list[str]) -> None:
         _call(None, target, None, p.propagation, None)
 
 
+def propagate(target: str, kind: str) -> None:
+    """`mount --make-KIND TARGET` (shared, rshared, private, rprivate, slave, rslave)."""
+    _call(None, target, None, _PROPAGATION[kind], None)
+
+
 def unmount(target: str, lazy: bool = False) -> None:
     if _libc().umount2(os.fsencode(target), MNT_DETACH if lazy else 0) != 0:
         err = ctypes.get_errno()
