@@ -216,6 +216,12 @@ def test_detach_keys_as_docker(ctr):
     status, out = _drive(ctr.argv("run", "-i", "--network", "none", "--name", c_, "busybox", "sh", "-c",
                                   "echo ready; cat"), [(b"ready", b"\x10\x11abc\n"), (1.0, b"\x04")])
     assert status == 0 and out.endswith(b"\x10abc\r\n"), out
+    # docker start -ai: detached silently, status 0
+    e = _name()
+    assert ctr("create", "-it", "--network", "none", "--name", e, "busybox", "sh", "-c",
+               "echo ready; sleep 300").status == 0
+    assert _drive(ctr.argv("start", "-ai", e), [(b"ready", b"\x10\x11")]) == (0, b"ready\r\n")
+    assert ctr("inspect", "-f", "{{.State.Running}}", e).out == "true\n"
     # run -it --rm: detached, it runs on; the daemon removes it once it exits
     d = _name()
     assert _drive(ctr.argv(*run, "--rm", "--name", d, "busybox", "sh", "-c", "echo ready; sleep 300"),
