@@ -417,8 +417,9 @@ class TaskManager:
             with stage(log, "task %s: runtime delete", cid):
                 subprocess.run([self.daemon.runtime, "--root", str(self.runtime_root(namespace)), "delete", "--force",
                             cid], capture_output=True, stdin=subprocess.DEVNULL)
-        with stage(log, "task %s: unmount + bundle removal", cid):
+        with stage(log, "task %s: unmount", cid):
             unmount_all(bundle / "rootfs")
+        with stage(log, "task %s: bundle removal", cid):
             shutil.rmtree(bundle, ignore_errors=True)
         if release:
             self._release(namespace, cid)

@@ -21,6 +21,8 @@ import sys
 # -I -S: no site, no user paths; the package is found next to this file (tools/pycontainerd/shim/)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+import ctypes  # noqa: E402,F401  the shim's prctl(PR_SET_CHILD_SUBREAPER): imported once, here
+
 from pycontainerd.shim import main as shim_main  # noqa: E402  (after the path)
 from pycontainerd.shim import server as _server  # noqa: E402,F401  loaded once, shared by every fork
 
