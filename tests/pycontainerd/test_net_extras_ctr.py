@@ -103,7 +103,6 @@ def test_static_ip_and_ip_range(ctr: Ctr, pcd) -> None:
 
 
 def test_dual_stack_run_and_names(ctr: Ctr, pcd) -> None:
-    before = snapshot()
     net = f"pytest-{uuid.uuid4().hex[:6]}"
     v6 = f"fd00:{pcd.subnet_octet:x}:{uuid.uuid4().hex[:4]}::/64"
     r = ctr("network", "create", "--ipv6", net)
@@ -112,7 +111,7 @@ def test_dual_stack_run_and_names(ctr: Ctr, pcd) -> None:
     doc = json.loads(ctr.ok("network", "inspect", net))[0]
     assert doc["EnableIPv6"] is True and doc["IPAM"]["Config"][1] == {"Subnet": v6}
     prefix = v6.split("::")[0]
-    ctr.ok("run", "-d", "--name", "web", "--network", net, "busybox", "sleep", "60")
+    web_id = ctr.ok("run", "-d", "--name", "web", "--network", net, "busybox", "sleep", "60").strip()
     ns = json.loads(ctr.ok("inspect", "web"))[0]["NetworkSettings"]["Networks"][net]
     assert ns["GlobalIPv6Address"] == f"{prefix}::2" and ns["GlobalIPv6PrefixLen"] == 64
     assert ns["IPv6Gateway"] == f"{prefix}::1" and ns["IPAddress"]
@@ -124,12 +123,13 @@ def test_dual_stack_run_and_names(ctr: Ctr, pcd) -> None:
     r = ctr("run", "--rm", "--network", net, "--ip6", "fd00:1::9", "busybox", "true")
     assert r.status == 125 and "Invalid address fd00:1::9: It does not belong to any of this network's subnets" \
         in r.err, r
+    before_rm = snapshot()
     ctr.ok("rm", "-f", "web")
     ctr.ok("network", "rm", net)
     after = snapshot()
     assert "pyctr-" + net_id[:9] not in after["links"]
     assert f"pyctr-{net}" not in after["v6"] and f"pyctr-{net}" not in after["v4"]
-    assert after["netns"].count("\n") <= before["netns"].count("\n")
+    assert web_id[:12] not in after["netns"] and web_id[:12] in before_rm["netns"]
     assert leases(pcd) == []
 
 
