@@ -30,7 +30,10 @@ def archives(tmp_path_factory) -> list[Path]:
     checked = busybox_archive(tmp_path_factory.mktemp("hc"), config={
         "Cmd": ["sh"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
         "Healthcheck": IMAGE_CHECK}, name="checked:latest")
-    return [plain, checked]
+    missing = busybox_archive(tmp_path_factory.mktemp("ns"), config={
+        "Cmd": ["sh"], "Healthcheck": {"Test": ["CMD", "nosuch", "x"], "Interval": 200_000_000, "Retries": 2}},
+        name="nosuch:latest")
+    return [plain, checked, missing]
 
 
 @pytest.fixture
@@ -316,3 +319,14 @@ def test_paused_container_is_not_probed(ctr: Ctr) -> None:
     ctr.ok("unpause", "nap")
     wait_for(lambda: state_health(ctr, "nap")["Log"][-1] != log[-1], 10, "probing again")
     assert state_health(ctr, "nap")["Status"] == "healthy"
+
+
+def test_probe_that_cannot_start(ctr: Ctr) -> None:
+    """CMD of a missing binary: each probe fails with -1 and dockerd's wording; nothing is left in the shim."""
+    ctr.ok("run", "-d", "--name", "nobin", "nosuch", "sleep", "1000")
+    wait_for(lambda: state_health(ctr, "nobin").get("Status") == "unhealthy", 20, "unhealthy")
+    entry = state_health(ctr, "nobin")["Log"][0]
+    assert entry["ExitCode"] == -1 and entry["Output"].startswith("OCI runtime exec failed: ") and \
+        entry["Output"].endswith(": unknown") and "nosuch" in entry["Output"], entry
+    ctr.ok("stop", "-t", "0", "nobin")
+    assert inspect(ctr, "nobin")["ExecIDs"] is None

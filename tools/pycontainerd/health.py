@@ -225,7 +225,10 @@ class HealthMonitor:
                         status = item["__result__"].get("exit_status")
                         return
                     if item.get("attached"):
-                        result = await task.client.call("start", {"exec_id": exec_id})
+                        try:
+                            result = await task.client.call("start", {"exec_id": exec_id})
+                        except errdefs.Error as exc:  # dockerd's words for a probe that cannot start
+                            raise errdefs.Unknown(f"OCI runtime exec failed: {exc}: unknown") from None
                         self.daemon.publish(namespace, "/tasks/exec-started",
                                             {"container_id": cid, "exec_id": exec_id, "pid": result.get("pid", 0),
                                              "args": cfg.args})
