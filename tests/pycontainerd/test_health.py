@@ -305,7 +305,7 @@ def test_no_probe_left_after_rm(ctr: Ctr, pcd) -> None:
     assert os.path.exists(pcd.address)
 
 
-def test_paused_container_is_not_probed(ctr: Ctr) -> None:
+def test_paused_container_is_not_probed(ctr: Ctr, pcd) -> None:
     ctr.ok("run", "-d", "--name", "nap", "--health-cmd", "exit 0", "--health-interval", "200ms", "busybox",
            "sleep", "1000")
     wait_for(lambda: state_health(ctr, "nap").get("Status") == "healthy", 20, "healthy")
@@ -314,6 +314,9 @@ def test_paused_container_is_not_probed(ctr: Ctr) -> None:
     log = state_health(ctr, "nap")["Log"]
     status = ctr.ok("ps", "--format", "{{.Status}}", "--filter", "name=nap").strip()
     assert status.endswith("(Paused)") and "healthy" not in status, status
+    time.sleep(0.8)
+    assert state_health(ctr, "nap")["Log"] == log
+    pcd.restart()  # nor by the next daemon
     time.sleep(0.8)
     assert state_health(ctr, "nap")["Log"] == log
     ctr.ok("unpause", "nap")

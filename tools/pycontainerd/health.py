@@ -68,8 +68,14 @@ class HealthMonitor:
                                             'topic=="/containers/delete"'])
         self._follower = asyncio.ensure_future(self._follow(sub))
         for (namespace, cid), task in list(self.daemon.tasks.tasks.items()):
-            if task.exit is None:
+            if task.exit is None and await self._status(namespace, cid) == "running":  # not paused ones
                 await self._resume(namespace, cid)
+
+    async def _status(self, namespace: str, cid: str) -> str:
+        try:
+            return (await self.daemon.tasks.state(namespace, cid)).get("status") or ""
+        except errdefs.Error:
+            return ""
 
     async def stop(self) -> None:
         if self._follower is not None:
