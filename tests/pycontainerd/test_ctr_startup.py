@@ -75,8 +75,32 @@ def test_run_path_imports_stay_lean(tmp_path):
             "containers._with_healthcheck({'Cmd': ['true']}, o.healthcheck, None)\n"
             "containers._restart_policy(o.restart)\n"
             "ocispec.generate({'config': {'Cmd': ['sh']}}, ocispec.SpecOptions(args=['true']), 'default', 'c' * 64)\n"
-            "names.random_name(), names.new_id()\n")
+            "names.random_name(), names.new_id()\n"
+            "from pycontainerd.ctr import images\n"
+            "assert backend._plain_hub_name('busybox') == 'docker.io/library/busybox:latest'\n")
     assert _imported(tmp_path, code) == []
+
+
+@pytest.mark.parametrize("ref", ["busybox", "busybox:1.36", "library/busybox", "user/app:v1", "a-b/c_d.e:t-1",
+                                 "localhost/x", "docker.io/busybox", "registry.example:5000/a/b:c", "foo.com/bar",
+                                 "a" * 64, "x/" + "a" * 64, "Upper", "a__b", "a/b/c", "x:" + "t" * 129, "x@sha256:00",
+                                 "sha256:abcd", "-a", "a-"])
+def test_plain_hub_names_normalize_as_reference_parse(ref):
+    """The run path's shortcut gives reference.parse's answer, or leaves the reference to it."""
+    from pyoci import reference
+    from pyoci.errors import OCIError
+
+    from pycontainerd.ctr.backend import _plain_hub_name
+
+    fast = _plain_hub_name(ref)
+    if fast is not None:
+        assert fast == str(reference.parse(ref))
+    if ref in ("busybox", "user/app:v1"):
+        assert fast is not None
+    try:
+        reference.parse(ref)
+    except OCIError:
+        assert fast is None
 
 
 MESSAGES = [

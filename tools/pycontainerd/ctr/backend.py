@@ -148,6 +148,22 @@ def _reference():
     return reference
 
 
+def _plain_hub_name(ref: str) -> str | None:
+    """`busybox`, `library/busybox:1.36`, `user/app:v1` normalized as reference.parse does (docker.io/…,
+    :latest), without loading its grammar; None for anything else (a registry, a digest, a long or an odd
+    name), which reference.parse reads."""
+    import re  # loaded already: argparse imports it
+
+    m = re.fullmatch(r"([a-z0-9]+(?:[._-][a-z0-9]+)*)(/[a-z0-9]+(?:[._-][a-z0-9]+)*)?(:\w[\w.-]{0,127})?", ref)
+    if m is None or len(ref) > 128 or re.fullmatch(r"[a-f0-9]{64}", m.group(1)):
+        return None
+    if m.group(2) is None:
+        return f"docker.io/library/{m.group(1)}{m.group(3) or ':latest'}"
+    if "." in m.group(1) or m.group(1) == "localhost":
+        return None  # a registry's host
+    return f"docker.io/{m.group(1)}{m.group(2)}{m.group(3) or ':latest'}"
+
+
 def familiar(name: str) -> str:
     try:
         return _reference().parse_normalized_named(name).familiar
@@ -272,10 +288,12 @@ class Backend:
         """An image record by name (normalized), by full or short image id (the config digest)."""
         if not ref:
             return None
-        try:
-            name = str(_reference().parse(ref))
-        except OCIError:
-            name = None
+        name = _plain_hub_name(ref)
+        if name is None:
+            try:
+                name = str(_reference().parse(ref))
+            except OCIError:
+                name = None
         if name is not None:
             try:
                 return self.call("Images", "Get", {"name": name})["image"]

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 import os
 import re
 import sys
 import time
 
-from pyoci import mediatypes as mt
-from pyoci import reference
 from pyoci.errors import OCIError
 
 from .. import errdefs, protocol
 from .backend import Backend, CLIError, daemon_error, familiar, normalize
-from .formatting import print_rows
 from .humanize import ago, human_size, parse_time
+
+# gzip, hashlib, json, pyoci.mediatypes and the table formatting are imported by the verbs that use them:
+# `run` imports this module for ensure_image alone
 
 IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "CreatedSince": "CREATED",
                  "CreatedAt": "CREATED AT", "Size": "SIZE", "Digest": "DIGEST"}
@@ -30,6 +27,8 @@ def _short(digest: str) -> str:
 
 def pull(b: Backend, ref: str, quiet: bool = False, platform: str = "", out=None) -> dict:
     """docker pull's lines: `latest: Pulling from library/busybox`, one line per layer, Digest, Status."""
+    from pyoci import reference
+
     out = out or sys.stdout
     try:
         r = reference.parse(ref)
@@ -88,6 +87,8 @@ def ensure_image(b: Backend, ref: str, pull_policy: str = "missing") -> dict:
 
 
 def push(b: Backend, ref: str, quiet: bool = False) -> None:
+    from pyoci import reference
+
     name = normalize(ref)
     if b.find_image(name) is None:
         raise CLIError(f"Error response from daemon: An image does not exist locally with the tag: {familiar(name)}")
@@ -112,6 +113,8 @@ def push(b: Backend, ref: str, quiet: bool = False) -> None:
 
 
 def image_rows(b: Backend, images: list[dict], no_trunc: bool = False, digests: bool = False) -> list[dict]:
+    from pyoci import reference
+
     rows = []
     now = time.time()
     for im in images:
@@ -239,10 +242,14 @@ def list_images(b: Backend, args) -> None:
                           if args.digests else
                           "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}")
     clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+    from .formatting import print_rows
+
     print_rows(fmt, clean, IMAGE_HEADERS, sys.stdout.write)
 
 
 def _matches(name: str, want: str) -> bool:
+    from pyoci import reference
+
     try:
         r = reference.parse_normalized_named(name)
         w = reference.parse_normalized_named(want)
@@ -350,6 +357,12 @@ def load(b: Backend, input_path: str | None, quiet: bool = False) -> None:
 
 def import_rootfs(b: Backend, source: str, repo: str | None, message: str = "", changes: list[str] = ()) -> None:
     """docker import: a rootfs tarball (file or `-`) as a one-layer image, uncompressed as docker stores it."""
+    import gzip
+    import hashlib
+    import json
+
+    from pyoci import mediatypes as mt
+
     data = sys.stdin.buffer.read() if source == "-" else open(source, "rb").read()
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
@@ -394,6 +407,8 @@ def _arch() -> str:
 
 
 def _write_blob(b: Backend, data: bytes, media_type: str, lease: str, refs: list[str] = ()) -> dict:
+    import hashlib
+
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     labels = {f"containerd.io/gc.ref.content.{i}": d for i, d in enumerate(refs)}
     b.call("Leases", "AddResource", {"id": lease, "resource": {"id": digest, "type": "content"}})
