@@ -58,6 +58,9 @@ def test_pools_errors_match_docker() -> None:
         ipam.pools(["10.96.0.0/24"], ["10.1.1.1"], [])
     with pytest.raises(errdefs.AlreadyExists, match=r"^failed to allocate gateway \(10.93.0.0\): Address already in use$"):
         ipam.pools(["10.93.0.0/24"], ["10.93.0.0"], [])
+    with pytest.raises(errdefs.InvalidArgument, match="^invalid subnet 10.96.0.5/24: it should be 10.96.0.0/24$"):
+        ipam.pools(["10.96.0.5/24"], [], [])
+    assert ipam.pools(["fd00:0002::/64"], [], [])[0].config() == {"Subnet": "fd00:2::/64"}
     pools = ipam.pools(["10.96.0.0/24", "fd00:2::/64"], ["10.96.0.9", "fd00:2::9"], ["10.96.0.128/25"])
     assert [p.config() for p in pools] == [{"Subnet": "10.96.0.0/24", "IPRange": "10.96.0.128/25", "Gateway": "10.96.0.9"},
                                            {"Subnet": "fd00:2::/64", "Gateway": "fd00:2::9"}]

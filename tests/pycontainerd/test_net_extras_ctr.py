@@ -176,3 +176,35 @@ def test_network_container_mode(ctr: Ctr, pcd) -> None:
     ctr.ok("network", "rm", net)
     assert base_id[:12] not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert leases(pcd) == []
+
+
+def test_published_port_on_ipv6(ctr: Ctr, pcd) -> None:
+    """portmap DNATs the host's IPv6 addresses to the container's IPv6 address: a local address on a link
+    this test makes stands for the host's own (no traffic leaves the host); [::1] is not served
+    (docker answers there through its userland proxy, which pyctr does not have). The link is a veth
+    pair (this kernel has no dummy links)."""
+    from tests.support import free_port, require
+
+    require("curl")
+    tag = uuid.uuid4().hex[:6]
+    link, addr = f"pyt6{tag}", f"fd00:{pcd.subnet_octet:x}:ffff::{int(tag[:4], 16):x}"
+    subprocess.run(["ip", "link", "add", link, "type", "veth", "peer", "name", link + "p"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", f"{addr}/128", "dev", link, "nodad"], check=True)
+        subprocess.run(["ip", "link", "set", link, "up"], check=True)
+        subprocess.run(["ip", "link", "set", link + "p", "up"], check=True)
+        net = f"pytest-{tag}"
+        ctr.ok("network", "create", "--ipv6", "--subnet", f"fd00:{pcd.subnet_octet:x}:{tag[:4]}::/64", net)
+        port = free_port()
+        ctr.ok("run", "-d", "--name", "web6", "--network", net, "-p", f"{port}:80", "busybox", "sh", "-c",
+               "mkdir /w && echo six > /w/i && exec httpd -f -p 80 -h /w")
+        r = subprocess.run(["curl", "-sS", "-g", "--max-time", "2", "--retry", "20", "--retry-connrefused",
+                            "--retry-delay", "0", f"http://[{addr}]:{port}/i"], capture_output=True, text=True,
+                           timeout=60)
+        assert (r.returncode, r.stdout) == (0, "six\n"), r
+        ctr.ok("rm", "-f", "web6")
+        ctr.ok("network", "rm", net)
+        rules = subprocess.run(["ip6tables-save"], capture_output=True, text=True).stdout
+        assert f"--dport {port}" not in rules and f"--dports {port}" not in rules
+    finally:
+        subprocess.run(["ip", "link", "del", link], capture_output=True)

@@ -57,7 +57,7 @@ def pools(subnets: list[str], gateways: list[str], ranges: list[str]) -> list[Po
         raise PoolError("every ip-range or gateway must have a corresponding subnet")
     nets = [_network(s) for s in subnets]
     for s, n in zip(subnets, nets):
-        if str(n) != s:
+        if ipaddress.ip_interface(s).ip != n.network_address:  # host bits set (leading zeros are fine)
             raise errdefs.InvalidArgument(f"invalid subnet {s}: it should be {n}")
     for i, a in enumerate(nets):
         for b in nets[i + 1:]:
