@@ -13,7 +13,7 @@ import pytest
 from pycontainerd import install_entry, protocol
 
 # what the version and run paths must not import: the daemon's asyncio, TLS, URL parsing, pathlib
-HEAVY = ("asyncio", "ssl", "urllib.parse", "pathlib", "logging", "subprocess", "pyoci.reference",
+HEAVY = ("asyncio", "ssl", "urllib.parse", "pathlib", "logging", "subprocess", "shutil", "pyoci.reference",
          "pycontainerd.network", "pycontainerd.health", "pycontainerd.policies")
 
 
