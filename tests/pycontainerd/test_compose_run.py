@@ -96,11 +96,13 @@ def test_replicas_scale_and_down(app, project) -> None:
         if len(seen) >= 2:
             break
     assert len(seen) >= 2, seen
+    sc = compose(d, ctr, appdir, "-p", p, "scale", "web=3")  # the `scale` verb: the same as up --scale
+    assert sc.returncode == 0 and names(ctr) == [f"{p}-web-{i}" for i in (1, 2, 3)], sc.stderr
     down = compose(d, ctr, appdir, "-p", p, "up", "-d", "--scale", "web=1", "web")
     assert down.returncode == 0, down.stderr
     assert names(ctr) == [f"{p}-web-1"]
-    assert down.stderr.index(f"{p}-web-4  Removed") < down.stderr.index(f"{p}-web-3  Removed") < \
-        down.stderr.index(f"{p}-web-2  Removed")
+    assert down.stderr.index(f"{p}-web-3  Removed") < down.stderr.index(f"{p}-web-2  Removed")
+    assert f"{p}-web-4  Removed" in sc.stderr
     bad = compose(d, ctr, appdir, "-p", p, "up", "-d", "--scale", "web")
     assert bad.returncode == 1 and "Arguments to scale should be in the form service=num" in bad.stderr
     bad = compose(d, ctr, appdir, "-p", p, "up", "-d", "--scale", "web=x")
@@ -118,6 +120,10 @@ def test_run_oneoff(app, project) -> None:
     p = project("rn")
     r = compose(d, ctr, appdir, "-p", p, "run", "--rm", "--no-deps", "tool")
     assert (r.returncode, r.stdout) == (0, "tool-default\n"), r.stderr
+    shared = Path(d.root).parent / f"mnt{p}"
+    r = compose(d, ctr, appdir, "-p", p, "run", "--rm", "--no-deps", "-v", f"{shared}:/mnt", "tool",
+                "sh", "-c", "echo via-v > /mnt/f")
+    assert r.returncode == 0 and (shared / "f").read_text() == "via-v\n", r.stderr
     assert names(ctr) == []  # --rm, and --no-deps started no web
     r = compose(d, ctr, appdir, "-p", p, "run", "-e", "EXTRA=x", "tool", "sh", "-c", "echo $FROM_FILE $EXTRA; exit 3")
     assert (r.returncode, r.stdout) == (3, "file x\n"), r.stderr

@@ -80,6 +80,8 @@ def build_parser() -> Parser:
     s.add_argument("-u", "--user", default="")
     s.add_argument("-w", "--workdir", default="")
     s.add_argument("--service-ports", action="store_true")
+    s.add_argument("-p", "--publish", action="append", default=[])
+    s.add_argument("-v", "--volume", action="append", default=[])
     s.add_argument("service")
     s.add_argument("command", nargs=argparse.REMAINDER)
     s = sub.add_parser("exec", help="run a command in a running service container")
@@ -91,6 +93,8 @@ def build_parser() -> Parser:
     s.add_argument("-u", "--user", default="")
     s.add_argument("service")
     s.add_argument("command", nargs=argparse.REMAINDER)
+    s = sub.add_parser("scale", help="set the number of containers of services")
+    s.add_argument("scales", nargs="+", metavar="SERVICE=NUM")
     for name in ("start", "stop", "restart"):
         sub.add_parser(name, help=f"{name} services").add_argument("services", nargs="*")
     s = sub.add_parser("config", help="print the normalised compose model")
@@ -164,7 +168,11 @@ def run(a, address: str, namespace: str) -> int:
         elif v == "run":
             from .oneoff import RunOptions, run as run_oneoff
             return run_oneoff(c, RunOptions(a.service, a.command, a.detach, a.rm, a.env, a.entrypoint, a.no_deps,
-                                            a.name, a.user, a.workdir, a.no_tty, a.service_ports, a.label))
+                                            a.name, a.user, a.workdir, a.no_tty, a.service_ports, a.label,
+                                            a.publish, a.volume))
+        elif v == "scale":
+            scale = parse_scale(project, a.scales)
+            c.up(sorted(scale), scale=scale)
         elif v == "start":
             c.start(a.services or None)
         elif v == "stop":

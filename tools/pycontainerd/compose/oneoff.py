@@ -39,6 +39,8 @@ class RunOptions:
     no_tty: bool = False
     service_ports: bool = False
     labels: list[str] = field(default_factory=list)
+    publish: list[str] = field(default_factory=list)   # -p, besides the service's with --service-ports
+    volumes: list[str] = field(default_factory=list)   # -v, besides the service's
 
 
 def _env(items: list[str]) -> list[str]:
@@ -80,7 +82,8 @@ def options(c: Compose, o: RunOptions) -> containers.CreateOptions:
     return dataclasses.replace(
         base, name=name, labels=labels, args=args, entrypoint=entrypoint, env=base.env + _env(o.env),
         user=o.user or base.user, workdir=o.workdir or base.workdir, detach=o.detach, rm=o.rm,
-        interactive=not o.detach and _stdin_fd() is not None, tty=tty, publish=base.publish if o.service_ports else [],
+        interactive=not o.detach and _stdin_fd() is not None, tty=tty, publish=(base.publish if o.service_ports else []) + list(o.publish),
+        volumes=base.volumes + list(o.volumes),
         network_aliases=[], ip="", ip6="", restart="no" if o.rm else base.restart)
 
 
