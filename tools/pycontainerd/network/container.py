@@ -114,8 +114,8 @@ def prepare(manager: NetworkManager, container_id: str, spec: dict, request: Net
             att = manager.attach(container_id, request.mode, path, container_name=request.name,
                                  aliases=request.aliases, ports=request.ports if request.mode != "host" else [],
                                  hostname=hostname, extra_hosts=request.extra_hosts,
-                             ipv4_address=request.ipv4_address if request.mode != "host" else "",
-                             ipv6_address=request.ipv6_address if request.mode != "host" else "")
+                                 ipv4_address=request.ipv4_address if request.mode != "host" else "",
+                                 ipv6_address=request.ipv6_address if request.mode != "host" else "")
         mounts = manager.spec_mounts(container_id, request.dns, request.dns_search, request.dns_options)
     except BaseException:
         release(manager, container_id)

@@ -62,7 +62,7 @@ def pools(subnets: list[str], gateways: list[str], ranges: list[str]) -> list[Po
     for i, a in enumerate(nets):
         for b in nets[i + 1:]:
             if a.version == b.version and a.overlaps(b):
-                raise PoolError(f"multiple overlapping subnet configuration is not allowed")
+                raise PoolError("multiple overlapping subnet configuration is not allowed")
     gw: dict[int, IPAddress] = {}
     rng: dict[int, IPNetwork] = {}
     for r in ranges:
