@@ -120,6 +120,37 @@ def test_forker_stop_ends_the_zygote(tmp_path: Path) -> None:
     assert not os.path.exists(f"/proc/{pid}") and not Path(forker.socket_path).exists()
 
 
+def test_zygote_request_with_a_long_state_path_and_a_bad_bundle(tmp_path: Path) -> None:
+    """Its socket is bound and reached relative to the state dir (socket addresses hold 108 bytes); a
+    bundle without shim.json gets the forked child's one-line error, not a hang."""
+    import asyncio
+
+    state = tmp_path / ("s" * 60) / ("t" * 60)
+    state.mkdir(parents=True)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    forker = ShimForker(state)
+    try:
+        reply = asyncio.run(forker.start(bundle, 10))
+        assert reply["code"] == 3 and "shim.json" in reply["error"], reply
+        assert len(forker.socket_path) > 108 and os.path.exists(forker.socket_path)
+    finally:
+        forker.stop()
+
+
+def test_zygote_that_cannot_start_is_not_retried_at_once(tmp_path: Path) -> None:
+    from pycontainerd.shimfork import ZygoteUnavailable
+
+    forker = ShimForker(tmp_path / "missing")  # no state dir: nowhere for its socket
+    with pytest.raises(ZygoteUnavailable):
+        forker.warm()
+    (tmp_path / "missing").mkdir()
+    t = time.monotonic()
+    with pytest.raises(ZygoteUnavailable, match="recently"):
+        forker.warm()
+    assert time.monotonic() - t < 0.5 and forker.proc is None
+
+
 def test_shims_forked_by_the_zygote_outlive_it_and_the_daemon(tmp_path: Path) -> None:
     rootfs = make_busybox_rootfs(tmp_path / "rootfs")
     namespace = "z" + uuid.uuid4().hex[:8]

@@ -17,13 +17,14 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger("pycontainerd.shimfork")
 
 ZYGOTE = Path(__file__).resolve().parent / "shim" / "zygote.py"
-READY_TIMEOUT = 30.0
+RETRY_AFTER = 30.0  # seconds without trying the zygote again once it could not be started
 
 
 class ZygoteUnavailable(Exception):
@@ -36,6 +37,7 @@ class ShimForker:
     proc: subprocess.Popen | None = None
     _wfd: int = -1                            # our end of the zygote's lifeline pipe
     _ready: bool = False                      # the zygote said "ready": its socket listens
+    _failed_at: float = -RETRY_AFTER          # when it last failed to start (monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -51,36 +53,51 @@ class ShimForker:
             if self._alive():
                 return
             self._stop_locked()  # a dead one's pipe and pid
-            r, w = os.pipe2(os.O_CLOEXEC)
+            if time.monotonic() - self._failed_at < RETRY_AFTER:
+                raise ZygoteUnavailable("shim zygote: failed to start recently")
             try:
-                os.set_inheritable(r, True)
+                self._start_locked()
+            except ZygoteUnavailable:
+                self._failed_at = time.monotonic()
+                raise
+
+    def _start_locked(self) -> None:
+        """Popen the zygote and wait for its "ready" line (the caller holds the lock)."""
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            os.set_inheritable(r, True)
+            with open(self.state / "shimfork.log", "ab") as errlog:  # the zygote's own troubles
                 proc = subprocess.Popen(
                     [sys.executable, "-I", "-S", str(ZYGOTE), self.socket_path, str(r)],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errlog,
                     pass_fds=(r,), cwd="/", start_new_session=True)
-            except OSError as exc:
-                os.close(w)
-                raise ZygoteUnavailable(f"shim zygote: {exc.strerror or exc}") from None
-            finally:
-                os.close(r)
-            self._wfd = w
-            self.proc = proc  # (not _alive() for start() until it is ready: start() waits on our lock)
-            line = proc.stdout.readline() if proc.stdout else b""
-            if line.strip() != b"ready":
-                self._stop_locked()
-                raise ZygoteUnavailable("shim zygote: did not start")
-            proc.stdout.close()
-            self._ready = True
-            log.debug("shim zygote started (pid %d)", proc.pid)
+        except OSError as exc:
+            os.close(w)
+            raise ZygoteUnavailable(f"shim zygote: {exc.strerror or exc}") from None
+        finally:
+            os.close(r)
+        self._wfd = w
+        self.proc = proc  # (not _alive() for start() until it is ready: start() waits on our lock)
+        line = proc.stdout.readline() if proc.stdout else b""
+        if line.strip() != b"ready":
+            self._stop_locked()
+            raise ZygoteUnavailable("shim zygote: did not start")
+        proc.stdout.close()
+        self._ready = True
+        log.debug("shim zygote started (pid %d)", proc.pid)
 
     async def start(self, bundle: Path, timeout: float) -> dict:
         """Have the zygote fork a shim for `bundle`; its one-line JSON report."""
         if not self._alive():
             await asyncio.to_thread(self.warm)
+        # through /proc/self/fd: a long state path does not fit a socket address (108 bytes)
+        dirfd = os.open(self.state, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            reader, writer = await asyncio.open_unix_connection(self.socket_path)
+            reader, writer = await asyncio.open_unix_connection(f"/proc/self/fd/{dirfd}/shimfork.sock")
         except OSError as exc:
             raise ZygoteUnavailable(f"shim zygote: {exc.strerror or exc}") from None
+        finally:
+            os.close(dirfd)
         try:
             writer.write(str(bundle).encode() + b"\n")
             await writer.drain()

@@ -75,9 +75,11 @@ def serve(path: str, parent_fd: int) -> int:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     old = os.umask(0o177)
     try:
-        listener.bind(path)
+        os.chdir(os.path.dirname(path) or ".")  # relative: a long state path does not fit 108 bytes
+        listener.bind(os.path.basename(path))
     finally:
         os.umask(old)
+        os.chdir("/")
     listener.listen(128)
     os.write(1, b"ready\n")  # the daemon waits for this line before its first request
     null = os.open(os.devnull, os.O_RDWR)
