@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import re
 import time
@@ -20,6 +19,8 @@ def parse_time(text: str | float | int | None) -> float:
             return float(text)
         except ValueError:
             return 0.0
+    import datetime as _dt  # here: `run` formats times (rfc3339nano) but parses none
+
     base = _dt.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")
     tz = m.group(3) or "Z"
     offset = 0 if tz == "Z" else (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60) * (1 if tz[0] == "+" else -1)
@@ -35,7 +36,7 @@ def rfc3339nano(ts: float) -> str:
     nanos = int(round((ts - sec) * 1e9))
     if nanos >= 1_000_000_000:
         sec, nanos = sec + 1, nanos - 1_000_000_000
-    base = _dt.datetime.fromtimestamp(sec, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
     frac = f"{nanos:09d}".rstrip("0")
     return base + (f".{frac}" if frac else "") + "Z"
 
