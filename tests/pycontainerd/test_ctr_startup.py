@@ -14,7 +14,7 @@ from pycontainerd import install_entry, protocol
 
 # what the version and run paths must not import: the daemon's asyncio, TLS, URL parsing, pathlib
 HEAVY = ("asyncio", "ssl", "urllib.parse", "pathlib", "logging", "subprocess", "shutil", "pyoci.reference",
-         "pycontainerd.network", "pycontainerd.health", "pycontainerd.policies")
+         "pycontainerd.network", "pycontainerd.health", "pycontainerd.policies", "typing", "datetime")
 
 
 def _launcher(tmp_path):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass, field
-from typing import Any
 
 from pyoci.errors import InvalidDocument
 
@@ -21,6 +20,10 @@ from pyoci.errors import InvalidDocument
 # this module for every create, which needs none of them
 
 from . import errdefs
+
+TYPE_CHECKING = False  # typing only for type checkers: pyctr pays for every import it starts with
+if TYPE_CHECKING:
+    from typing import Any
 
 SPEC_VERSION = "1.0.2-dev"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -15,9 +15,12 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from . import errdefs
+
+TYPE_CHECKING = False  # typing only for type checkers: pyctr pays for every import it starts with
+if TYPE_CHECKING:
+    from typing import Any
 
 # a str, not a pathlib.Path, and os.uname() rather than the platform module: pyctr loads this module for
 # every create, and those two imports were most of its cost

@@ -13,7 +13,6 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
 
 from pyoci.errors import OCIError
 
@@ -21,6 +20,10 @@ from .. import errdefs
 from ..client import Client
 from .errors import CLIError
 from .humanize import ago, human_duration, parse_time
+
+TYPE_CHECKING = False  # typing only for type checkers: pyctr pays for every import it starts with
+if TYPE_CHECKING:
+    from typing import Any, Iterator
 
 NAME_LABEL = "nerdctl/name"
 HOSTNAME_LABEL = "nerdctl/hostname"

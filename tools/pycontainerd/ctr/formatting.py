@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from typing import Any, Callable
 
 from pyoci.errors import OCIError
+
+TYPE_CHECKING = False  # typing only for type checkers: pyctr pays for every import it starts with
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 
 class TemplateError(OCIError):

@@ -12,10 +12,13 @@ import threading
 import tty
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from .. import errdefs, protocol
 from ..client import Call, Client
+
+TYPE_CHECKING = False  # typing only for type checkers: pyctr pays for every import it starts with
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
 
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 # moby/term's keyMap: ctrl-a … ctrl-z and the five punctuation controls
