@@ -184,7 +184,7 @@ def test_network_ipam_and_static_addresses(app, project) -> None:
             enable_ipv6: true
             ipam:
               config:
-                - {{subnet: 10.{o}.210.0/24, ip_range: 10.{o}.210.128/25}}
+                - {{subnet: 10.{o}.210.0/24, ip_range: 10.{o}.210.128/25, aux_addresses: {{spare: 10.{o}.210.128}}}}
                 - {{subnet: "fd00:{o:x}:210::/64"}}
         """))
     p = project("ip")
@@ -195,7 +195,7 @@ def test_network_ipam_and_static_addresses(app, project) -> None:
     net = json.loads(ctr.ok("network", "inspect", f"{p}_back"))[0]
     assert net["EnableIPv6"] is True
     assert net["IPAM"]["Config"][0] == {"Subnet": f"10.{o}.210.0/24", "IPRange": f"10.{o}.210.128/25",
-                                        "Gateway": f"10.{o}.210.1"}
+                                        "AuxiliaryAddresses": {"spare": f"10.{o}.210.128"}}
     ns = json.loads(ctr.ok("inspect", f"{p}-db-1"))[0]["NetworkSettings"]["Networks"][f"{p}_back"]
     assert (ns["IPAddress"], ns["GlobalIPv6Address"]) == (f"10.{o}.210.10", f"fd00:{o:x}:210::10")
     r = compose(d, ctr, appdir, "-p", p, "run", "--rm", "cli")

@@ -61,6 +61,10 @@ def test_pools_errors_match_docker() -> None:
     with pytest.raises(errdefs.InvalidArgument, match="^invalid subnet 10.96.0.5/24: it should be 10.96.0.0/24$"):
         ipam.pools(["10.96.0.5/24"], [], [])
     assert ipam.pools(["fd00:0002::/64"], [], [])[0].config() == {"Subnet": "fd00:2::/64"}
+    with pytest.raises(ipam.PoolError, match="^no matching subnet for aux-address 10.1.0.2$"):
+        ipam.pools(["10.91.5.0/24"], [], [], {"a": "10.1.0.2"})
+    assert ipam.pools(["10.92.0.0/24"], [], [], {"a": "10.92.0.2"})[0].config() == \
+        {"Subnet": "10.92.0.0/24", "AuxiliaryAddresses": {"a": "10.92.0.2"}}
     pools = ipam.pools(["10.96.0.0/24", "fd00:2::/64"], ["10.96.0.9", "fd00:2::9"], ["10.96.0.128/25"])
     assert [p.config() for p in pools] == [{"Subnet": "10.96.0.0/24", "IPRange": "10.96.0.128/25", "Gateway": "10.96.0.9"},
                                            {"Subnet": "fd00:2::/64", "Gateway": "fd00:2::9"}]
@@ -114,7 +118,9 @@ def test_create_ip_range_gateway_and_inspect(manager: NetworkManager, tracker: T
 def test_static_ip_errors_match_docker(manager: NetworkManager, tracker: Tracker, v6check) -> None:
     user = f"pytest-{tracker.token}-s"
     auto = f"pytest-{tracker.token}-auto"
-    manager.create(user, subnet="10.215.41.0/24")
+    created = manager.create(user, subnet="10.215.41.0/24", aux_addresses={"router": "10.215.41.3"})
+    # docker shows no gateway it picked for a user's subnet; the aux address is shown and reserved
+    assert created["IPAM"]["Config"] == [{"Subnet": "10.215.41.0/24", "AuxiliaryAddresses": {"router": "10.215.41.3"}}]
     manager.create(auto)
     ns = tracker.netns_path("x")
     with pytest.raises(errdefs.InvalidArgument, match="^user specified IP address is supported on user defined "
@@ -137,15 +143,20 @@ def test_static_ip_errors_match_docker(manager: NetworkManager, tracker: Tracker
         manager.attach("c" * 64, user, ns, ipv4_address="10.215.41.50")
     assert not manager.store.container_endpoints("c" * 64)
     # the static address is never handed out dynamically, and is free again once released
+    with pytest.raises(errdefs.AlreadyExists, match="^Address already in use$"):
+        manager.attach("c" * 64, user, ns, ipv4_address="10.215.41.3")  # the aux address
     e = manager.attach("e" * 64, user, tracker.netns_path("e"))
-    assert e.ip == "10.215.41.2"
+    f = manager.attach("f" * 64, user, tracker.netns_path("f"))
+    assert (e.ip, f.ip, e.gateway) == ("10.215.41.2", "10.215.41.4", "10.215.41.1")  # .3 skipped
     manager.detach_all("d" * 64)
     again = manager.attach("c" * 64, user, ns, ipv4_address="10.215.41.50")
     assert again.ip == "10.215.41.50"
     manager.detach_all("c" * 64)
     manager.detach_all("e" * 64)
-    assert leases(manager) == []
+    manager.detach_all("f" * 64)
+    assert leases(manager) == ["10.215.41.3"]  # the reservation, until the network goes
     manager.remove(user)
+    assert leases(manager) == []
     manager.remove(auto)
 
 

@@ -91,6 +91,14 @@ def test_static_ip_and_ip_range(ctr: Ctr, pcd) -> None:
     assert (r.status, r.err.strip()) == (1, "every ip-range or gateway must have a corresponding subnet"), r
     r = ctr("network", "create", "--subnet", f"10.{o}.201.0/24", "--gateway", "10.1.1.1", net + "x")
     assert (r.status, r.err.strip()) == (1, "no matching subnet for gateway 10.1.1.1"), r
+    r = ctr("network", "create", "--subnet", f"10.{o}.201.0/24", "--aux-address", "a=10.1.0.2", net + "x")
+    assert (r.status, r.err.strip()) == (1, "no matching subnet for aux-address 10.1.0.2"), r
+    ctr.ok("network", "create", "--subnet", f"10.{o}.203.0/24", "--aux-address", f"a=10.{o}.203.2", net + "-aux")
+    doc = json.loads(ctr.ok("network", "inspect", net + "-aux"))[0]
+    assert doc["IPAM"]["Config"] == [{"Subnet": f"10.{o}.203.0/24", "AuxiliaryAddresses": {"a": f"10.{o}.203.2"}}]
+    r = ctr("run", "--rm", "--network", net + "-aux", "busybox", "ip", "-4", "-o", "addr", "show", "eth0")
+    assert r.status == 0 and f"inet 10.{o}.203.3/24" in r.out, r  # .1 the gateway, .2 reserved
+    ctr.ok("network", "rm", net + "-aux")
     # network connect --ip
     net2 = net + "-b"
     ctr.ok("network", "create", "--subnet", f"10.{o}.202.0/24", net2)

@@ -300,7 +300,11 @@ def _ipam(v: Any, where: str) -> list[dict[str, str]]:
         w = f"{where}.config[{i}]"
         c = _map(c, w)
         _keys(c, {"subnet", "gateway", "ip_range", "aux_addresses"}, w)
-        out.append({key: _str(c[key], f"{w}.{key}") for key in ("subnet", "gateway", "ip_range") if c.get(key)})
+        entry: dict = {key: _str(c[key], f"{w}.{key}") for key in ("subnet", "gateway", "ip_range") if c.get(key)}
+        if c.get("aux_addresses"):
+            entry["aux_addresses"] = {str(a): _str(b, f"{w}.aux_addresses.{a}")
+                                      for a, b in _map(c["aux_addresses"], f"{w}.aux_addresses").items()}
+        out.append(entry)
     return out
 
 

@@ -130,7 +130,7 @@ class Network:
     labels: dict[str, str] = field(default_factory=dict)
     internal: bool = False
     enable_ipv6: bool = False
-    ipam: list[dict[str, str]] = field(default_factory=list)   # ipam.config: subnet, gateway, ip_range
+    ipam: list[dict] = field(default_factory=list)   # ipam.config: subnet, gateway, ip_range, aux_addresses
 
 
 @dataclass

@@ -122,7 +122,8 @@ class Compose:
                 "name": net.name, "driver": net.driver, "labels": labels, "internal": net.internal,
                 "ipv6": net.enable_ipv6, "subnet": [c["subnet"] for c in net.ipam if c.get("subnet")],
                 "gateway": [c["gateway"] for c in net.ipam if c.get("gateway")],
-                "ip_range": [c["ip_range"] for c in net.ipam if c.get("ip_range")]})
+                "ip_range": [c["ip_range"] for c in net.ipam if c.get("ip_range")],
+                "aux_addresses": {k: v for c in net.ipam for k, v in (c.get("aux_addresses") or {}).items()}})
             self.progress("Network", net.name, "Created")
 
     def ensure_volumes(self, services: list[Service]) -> None:

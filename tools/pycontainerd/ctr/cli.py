@@ -55,7 +55,7 @@ def _dispatch_network_volume(b: Backend, a) -> int:
     if v == "network":
         if sub == "create":
             netvol.network_create(b, a.name, a.driver, a.subnet, a.gateway, a.internal, a.label, a.opt,
-                                  a.ip_range, a.ipv6)
+                                  a.ip_range, a.ipv6, a.aux_address)
         elif sub in ("ls", "list"):
             netvol.network_ls(b, a.quiet, a.no_trunc, a.format)
         elif sub == "inspect":

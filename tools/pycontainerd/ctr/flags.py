@@ -286,6 +286,7 @@ def _network_volume_parsers(sub) -> None:
     s.add_argument("--subnet", action="append", default=[])
     s.add_argument("--gateway", action="append", default=[])
     s.add_argument("--ip-range", action="append", default=[])
+    s.add_argument("--aux-address", action="append", default=[])
     s.add_argument("--ipv6", action="store_true")
     s.add_argument("--internal", action="store_true")
     s.add_argument("--label", action="append", default=[])

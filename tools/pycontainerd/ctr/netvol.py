@@ -35,13 +35,19 @@ def _daemon(exc: errdefs.Error) -> CLIError:
 
 def network_create(b: Backend, name: str, driver: str, subnet: list[str] | str, gateway: list[str] | str,
                    internal: bool, labels: list[str], options: list[str], ip_range: list[str] | str = (),
-                   ipv6: bool = False) -> None:
+                   ipv6: bool = False, aux_addresses: list[str] = ()) -> None:
     from ..network.ipam import PoolError, pools
 
     as_list = lambda v: [v] if isinstance(v, str) and v else list(v or [])  # noqa: E731
     subnet, gateway, ip_range = as_list(subnet), as_list(gateway), as_list(ip_range)
+    aux = {}
+    for item in aux_addresses:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CLIError(f'invalid argument "{item}" for "--aux-address" flag: bad format for key-value pair', 125)
+        aux[key] = value
     try:  # the docker CLI's own checks (its errors carry no daemon prefix)
-        pools(subnet, gateway, ip_range)
+        pools(subnet, gateway, ip_range, aux)
     except PoolError as exc:
         raise CLIError(str(exc), 1) from None
     except errdefs.Error:
@@ -49,6 +55,7 @@ def network_create(b: Backend, name: str, driver: str, subnet: list[str] | str, 
     try:
         doc = b.call("Networks", "Create", {"name": name, "driver": driver or "bridge", "subnet": subnet,
                                             "gateway": gateway, "ip_range": ip_range, "ipv6": ipv6,
+                                            "aux_addresses": aux,
                                             "internal": internal, "labels": _labels(labels),
                                             "options": _labels(options)})["network"]
     except errdefs.Error as exc:

@@ -33,14 +33,17 @@ class Pool:
     subnet: IPNetwork
     gateway: IPAddress | None = None
     ip_range: IPNetwork | None = None
+    aux: tuple[tuple[str, str], ...] = ()   # --aux-address NAME=IP: reserved, never handed out
 
     def config(self) -> dict:
-        """docker inspect's IPAM.Config entry (IPRange only when given, Gateway only when known)."""
+        """docker inspect's IPAM.Config entry (IPRange, Gateway, AuxiliaryAddresses only when given)."""
         out = {"Subnet": str(self.subnet)}
         if self.ip_range is not None:
             out["IPRange"] = str(self.ip_range)
         if self.gateway is not None:
             out["Gateway"] = str(self.gateway)
+        if self.aux:
+            out["AuxiliaryAddresses"] = dict(self.aux)
         return out
 
 
@@ -51,9 +54,10 @@ def _network(text: str) -> IPNetwork:
         raise errdefs.InvalidArgument(f"invalid CIDR address: {text}") from None
 
 
-def pools(subnets: list[str], gateways: list[str], ranges: list[str]) -> list[Pool]:
-    """The docker CLI's consolidateIpam: each range and gateway belongs to exactly one subnet."""
-    if not subnets and (gateways or ranges):
+def pools(subnets: list[str], gateways: list[str], ranges: list[str], aux: dict[str, str] | None = None) -> list[Pool]:
+    """The docker CLI's consolidateIpam: each range, gateway and aux address belongs to exactly one subnet."""
+    aux = aux or {}
+    if not subnets and (gateways or ranges or aux):
         raise PoolError("every ip-range or gateway must have a corresponding subnet")
     nets = [_network(s) for s in subnets]
     for s, n in zip(subnets, nets):
@@ -84,7 +88,17 @@ def pools(subnets: list[str], gateways: list[str], ranges: list[str]) -> list[Po
         if idx in gw:
             raise PoolError(f"cannot configure multiple gateways ({g}, {gw[idx]}) for the same subnet ({nets[idx]})")
         gw[idx] = ga
-    out = [Pool(n, gw.get(i), rng.get(i)) for i, n in enumerate(nets)]
+    reserved: dict[int, list[tuple[str, str]]] = {}
+    for name, a in aux.items():
+        try:
+            aa = ipaddress.ip_address(a)
+        except ValueError:
+            raise errdefs.InvalidArgument(f"invalid aux-address {a}") from None
+        idx = next((i for i, n in enumerate(nets) if aa in n and n.version == aa.version), None)
+        if idx is None:
+            raise PoolError(f"no matching subnet for aux-address {a}")
+        reserved.setdefault(idx, []).append((name, str(aa)))
+    out = [Pool(n, gw.get(i), rng.get(i), tuple(reserved.get(i, ()))) for i, n in enumerate(nets)]
     for p in out:
         if p.gateway is not None and p.subnet.version == 4 and p.subnet.prefixlen < 31 and \
                 p.gateway in (p.subnet.network_address, p.subnet.broadcast_address):

@@ -91,7 +91,7 @@ class NetworkManager:
     def create(self, name: str, subnet: str | list[str] | None = None, gateway: str | list[str] | None = None,
                driver: str = "bridge", internal: bool = False, attachable: bool = False, labels: dict | None = None,
                options: dict | None = None, ip_range: str | list[str] | None = None,
-               ipv6: bool = False) -> dict:
+               ipv6: bool = False, aux_addresses: dict[str, str] | None = None) -> dict:
         """`network create`; returns the inspect document. subnet/gateway/ip_range: one or a list (IPv4
         and IPv6); with `ipv6` the network is dual stack (an IPv6 subnet is then required, as docker has
         no default IPv6 pool), and without a user IPv4 subnet one comes from the pool, as docker does."""
@@ -100,7 +100,7 @@ class NetworkManager:
         if not NAME_RE.match(name):
             raise errdefs.InvalidArgument(f'invalid network name "{name}": must match [a-zA-Z0-9][a-zA-Z0-9_.-]*')
         as_list = lambda v: [v] if isinstance(v, str) and v else list(v or [])  # noqa: E731
-        pools = ipam.pools(as_list(subnet), as_list(gateway), as_list(ip_range))
+        pools = ipam.pools(as_list(subnet), as_list(gateway), as_list(ip_range), aux_addresses)
         with self.store.locked():
             self._ensure_defaults()
             if self.store.exists(name):
@@ -113,10 +113,9 @@ class NetworkManager:
             if ipv6 and not v6:
                 raise errdefs.Unavailable("could not find an available, non-overlapping IPv6 address pool among "
                                           "the defaults to assign to the network")
-            if not v4:
-                v4 = [ipam.Pool(self.store.allocate_subnet(self.pool, self.pool_prefix))]
-            v4 = [p if p.gateway is not None else ipam.Pool(p.subnet, ipam.default_gateway(p.subnet), p.ip_range)
-                  for p in v4]
+            if not v4:  # docker shows the gateway it chose for a pool of its own, not for the user's
+                auto = self.store.allocate_subnet(self.pool, self.pool_prefix)
+                v4 = [ipam.Pool(auto, ipam.default_gateway(auto))]
             doc = network_doc(name, "bridge", "", "", internal, attachable, options, labels)
             doc["EnableIPv6"] = bool(ipv6)
             doc["IPAM"]["Config"] = [p.config() for p in v4 + v6]
@@ -129,8 +128,18 @@ class NetworkManager:
             if len(bridge) > 15:
                 raise errdefs.InvalidArgument(f"bridge name {bridge!r} is longer than 15 characters")
             self.store.save(doc)
+            self._reserve_aux(doc, pools)
             self._isolate(doc)
             return self._with_containers(doc)
+
+    def _reserve_aux(self, doc: dict, pools: list[ipam.Pool]) -> None:
+        """--aux-address: a host-local lease file per address, owned by no container (host-local skips
+        it; ReleaseByID never matches it); they go with the network's IPAM dir at `network rm`."""
+        d = self.store.ipam_dir / self._cni_name(doc)
+        for p in pools:
+            for _name, addr in p.aux:
+                d.mkdir(parents=True, exist_ok=True)
+                (d / addr).write_text("pyctr-aux-address\r\nnone")
 
     def _with_containers(self, doc: dict) -> dict:
         containers = {}

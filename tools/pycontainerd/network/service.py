@@ -103,7 +103,8 @@ class NetworksService:
                                   gateway=params.get("gateway") or None, driver=params.get("driver") or "bridge",
                                   internal=bool(params.get("internal")), attachable=bool(params.get("attachable")),
                                   labels=params.get("labels") or None, options=params.get("options") or None,
-                                  ip_range=params.get("ip_range") or None, ipv6=bool(params.get("ipv6")))
+                                  ip_range=params.get("ip_range") or None, ipv6=bool(params.get("ipv6")),
+                                  aux_addresses=params.get("aux_addresses") or None)
         return {"network": doc}
 
     def List(self, ctx, params):
