@@ -216,3 +216,39 @@ def test_published_port_on_ipv6(ctr: Ctr, pcd) -> None:
         assert f"--dport {port}" not in rules and f"--dports {port}" not in rules
     finally:
         subprocess.run(["ip", "link", "del", link], capture_output=True)
+
+
+def test_connect_is_kept_across_restarts_and_for_stopped_containers(ctr: Ctr, pcd) -> None:
+    o = pcd.subnet_octet
+    a, b = f"pytest-{uuid.uuid4().hex[:6]}", f"pytest-{uuid.uuid4().hex[:6]}"
+    ctr.ok("network", "create", a)
+    ctr.ok("network", "create", "--subnet", f"10.{o}.204.0/24", b)
+    nets = lambda name: set(json.loads(ctr.ok("inspect", name))[0]["NetworkSettings"]["Networks"])  # noqa: E731
+    # a running container: connected now, and again after a restart (with its static address)
+    ctr.ok("run", "-d", "--name", "live", "--network", a, "busybox", "sleep", "60")
+    ctr.ok("network", "connect", "--ip", f"10.{o}.204.20", "--alias", "lv", b, "live")
+    ctr.ok("restart", "-t", "0", "live")
+    assert nets("live") == {a, b}
+    settings = json.loads(ctr.ok("inspect", "live"))[0]["NetworkSettings"]["Networks"][b]
+    assert settings["IPAddress"] == f"10.{o}.204.20" and "lv" in (settings["Aliases"] or [])
+    r = ctr("run", "--rm", "--network", b, "busybox", "ping", "-c", "1", "-W", "3", "lv")
+    assert r.status == 0 and f"10.{o}.204.20" in r.out, r
+    # a created container: connected at its start, as docker does; disconnect while stopped
+    ctr.ok("create", "--name", "later", "--network", a, "busybox", "sleep", "60")
+    assert ctr("network", "connect", b, "later").status == 0
+    assert ctr("network", "connect", b, "later").status == 0  # docker: a second connect of a stopped one is fine
+    ctr.ok("start", "later")
+    assert nets("later") == {a, b}
+    ctr.ok("stop", "-t", "0", "later")
+    ctr.ok("network", "disconnect", b, "later")
+    r = ctr("network", "disconnect", b, "later")
+    later_id = json.loads(ctr.ok("inspect", "later"))[0]["Id"]
+    assert r.status == 1 and r.err.strip() == f"Error response from daemon: container {later_id} is not " \
+        f"connected to the network {b}", r
+    ctr.ok("start", "later")
+    assert nets("later") == {a}
+    r = ctr("network", "connect", "nope-net", "later")
+    assert r.status == 1 and "network nope-net not found" in r.err, r
+    ctr.ok("rm", "-f", "live", "later")
+    ctr.ok("network", "rm", a, b)
+    assert leases(pcd) == []

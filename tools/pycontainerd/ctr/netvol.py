@@ -114,30 +114,60 @@ def network_prune(b: Backend, force: bool) -> None:
             print(n)
 
 
+def _endpoints(c: ContainerView) -> dict:
+    return dict(((c.docker.get("NetworkingConfig") or {}).get("EndpointsConfig")) or {})
+
+
+def _save_endpoints(b: Backend, c: ContainerView, endpoints: dict) -> None:
+    """NetworkingConfig.EndpointsConfig in the container's docker document: what the daemon attaches at
+    every start (docker keeps a connected network across restarts, and connects a stopped container so)."""
+    from .backend import DOCKER_EXT
+
+    docker = dict(c.docker)
+    docker["NetworkingConfig"] = {**(docker.get("NetworkingConfig") or {}), "EndpointsConfig": endpoints}
+    b.call("Containers", "Update", {"container": {"id": c.id, "extensions": {DOCKER_EXT: docker}},
+                                    "update_mask": [f"extensions.{DOCKER_EXT}"]})
+
+
 def network_connect(b: Backend, network: str, ref: str, aliases: list[str], ip: str = "", ip6: str = "") -> None:
+    """Connected now when running, and in any case recorded for the container's next starts."""
     from ..network.container import check_flags
 
     c = b.container(ref, daemon_wording=True)
-    if not c.running:
-        raise CLIError(f"Error response from daemon: container {c.id} is not running")
     mode = (c.docker.get("HostConfig") or {}).get("NetworkMode") or ""
     if mode.startswith("container:") or mode == "host":
         raise CLIError("Error response from daemon: container sharing network namespace with another container or "
                        "host cannot be connected to any other network")
     try:
         check_flags(network, ipv4_address=ip, ipv6_address=ip6)
-        b.call("Networks", "Connect", {"network": network, "container_id": c.id, "name": c.name,
-                                       "aliases": aliases, "ipv4_address": ip, "ipv6_address": ip6})
+        name = b.call("Networks", "Inspect", {"name": network})["network"]["Name"]
+        if c.running:
+            b.call("Networks", "Connect", {"network": name, "container_id": c.id, "name": c.name,
+                                           "aliases": aliases, "ipv4_address": ip, "ipv6_address": ip6})
     except errdefs.Error as exc:
         raise _daemon(exc) from None
+    endpoints = _endpoints(c)
+    ipam_cfg = {k: v for k, v in (("IPv4Address", ip), ("IPv6Address", ip6)) if v}
+    endpoints[name] = {"Aliases": list(aliases) or None, **({"IPAMConfig": ipam_cfg} if ipam_cfg else {})}
+    _save_endpoints(b, c, endpoints)
 
 
 def network_disconnect(b: Backend, network: str, ref: str) -> None:
     c = b.container(ref, daemon_wording=True)
     try:
-        b.call("Networks", "Disconnect", {"network": network, "container_id": c.id})
+        name = b.call("Networks", "Inspect", {"name": network})["network"]["Name"]
+        if c.running:
+            b.call("Networks", "Disconnect", {"network": name, "container_id": c.id})
     except errdefs.Error as exc:
         raise _daemon(exc) from None
+    endpoints = _endpoints(c)
+    mode = (c.docker.get("HostConfig") or {}).get("NetworkMode") or "default"
+    own = "bridge" if mode == "default" else mode
+    if name in endpoints and name != own:
+        del endpoints[name]
+        _save_endpoints(b, c, endpoints)
+    elif not c.running and name != own:
+        raise CLIError(f"Error response from daemon: container {c.id} is not connected to the network {name}")
 
 
 # -- volumes -------------------------------------------------------------------------------------

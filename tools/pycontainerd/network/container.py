@@ -30,6 +30,16 @@ HOST_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
 
 
 @dataclass
+class ExtraEndpoint:
+    """A network the container was connected to besides its --network (`network connect`, kept in
+    NetworkingConfig.EndpointsConfig as docker keeps it): joined again at every start."""
+    network: str
+    aliases: list[str] = field(default_factory=list)
+    ipv4_address: str = ""
+    ipv6_address: str = ""
+
+
+@dataclass
 class NetworkRequest:
     mode: str = "bridge"                    # --network: bridge | none | host | NAME
     name: str = ""                          # the container name (resolvable on user networks)
@@ -42,6 +52,7 @@ class NetworkRequest:
     extra_hosts: list[str] = field(default_factory=list)
     ipv4_address: str = ""                  # --ip (the endpoint's IPAMConfig)
     ipv6_address: str = ""                  # --ip6
+    extra: list[ExtraEndpoint] = field(default_factory=list)
 
     @property
     def joined(self) -> str:
@@ -58,7 +69,13 @@ class NetworkRequest:
         endpoints = (docker.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
         aliases = list((endpoints.get(mode) or {}).get("Aliases") or [])
         ipam_cfg = (endpoints.get(mode) or {}).get("IPAMConfig") or {}
+        extra = [] if mode in ("host", "none") or mode.startswith("container:") else [
+            ExtraEndpoint(net, list((ep or {}).get("Aliases") or []),
+                          ((ep or {}).get("IPAMConfig") or {}).get("IPv4Address") or "",
+                          ((ep or {}).get("IPAMConfig") or {}).get("IPv6Address") or "")
+            for net, ep in endpoints.items() if net != mode]
         return cls(mode=mode, name=name.lstrip("/"), hostname=cfg.get("Hostname") or "", aliases=aliases,
+                   extra=extra,
                    ipv4_address=ipam_cfg.get("IPv4Address") or "", ipv6_address=ipam_cfg.get("IPv6Address") or "",
                    ports=specs_from_bindings(hc.get("PortBindings") or {}, cfg.get("ExposedPorts") or {},
                                              bool(hc.get("PublishAllPorts"))),
@@ -116,6 +133,8 @@ def prepare(manager: NetworkManager, container_id: str, spec: dict, request: Net
                                  hostname=hostname, extra_hosts=request.extra_hosts,
                                  ipv4_address=request.ipv4_address if request.mode != "host" else "",
                                  ipv6_address=request.ipv6_address if request.mode != "host" else "")
+            if request.mode != "host":
+                attach_extra(manager, container_id, path, request, hostname)
         mounts = manager.spec_mounts(container_id, request.dns, request.dns_search, request.dns_options)
     except BaseException:
         release(manager, container_id)
@@ -155,6 +174,7 @@ def prepare_deferred(manager: NetworkManager, container_id: str, spec: dict, req
                                aliases=request.aliases, ports=request.ports, hostname=hostname,
                                extra_hosts=request.extra_hosts, ipv4_address=request.ipv4_address,
                                ipv6_address=request.ipv6_address)
+                attach_extra(manager, container_id, path, request, hostname)
             final = manager.spec_mounts(container_id, request.dns, request.dns_search, request.dns_options)
             if [m["source"] for m in final] != [m["source"] for m in mounts]:
                 raise errdefs.Internal(f"container {container_id}: its /etc files moved during the attach")
@@ -163,6 +183,15 @@ def prepare_deferred(manager: NetworkManager, container_id: str, spec: dict, req
             raise
 
     return finish
+
+
+def attach_extra(manager: NetworkManager, container_id: str, path: str, request: NetworkRequest,
+                 hostname: str) -> None:
+    """The networks `network connect` added, after the container's own (docker's order: eth1, eth2…)."""
+    for ep in request.extra:
+        manager.attach(container_id, ep.network, path, container_name=request.name, aliases=ep.aliases,
+                       hostname=hostname, extra_hosts=request.extra_hosts, ipv4_address=ep.ipv4_address,
+                       ipv6_address=ep.ipv6_address)
 
 
 def join(manager: NetworkManager, spec: dict, base: str, running: Callable[[str], bool] | None) -> None:
