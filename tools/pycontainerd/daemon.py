@@ -3,6 +3,9 @@
     pycontainerd [--root DIR] [--state DIR] [--address SOCK] [--runtime PATH] [--log-level LEVEL]
                  [--bridge NAME] [--bip CIDR] [--default-address-pool CIDR] [--cni-path DIR]
 
+`--log-level debug` also logs every call's duration and the stages of a task's create/delete
+(mount, network hooks, CNI plugins, shim start + runtime create, release…): where the time goes.
+
 SIGTERM/SIGINT stop the daemon gracefully: calls are cancelled, the socket removed; containers
 (held by their shims) keep running and are found again by the next daemon.
 
