@@ -187,13 +187,30 @@ class Compose:
             c = containers.create(self.b, options or self.create_options(s, number))
         except CLIError as exc:
             raise ComposeError(f"service {s.name}: {exc.message}") from None
-        if s.stop_signal:  # pyctr's create has no --stop-signal: docker keeps it in Config.StopSignal
+        extra = self.extra_endpoints(s) if options is None else {}
+        if s.stop_signal or extra:
             docker = dict(c.docker)
-            docker["Config"] = {**(docker.get("Config") or {}), "StopSignal": s.stop_signal}
+            if s.stop_signal:  # pyctr's create has no --stop-signal: docker keeps it in Config.StopSignal
+                docker["Config"] = {**(docker.get("Config") or {}), "StopSignal": s.stop_signal}
+            if extra:  # the service's other networks: the daemon joins them at every start
+                networking = docker.get("NetworkingConfig") or {}
+                docker["NetworkingConfig"] = {**networking, "EndpointsConfig": {
+                    **(networking.get("EndpointsConfig") or {}), **extra}}
             self.b.call("Containers", "Update", {"container": {"id": c.id, "extensions": {DOCKER_EXT: docker}},
                                                  "update_mask": [f"extensions.{DOCKER_EXT}"]})
         self.progress("Container", c.name, "Created")
         return c
+
+    def extra_endpoints(self, s: Service) -> dict:
+        """EndpointsConfig entries of the service's networks after its first (create joins that one)."""
+        out = {}
+        for key in list(s.networks)[1:] if not s.network_mode else []:
+            cfg = s.networks[key]
+            ipam_cfg = {k: v for k, v in (("IPv4Address", cfg.ipv4_address if cfg else ""),
+                                          ("IPv6Address", cfg.ipv6_address if cfg else "")) if v}
+            out[self.project.networks[key].name] = {"Aliases": [s.name, *(cfg.aliases if cfg else [])],
+                                                    **({"IPAMConfig": ipam_cfg} if ipam_cfg else {})}
+        return out
 
     def start_container(self, s: Service, number: int = 1, name: str = "") -> None:
         name = name or self.container_name(s, number)
@@ -205,13 +222,13 @@ class Compose:
             containers.start_task(self.b, c.id)
         except CLIError as exc:
             raise ComposeError(f"service {s.name}: {exc.message}") from None
-        for key in list(s.networks)[1:]:  # pyctr's create joins one network; connect the others
-            cfg = s.networks[key]
-            self.b.call("Networks", "Connect", {"container_id": c.id, "network": self.project.networks[key].name,
-                                                "name": name,
-                                                "aliases": [s.name, *(cfg.aliases if cfg else [])],
-                                                "ipv4_address": cfg.ipv4_address if cfg else "",
-                                                "ipv6_address": cfg.ipv6_address if cfg else ""})
+        known = ((c.docker.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
+        for net, ep in self.extra_endpoints(s).items():  # containers made before they were recorded
+            if net not in known:
+                self.b.call("Networks", "Connect", {
+                    "container_id": c.id, "network": net, "name": name, "aliases": ep["Aliases"],
+                    "ipv4_address": (ep.get("IPAMConfig") or {}).get("IPv4Address", ""),
+                    "ipv6_address": (ep.get("IPAMConfig") or {}).get("IPv6Address", "")})
         self.progress("Container", name, "Started")
 
     def stop_timeout(self, s: Service | None) -> int:
