@@ -252,3 +252,21 @@ def test_connect_is_kept_across_restarts_and_for_stopped_containers(ctr: Ctr, pc
     ctr.ok("rm", "-f", "live", "later")
     ctr.ok("network", "rm", a, b)
     assert leases(pcd) == []
+
+
+def test_mac_address(ctr: Ctr, pcd) -> None:
+    net = f"pytest-{uuid.uuid4().hex[:6]}"
+    ctr.ok("network", "create", net)
+    r = ctr("run", "--rm", "--network", net, "--mac-address", "02:42:AC:11:00:99", "busybox", "cat",
+            "/sys/class/net/eth0/address")
+    assert (r.status, r.out) == (0, "02:42:ac:11:00:99\n"), r
+    ctr.ok("run", "-d", "--name", "mac", "--mac-address", "02:42:ac:11:00:98", "busybox", "sleep", "60")
+    doc = json.loads(ctr.ok("inspect", "mac"))[0]
+    assert doc["Config"]["MacAddress"] == "02:42:ac:11:00:98"
+    assert doc["NetworkSettings"]["MacAddress"] == "02:42:ac:11:00:98"
+    r = ctr("run", "--rm", "--mac-address", "bad", "busybox", "true")
+    assert r.status == 125 and "pyctr: bad is not a valid mac address" in r.err, r
+    r = ctr("run", "--rm", "--network", "container:mac", "--mac-address", "02:42:ac:11:00:97", "busybox", "true")
+    assert r.status == 125 and "conflicting options: mac-address and the network mode" in r.err, r
+    ctr.ok("rm", "-f", "mac")
+    ctr.ok("network", "rm", net)

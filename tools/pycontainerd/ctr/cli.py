@@ -113,7 +113,7 @@ def _options(a) -> containers.CreateOptions:
         privileged=a.privileged, init=a.init, hostname=a.hostname, labels=a.label, rm=a.rm, detach=a.detach,
         restart=a.restart, log_opts=a.log_opt, pull=a.pull, publish=a.publish, publish_all=a.publish_all,
         expose=a.expose, network=a.network, network_aliases=a.network_alias, dns=a.dns, dns_search=a.dns_search,
-        dns_options=a.dns_option, add_hosts=a.add_host, ip=a.ip, ip6=a.ip6, volumes=a.volume, mounts=a.mount, tmpfs=a.tmpfs,
+        dns_options=a.dns_option, add_hosts=a.add_host, ip=a.ip, ip6=a.ip6, mac_address=a.mac_address, volumes=a.volume, mounts=a.mount, tmpfs=a.tmpfs,
         security_opt=a.security_opt, detach_keys=a.detach_keys)
 
 

@@ -61,6 +61,7 @@ class CreateOptions:
     network_aliases: list[str] = field(default_factory=list)
     ip: str = ""                                           # --ip
     ip6: str = ""                                          # --ip6
+    mac_address: str = ""                                  # --mac-address (Config.MacAddress)
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
@@ -76,7 +77,7 @@ class CreateOptions:
 def _network_or_mount_flags(o: CreateOptions) -> bool:
     """Any flag the daemon's network and volume parsers read (check_flags, parse_publish, parse_volume…);
     with none of them they have nothing to say. Extend this with any flag those checks come to read."""
-    return bool(o.publish or o.publish_all or o.volumes or o.mounts or o.tmpfs or o.ip or o.ip6
+    return bool(o.publish or o.publish_all or o.volumes or o.mounts or o.tmpfs or o.ip or o.ip6 or o.mac_address
                 or (o.network or "default").startswith("container:"))
 
 
@@ -85,15 +86,16 @@ def network_and_mounts(o: CreateOptions, image_cfg: dict) -> tuple[dict, dict, d
     daemon's own parsers (pycontainerd.network, pycontainerd.volumes) so errors come before anything exists."""
     exposed_keys = [e if "/" in e else f"{e}/tcp" for e in o.expose] + list(image_cfg.get("ExposedPorts") or {})
     if _network_or_mount_flags(o):
-        from ..network.container import check_flags, port_bindings
+        from ..network.container import FlagError, check_flags, port_bindings
         from ..network.ports import parse_publish
         from ..volumes import check_duplicates, mount_to_docker, parse_mount, parse_tmpfs, parse_volume
 
         try:
             check_flags(o.network or "default", o.hostname, o.publish, o.publish_all, o.dns, o.add_hosts,
-                        o.network_aliases, o.ip, o.ip6)
+                        o.network_aliases, o.ip, o.ip6, o.mac_address)
         except errdefs.InvalidArgument as exc:
-            raise CLIError(f"Error response from daemon: {exc}", 125) from None
+            raise CLIError(f"{'' if isinstance(exc, FlagError) else 'Error response from daemon: '}{exc}", 125) \
+                from None
         if o.network == "host" and (o.publish or o.publish_all):
             print("WARNING: Published ports are discarded when using host network mode", file=sys.stderr)
 
@@ -223,6 +225,8 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
               "Entrypoint": ([o.entrypoint] if o.entrypoint else None) if o.entrypoint is not None
               else image_cfg.get("Entrypoint"),
               "OnBuild": None, "Labels": {**(image_cfg.get("Labels") or {}), **_labels(o.labels)}}
+    if o.mac_address:
+        config["MacAddress"] = o.mac_address  # docker 20.10: the container's, applied on its first network
     if image_cfg.get("StopSignal"):
         config["StopSignal"] = image_cfg["StopSignal"]
     config = _with_healthcheck(config, o.healthcheck, image_cfg.get("Healthcheck"))

@@ -100,6 +100,7 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network-alias", "--net-alias", action="append", default=[])
     p.add_argument("--ip", default="")
     p.add_argument("--ip6", default="")
+    p.add_argument("--mac-address", default="")
     p.add_argument("--dns", action="append", default=[])
     p.add_argument("--dns-search", action="append", default=[])
     p.add_argument("--dns-option", "--dns-opt", action="append", default=[])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from typing import Callable
@@ -52,6 +53,7 @@ class NetworkRequest:
     extra_hosts: list[str] = field(default_factory=list)
     ipv4_address: str = ""                  # --ip (the endpoint's IPAMConfig)
     ipv6_address: str = ""                  # --ip6
+    mac_address: str = ""                   # --mac-address (Config.MacAddress): the first network's
     extra: list[ExtraEndpoint] = field(default_factory=list)
 
     @property
@@ -75,7 +77,7 @@ class NetworkRequest:
                           ((ep or {}).get("IPAMConfig") or {}).get("IPv6Address") or "")
             for net, ep in endpoints.items() if net != mode]
         return cls(mode=mode, name=name.lstrip("/"), hostname=cfg.get("Hostname") or "", aliases=aliases,
-                   extra=extra,
+                   extra=extra, mac_address=cfg.get("MacAddress") or "",
                    ipv4_address=ipam_cfg.get("IPv4Address") or "", ipv6_address=ipam_cfg.get("IPv6Address") or "",
                    ports=specs_from_bindings(hc.get("PortBindings") or {}, cfg.get("ExposedPorts") or {},
                                              bool(hc.get("PublishAllPorts"))),
@@ -132,7 +134,8 @@ def prepare(manager: NetworkManager, container_id: str, spec: dict, request: Net
                                  aliases=request.aliases, ports=request.ports if request.mode != "host" else [],
                                  hostname=hostname, extra_hosts=request.extra_hosts,
                                  ipv4_address=request.ipv4_address if request.mode != "host" else "",
-                                 ipv6_address=request.ipv6_address if request.mode != "host" else "")
+                                 ipv6_address=request.ipv6_address if request.mode != "host" else "",
+                                 mac_address=request.mac_address if request.mode != "host" else "")
             if request.mode != "host":
                 attach_extra(manager, container_id, path, request, hostname)
         mounts = manager.spec_mounts(container_id, request.dns, request.dns_search, request.dns_options)
@@ -173,7 +176,7 @@ def prepare_deferred(manager: NetworkManager, container_id: str, spec: dict, req
                 manager.attach(container_id, request.mode, path, container_name=request.name,
                                aliases=request.aliases, ports=request.ports, hostname=hostname,
                                extra_hosts=request.extra_hosts, ipv4_address=request.ipv4_address,
-                               ipv6_address=request.ipv6_address)
+                               ipv6_address=request.ipv6_address, mac_address=request.mac_address)
                 attach_extra(manager, container_id, path, request, hostname)
             final = manager.spec_mounts(container_id, request.dns, request.dns_search, request.dns_options)
             if [m["source"] for m in final] != [m["source"] for m in mounts]:
@@ -284,9 +287,17 @@ def host_config_fields(network: str = "default", publish: list[str] = (), publis
     }
 
 
+class FlagError(errdefs.InvalidArgument):
+    """A flag the docker CLI itself refuses (its message carries no `Error response from daemon:`)."""
+
+
+MAC_RE = re.compile(r"^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$")
+
+
 def check_flags(network: str, hostname: str = "", publish: list[str] | tuple[str, ...] = (), publish_all: bool = False,
                 dns: list[str] | tuple[str, ...] = (), add_hosts: list[str] | tuple[str, ...] = (),
-                aliases: list[str] | tuple[str, ...] = (), ipv4_address: str = "", ipv6_address: str = "") -> None:
+                aliases: list[str] | tuple[str, ...] = (), ipv4_address: str = "", ipv6_address: str = "",
+                mac_address: str = "") -> None:
     """docker's create-time checks of the network flags: --network container: refuses what the shared
     netns decides (hostname, ports, dns, hosts); --ip/--ip6 must be addresses of their family."""
     import ipaddress
@@ -304,6 +315,10 @@ def check_flags(network: str, hostname: str = "", publish: list[str] | tuple[str
             raise errdefs.InvalidArgument("conflicting options: custom host-to-IP mapping and the network mode")
         if aliases:
             raise errdefs.InvalidArgument("network-scoped aliases are only supported for user-defined networks")
+        if mac_address:
+            raise errdefs.InvalidArgument("conflicting options: mac-address and the network mode")
+    if mac_address and not MAC_RE.match(mac_address):
+        raise FlagError(f"{mac_address} is not a valid mac address")
     for version, addr in ((4, ipv4_address), (6, ipv6_address)):
         if not addr:
             continue

@@ -212,7 +212,8 @@ class NetworkManager:
     def _cni_name(doc: dict) -> str:
         return "pyctr-" + doc["Name"]  # the name lands in iptables comments: marks our rules
 
-    def conflist(self, doc: dict, published: list[PublishedPort], static: dict[int, str] | None = None) -> dict:
+    def conflist(self, doc: dict, published: list[PublishedPort], static: dict[int, str] | None = None,
+                 mac: str = "") -> dict:
         """The network's CNI config for one attachment: bridge + host-local (a range set per address
         family; IPv6 only when the network enables it), firewall, portmap when ports are published.
         `static` ({4: "10.0.0.9", 6: "fd00::9"}): --ip/--ip6 handed to host-local as the `ips` capability."""
@@ -243,8 +244,11 @@ class NetworkManager:
             },
         }
         if static:
-            bridge["capabilities"] = {"ips": True}
-            bridge["runtimeConfig"] = {"ips": [static[v] for v in sorted(static)]}
+            bridge.setdefault("capabilities", {})["ips"] = True
+            bridge.setdefault("runtimeConfig", {})["ips"] = [static[v] for v in sorted(static)]
+        if mac:  # --mac-address: the bridge plugin's `mac` capability sets the container's interface
+            bridge.setdefault("capabilities", {})["mac"] = True
+            bridge.setdefault("runtimeConfig", {})["mac"] = mac.replace("-", ":").lower()
         plugins = [bridge] + [{"type": "firewall", "backend": "iptables"}] * (6 in range_sets)
         if published:
             plugins.append({"type": "portmap", "capabilities": {"portMappings": True}, "snat": True,
@@ -297,7 +301,7 @@ class NetworkManager:
     def attach(self, container_id: str, network: str, netns_path: str, *, container_name: str = "",
                aliases: list[str] | tuple[str, ...] = (), ports: list[PortSpec] | tuple[PortSpec, ...] = (),
                hostname: str = "", extra_hosts: list[str] | tuple[str, ...] = (), ipv4_address: str = "",
-               ipv6_address: str = "") -> Attachment:
+               ipv6_address: str = "", mac_address: str = "") -> Attachment:
         """Connect the netns to the network (docker run --network / network connect).
 
         `ports` come from parse_publish(); they are published only on bridge networks, as docker does.
@@ -346,7 +350,7 @@ class NetworkManager:
                             f"Bind for {pub.host_ip or '0.0.0.0'}:{pub.host_port} failed: port is already allocated")
                     taken.add((pub.host_port, pub.protocol))
                     published.append(pub)
-                conf = self.conflist(doc, published, static)
+                conf = self.conflist(doc, published, static, mac_address)
                 self._ensure_forwarding(doc)
                 with self._dynamic_cursor_kept(doc, bool(static)):
                     result = cni.add(conf, container_id, netns_path, ep["ifname"], self.cni_path)
