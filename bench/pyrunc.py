@@ -46,13 +46,16 @@ def bundle(root: Path) -> Path:
 def timed(argv: list[str], pause: float) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the process and everything it reaped: user + system)."""
     time.sleep(pause)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)  # microseconds (os.times counts 10 ms ticks)
-    t = time.perf_counter()
-    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    elapsed = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if p.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed: {p.stderr.decode().strip()}")
+    # stderr to a file, not a pipe: a created container keeps the runtime's stdio until it is started
+    with tempfile.TemporaryFile() as err:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)  # microseconds (os.times counts 10 ms ticks)
+        t = time.perf_counter()
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        elapsed = time.perf_counter() - t
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if p.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"{' '.join(argv)} failed: {err.read().decode().strip()}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return elapsed, cpu
 
@@ -95,7 +98,8 @@ def bench_lifecycle(tmp: Path, b: Path, n: int, pause: float) -> None:
             t_create, _ = timed([*base, "create", "-b", str(b), cid], pause)
             t_start, _ = timed([*base, "start", cid], pause)
             deadline = time.monotonic() + 5
-            while json.loads(subprocess.run([*base, "state", cid], capture_output=True).stdout)["status"] != "stopped":
+            while json.loads(subprocess.run([*base, "state", cid], stdout=subprocess.PIPE,
+                                            stderr=subprocess.DEVNULL).stdout)["status"] != "stopped":
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{name}: {cid} did not stop")
                 time.sleep(0.01)
