@@ -32,8 +32,8 @@ class CreateOptions(record("CreateOptions", "root id bundle console_socket pid_f
     new_keyring: bool  # a session keyring named _ses.<id> (off with --no-new-keyring)
 
 
-def _validate_extras(spec: Spec) -> None:
-    """The other modules' checks, before anything is set up."""
+def _validate_extras(spec: Spec, root: str) -> Spec:
+    """The other modules' checks, before anything is set up; the spec with its seccomp program compiled."""
     proc = spec.process
     if proc.capabilities:
         from . import capabilities
@@ -46,9 +46,11 @@ def _validate_extras(spec: Spec) -> None:
     if spec.linux.seccomp:
         from . import seccomp
 
-        seccomp.validate(spec.linux.seccomp)
+        # validated and compiled here (or read from ROOT's cache): the init only loads the program
+        spec = spec._replace(linux=spec.linux._replace(seccomp=seccomp.compiled(spec.linux.seccomp, root)))
     if spec.linux.namespace("mount") is None:
         raise ConfigError("pyrunc requires a mount namespace (linux.namespaces has no \"mount\")")
+    return spec
 
 
 def _write_pid_file(path: str, pid: int) -> None:
@@ -84,7 +86,7 @@ def create(spec: Spec, opts: CreateOptions, starting: bool = False) -> tuple[Con
     from . import init, rootfs, sync
 
     check_id(opts.id)
-    _validate_extras(spec)
+    spec = _validate_extras(spec, opts.root)
     rootfs.check_mounts(spec)
     if spec.process.terminal or opts.console_socket:
         from . import console
@@ -111,50 +113,22 @@ def create(spec: Spec, opts: CreateOptions, starting: bool = False) -> tuple[Con
         _close_extra_fds(opts.preserve_fds)
         # opened here: a user-namespaced init may not be able to reach the state dir
         fifo_fd = os.open(os.path.join(cdir, FIFO), os.O_PATH | os.O_CLOEXEC)
-        # The cgroups are made before the fork and the child joins them itself, born in the cgroup2 one: no
-        # cgroup.procs write, so no RCU grace period (7-20 ms) on the way (syscalls.fork_into_cgroup).
-        joins: list[str] | None = None  # the v1 directories the child joins; None: we move it in ourselves
-        cgroup2 = None
         if manager is not None:
-            manager.create()
-            joins = manager.self_join_dirs()
-            target = manager.clone_into()
-            if target is not None:
-                cgroup2 = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-        def fork() -> tuple[int, bool]:
-            """(pid, whether the child is born in its cgroups and joins the v1 ones itself)."""
-            if joins is None:
-                return os.fork(), False
-            if cgroup2 is None:
-                return os.fork(), True  # v1 only: the child joins every hierarchy itself
-            try:
-                return sc.fork_into_cgroup(cgroup2), True
-            except OSError:  # no clone3 here (old kernel, seccomp): we move the child in, as runc does
-                return os.fork(), False
-
-        def child_setup(in_cgroup: bool) -> list[str] | None:
-            """In the child: drop the parent's ends; the v1 cgroups to join, if it is to join them itself."""
-            parent_sock.close()
-            if cgroup2 is not None:
-                os.close(cgroup2)
-            return joins if in_cgroup else None
-
+            manager.create()  # before the fork: the child is born in its cgroups (_fork_in_cgroups)
         direct = init.direct_fork(spec)
-        try:
-            if direct:  # the init is our child from the start: no bootstrap child, no "pid" message
-                def run_init(in_cgroup: bool) -> None:
-                    init.direct(spec, child_sock, cdir, opts, fifo_fd, child_setup(in_cgroup))
+        if direct:  # the init is our child from the start: no bootstrap child, no "pid" message
+            def run_init(joins: list[str] | None) -> None:
+                parent_sock.close()
+                init.direct(spec, child_sock, cdir, opts, fifo_fd, joins)
 
-                init_pid, in_cgroup = init.fork_direct(spec, run_init, fork)
-            else:
-                child, in_cgroup = fork()
-                if child == 0:
-                    init.bootstrap(spec, child_sock, cdir, opts, fifo_fd, child_setup(in_cgroup))
-                    os._exit(1)  # not reached
-        finally:
-            if cgroup2 is not None:
-                os.close(cgroup2)
+            init_pid, joins = init.fork_direct(spec, run_init, lambda: _fork_in_cgroups(manager))
+        else:
+            child, joins = _fork_in_cgroups(manager)
+            if child == 0:
+                parent_sock.close()
+                init.bootstrap(spec, child_sock, cdir, opts, fifo_fd, joins)
+                os._exit(1)  # not reached
+        in_cgroup = joins is not None
         child_sock.close()
         os.close(fifo_fd)
         if starting:
@@ -265,6 +239,28 @@ def create(spec: Spec, opts: CreateOptions, starting: bool = False) -> tuple[Con
                 os.close(fd)
         _remove_dir(cdir)
         raise
+
+
+def _fork_in_cgroups(manager) -> tuple[int, list[str] | None]:
+    """os.fork(); with a cgroup manager (its directories made), the child is born in its cgroups: clone3 into the
+    cgroup2 one (no cgroup.procs write, so no RCU grace period of 7-20 ms: syscalls.fork_into_cgroup), plus the
+    v1 ones returned, which the child joins itself (cgroups.fs.join_self).  None instead: the caller moves the
+    child in by pid, as runc does (no manager, or clone3 refused: old kernel, seccomp)."""
+    if manager is None:
+        return os.fork(), None
+    joins = manager.self_join_dirs()
+    target = manager.clone_into()
+    if target is None:
+        return os.fork(), joins  # v1 only: the child joins every hierarchy itself
+    from . import syscalls as sc
+
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return sc.fork_into_cgroup(fd), joins
+    except OSError:
+        return os.fork(), None
+    finally:
+        os.close(fd)  # in the child too
 
 
 def _join_cgroups(manager, pid: int) -> None:

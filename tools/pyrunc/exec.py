@@ -87,13 +87,18 @@ def run(args, log) -> int:
     from .init import preload
 
     preload(proc.terminal, False, bool(spec.linux.seccomp))
+    profile = spec.linux.seccomp
+    if profile:  # compiled (or read from the root's cache) before the fork: the process only loads it
+        from . import seccomp
+
+        profile = seccomp.compiled(profile, os.path.dirname(st.dir))
     container._close_extra_fds(args.preserve_fds)
     mgr = st.cgroup_manager() if st.cgroup else None
     parent_sock, child_sock = sync.pair()
     child = os.fork()
     if child == 0:
         parent_sock.close()
-        _bootstrap(st, proc, child_sock, spec.linux.seccomp)
+        _bootstrap(st, proc, child_sock, profile)
         os._exit(1)
     child_sock.close()
     pid = 0

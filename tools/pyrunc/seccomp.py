@@ -4,7 +4,12 @@
 argument index > 5, NOTIFY misuse) and returns the syscall names this libseccomp does not know: runc skips
 those rules (with a debug log), so do we.
 
-``install(spec)`` builds and loads the filter in the container init. Call it where runc does:
+``compiled(spec, root)`` runs in the runtime before it forks the init: it validates and compiles the profile into
+the final program (or takes it from ROOT's cache, seccomp_cache.py: docker's default profile costs ~100 ms of
+libseccomp work to compile) and returns the profile as a ``Compiled`` dict carrying it.
+
+``install(spec)`` loads that program in the container init (a plain dict is compiled first). Call it where runc
+does:
 - without ``process.noNewPrivileges``: before the capabilities are dropped (loading a filter without NNP needs
   CAP_SYS_ADMIN), i.e. before ``capabilities.apply``;
 - with ``noNewPrivileges``: as late as possible, right before execve, after PR_SET_NO_NEW_PRIVS.
@@ -16,8 +21,8 @@ to syscalls newer than any the profile names (for the listed architectures), and
 Flags: SECCOMP_FILTER_FLAG_LOG and _SPEC_ALLOW are set, _TSYNC is accepted and ignored, others are refused
 (runc 1.1.5 itself still refuses any flag: "seccomp flags are not yet supported by runc").
 
-pyseccomp is imported inside the functions (``preload()`` does it before pivot_root): pyrunc's start-up does
-not pay for it when there is no seccomp.
+pyseccomp is imported inside the functions, only to compile: pyrunc's start-up does not pay for it when there is
+no seccomp or the program is cached, and the init never needs it (``preload()`` imports ctypes for seccomp(2)).
 """
 
 from __future__ import annotations
@@ -323,29 +328,69 @@ def _load(program: bytes, flags: int) -> int:
     return ret
 
 
+def program(spec: dict) -> bytes:
+    """The filter of an enabled profile as seccomp(2) takes it: runc's ENOSYS stub, then libseccomp's BPF."""
+    import struct
+
+    f = build(spec)  # parses and checks: ConfigError/RuntimeFailure naming what is wrong
+    p = parse(spec)
+    return b"".join(struct.pack("<HBBI", *ins) for ins in enosys_stub(p)) + _exported(f)
+
+
+def load_flags(spec: dict) -> int:
+    """The seccomp(2) flags of a (validated) profile: LOG, SPEC_ALLOW, and NEW_LISTENER when a rule notifies."""
+    flags = 0
+    names = spec.get("flags") or ()
+    if "SECCOMP_FILTER_FLAG_LOG" in names:
+        flags |= SECCOMP_FILTER_FLAG_LOG
+    if "SECCOMP_FILTER_FLAG_SPEC_ALLOW" in names:
+        flags |= SECCOMP_FILTER_FLAG_SPEC_ALLOW
+    if uses_notify(spec):
+        flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER
+    return flags
+
+
+class Compiled(dict):
+    """A `linux.seccomp` profile (the same dict to every reader) carrying the program `install` loads.
+
+    Made by `compiled` in the runtime before it forks, so the init only calls seccomp(2): no libseccomp in the
+    container's process, nothing to reach after pivot_root.
+    """
+
+    __slots__ = ("bpf", "flags")
+
+    def __init__(self, spec: dict, bpf: bytes, flags: int) -> None:
+        super().__init__(spec)
+        self.bpf, self.flags = bpf, flags
+
+
+def compiled(spec: dict | None, root: str | None = None) -> dict | None:
+    """`spec` with its program attached (a Compiled), taken from ROOT's cache or compiled (and validated: the
+    errors of `validate` and `build`) and stored there. A disabled profile comes back unchanged."""
+    if not spec or (not spec.get("defaultAction") and not spec.get("syscalls")) or isinstance(spec, Compiled):
+        return spec
+    from . import seccomp_cache
+
+    key = seccomp_cache.key(spec) if root else ""
+    bpf = seccomp_cache.lookup(root, key) if root else None
+    if bpf is None:
+        bpf = program(spec)
+        if root:
+            seccomp_cache.store(root, key, bpf)
+    return Compiled(spec, bpf, load_flags(spec))
+
+
 def install(spec: dict | None) -> int:
-    """Build, patch (ENOSYS stub) and load the filter into this thread, as runc's PatchAndLoad.
+    """Load the filter into this thread, as runc's PatchAndLoad (built here unless `spec` is a Compiled).
 
     Returns the notify listener fd when a rule uses SCMP_ACT_NOTIFY, else -1.
     """
-    import struct
-
-    p = parse(spec)
-    if p is None:
-        return -1
-    f = build(spec)  # type: ignore[arg-type]
-    stub = enosys_stub(p)
-    program = b"".join(struct.pack("<HBBI", *ins) for ins in stub) + _exported(f)
-    flags = 0
-    if "SECCOMP_FILTER_FLAG_LOG" in p.flags:
-        flags |= SECCOMP_FILTER_FLAG_LOG
-    if "SECCOMP_FILTER_FLAG_SPEC_ALLOW" in p.flags:
-        flags |= SECCOMP_FILTER_FLAG_SPEC_ALLOW
-    notify = any(c.action == "SCMP_ACT_NOTIFY" for c in p.syscalls)
-    if notify:
-        flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER
-    fd = _load(program, flags)
-    return fd if notify else -1
+    if not isinstance(spec, Compiled):
+        spec = compiled(spec)
+        if not isinstance(spec, Compiled):
+            return -1
+    fd = _load(spec.bpf, spec.flags)
+    return fd if spec.flags & SECCOMP_FILTER_FLAG_NEW_LISTENER else -1
 
 
 def uses_notify(spec: dict | None) -> bool:
@@ -354,8 +399,10 @@ def uses_notify(spec: dict | None) -> bool:
 
 
 def preload() -> None:
-    """Import the binding (loading libseccomp) while the host's libraries are reachable, i.e. before pivot_root."""
-    _binding()
+    """Import what `install` needs while the host's files are reachable, i.e. before pivot_root. Not the
+    binding: the runtime hands the init a Compiled profile, so libseccomp is never needed there."""
+    import ctypes  # noqa: F401
+    import struct  # noqa: F401
 
 
 def send_to_listener(listener_path: str, fd: int, state: dict, pid: int, metadata: str = "") -> None:
