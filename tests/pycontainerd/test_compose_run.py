@@ -179,7 +179,13 @@ def test_network_ipam_and_static_addresses(app, project) -> None:
             image: busybox
             command: ["sh", "-c", "ping -c1 -W3 db >/dev/null && grep db /etc/hosts"]
             networks: [back]
+          multi:
+            image: busybox
+            command: ["sleep", "60"]
+            stop_grace_period: 1s
+            networks: [front, back]
         networks:
+          front: {{}}
           back:
             enable_ipv6: true
             ipam:
@@ -201,5 +207,12 @@ def test_network_ipam_and_static_addresses(app, project) -> None:
     r = compose(d, ctr, appdir, "-p", p, "run", "--rm", "cli")
     assert r.returncode == 0, r.stderr
     assert f"10.{o}.210.10\t{p}-db-1 db " in r.stdout and f"fd00:{o:x}:210::10\t{p}-db-1 db " in r.stdout
+    # a service on two networks: on both after a restart by the daemon's side, and so are its one-offs
+    assert compose(d, ctr, appdir, "-p", p, "up", "-d", "multi").returncode == 0
+    ctr.ok("restart", "-t", "0", f"{p}-multi-1")
+    nets = json.loads(ctr.ok("inspect", f"{p}-multi-1"))[0]["NetworkSettings"]["Networks"]
+    assert set(nets) == {f"{p}_front", f"{p}_back"} and "multi" in (nets[f"{p}_back"]["Aliases"] or []), nets
+    r = compose(d, ctr, appdir, "-p", p, "run", "--rm", "multi", "sh", "-c", "ls /sys/class/net | grep -c eth")
+    assert (r.returncode, r.stdout) == (0, "2\n"), r.stderr
     assert compose(d, ctr, appdir, "-p", p, "down").returncode == 0
     assert f"{p}_back" not in ctr.ok("network", "ls")

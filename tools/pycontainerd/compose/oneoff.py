@@ -4,7 +4,8 @@ Named PROJECT-SERVICE-run-<12 hex> (compose v2's form of 1.29's PROJECT_SERVICE_
 com.docker.compose.oneoff=True with a com.docker.compose.slug, without the replica number, the config
 hash, the service's network alias (compose gives one-off containers none) or its static addresses
 (they belong to the service's own container); ports are published
-only with --service-ports; the service's dependencies are brought up first unless --no-deps.
+only with --service-ports; it joins all the service's networks; the service's dependencies are brought
+up first unless --no-deps.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def options(c: Compose, o: RunOptions) -> containers.CreateOptions:
         user=o.user or base.user, workdir=o.workdir or base.workdir, detach=o.detach, rm=o.rm,
         interactive=not o.detach and _stdin_fd() is not None, tty=tty, publish=(base.publish if o.service_ports else []) + list(o.publish),
         volumes=base.volumes + list(o.volumes),
-        network_aliases=[], ip="", ip6="", restart="no" if o.rm else base.restart)
+        network_aliases=[], ip="", ip6="", restart="no" if o.rm else base.restart,
+        extra_endpoints={net: {"Aliases": None} for net in base.extra_endpoints})
 
 
 def run(c: Compose, o: RunOptions) -> int:

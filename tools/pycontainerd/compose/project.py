@@ -180,29 +180,25 @@ class Compose:
             restart=s.restart or "no", publish=[pt.publish_flag() for pt in s.ports], expose=list(s.expose),
             network=network, network_aliases=aliases, dns=list(s.dns), add_hosts=list(s.extra_hosts),
             ip=first_cfg.ipv4_address if first_cfg else "", ip6=first_cfg.ipv6_address if first_cfg else "",
-            volumes=volumes, tmpfs=tmpfs, healthcheck=to_docker(s.healthcheck))
+            volumes=volumes, tmpfs=tmpfs, extra_endpoints=self.extra_endpoints(s),
+            healthcheck=to_docker(s.healthcheck))
 
     def create(self, s: Service, number: int = 1, options: containers.CreateOptions | None = None) -> ContainerView:
         try:
             c = containers.create(self.b, options or self.create_options(s, number))
         except CLIError as exc:
             raise ComposeError(f"service {s.name}: {exc.message}") from None
-        extra = self.extra_endpoints(s) if options is None else {}
-        if s.stop_signal or extra:
+        if s.stop_signal:  # pyctr's create has no --stop-signal: docker keeps it in Config.StopSignal
             docker = dict(c.docker)
-            if s.stop_signal:  # pyctr's create has no --stop-signal: docker keeps it in Config.StopSignal
-                docker["Config"] = {**(docker.get("Config") or {}), "StopSignal": s.stop_signal}
-            if extra:  # the service's other networks: the daemon joins them at every start
-                networking = docker.get("NetworkingConfig") or {}
-                docker["NetworkingConfig"] = {**networking, "EndpointsConfig": {
-                    **(networking.get("EndpointsConfig") or {}), **extra}}
+            docker["Config"] = {**(docker.get("Config") or {}), "StopSignal": s.stop_signal}
             self.b.call("Containers", "Update", {"container": {"id": c.id, "extensions": {DOCKER_EXT: docker}},
                                                  "update_mask": [f"extensions.{DOCKER_EXT}"]})
         self.progress("Container", c.name, "Created")
         return c
 
     def extra_endpoints(self, s: Service) -> dict:
-        """EndpointsConfig entries of the service's networks after its first (create joins that one)."""
+        """EndpointsConfig entries of the service's networks after its first: the daemon joins them at
+        every start (restart policies and daemon restarts keep them)."""
         out = {}
         for key in list(s.networks)[1:] if not s.network_mode else []:
             cfg = s.networks[key]

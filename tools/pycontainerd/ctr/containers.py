@@ -62,6 +62,7 @@ class CreateOptions:
     ip: str = ""                                           # --ip
     ip6: str = ""                                          # --ip6
     mac_address: str = ""                                  # --mac-address (Config.MacAddress)
+    extra_endpoints: dict = field(default_factory=dict)    # more networks: {name: EndpointsConfig entry}
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
@@ -122,7 +123,8 @@ def network_and_mounts(o: CreateOptions, image_cfg: dict) -> tuple[dict, dict, d
     mode = "bridge" if (o.network or "default") == "default" else o.network
     ipam_cfg = {k: v for k, v in (("IPv4Address", o.ip), ("IPv6Address", o.ip6)) if v}
     networking = {"EndpointsConfig": {mode: {"Aliases": list(o.network_aliases) or None,
-                                             **({"IPAMConfig": ipam_cfg} if ipam_cfg else {})}}}
+                                             **({"IPAMConfig": ipam_cfg} if ipam_cfg else {})},
+                                      **o.extra_endpoints}}  # joined by the daemon at every start
     return config, host, networking
 
 
