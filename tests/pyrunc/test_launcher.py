@@ -34,7 +34,7 @@ def test_hot_path_imports_stay_lean(tmp_path, busybox_rootfs):
     code = body + (
         "import sys\nfrom pyrunc import commands, container, specconv, init\n"
         f"spec = specconv.load_bundle({str(bundle)!r})\n"
-        "container._validate_extras(spec)\n"
+        f"container._validate_extras(spec, {str(tmp_path / 'root')!r})\n"
         "init.preload(False, False, False)\n"
         "bad = sorted(m for m in ('site', 're', 'enum', 'json', 'argparse', 'signal', 'subprocess') if m in sys.modules)\n"
         "print(','.join(bad))\n")

@@ -432,3 +432,16 @@ def test_init_born_in_its_cgroups_and_fallback(env):
 
     assert shape(got.out, cid) == shape(want.out, env.ids[-3]) == shape(fallback.stdout, cid2)
     assert all(line.endswith("/ID") for line in shape(got.out, cid))
+
+
+def test_exec_born_in_container_cgroups(env):
+    """exec's process is born in the container's cgroups too (clone3 + its own v1 joins)."""
+    bundle = env.bundle("sleep", "30")
+    cid = env.new_id()
+    r = env.pyrunc("run", "-d", "-b", str(bundle.path), cid)
+    assert r.rc == 0, r.err
+    init = env.pyrunc("exec", cid, "cat", "/proc/1/cgroup")
+    mine = env.pyrunc("exec", cid, "cat", "/proc/self/cgroup")
+    assert init.rc == 0 and mine.rc == 0, (init.err, mine.err)
+    assert mine.out == init.out and f"/{cid}\n" in mine.out
+    assert all(line.endswith(f"/{cid}") for line in mine.out.split())

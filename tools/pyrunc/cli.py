@@ -139,9 +139,6 @@ def fast_parse(argv: list[str]):
     return ns
 
 
-# The commands that move a process into a cgroup by pid (create and run need not: their init is born in its
-# cgroups, see syscalls.fork_into_cgroup): the kernel's migration lock warm-up starts before their imports.
-WARM_UP = ("exec",)
 PREFIXED = {"create": "create failed: ", "run": "run failed: ", "exec": "exec failed: "}
 
 
@@ -156,10 +153,6 @@ def main(argv: list[str] | None = None) -> int:
 
             cmd = find_command(argv)
             args = build_parser(cmd if cmd in _all else None).parse_args(argv)
-        if args.command in WARM_UP:
-            from . import cgroup_warmup
-
-            cgroup_warmup.start()
         log = Log(os.path.abspath(args.log) if args.log else None, args.log_format, args.debug)
         args.root = os.path.abspath(args.root)  # before anything chdirs into a bundle
         if args.version:

@@ -94,19 +94,21 @@ def run(args, log) -> int:
         profile = seccomp.compiled(profile, os.path.dirname(st.dir))
     container._close_extra_fds(args.preserve_fds)
     mgr = st.cgroup_manager() if st.cgroup else None
+    if mgr is not None:
+        mgr.create()  # normally there already; the child is born in it (container._fork_in_cgroups)
     parent_sock, child_sock = sync.pair()
-    child = os.fork()
+    child, joins = container._fork_in_cgroups(mgr)
     if child == 0:
         parent_sock.close()
-        _bootstrap(st, proc, child_sock, profile)
+        _bootstrap(st, proc, child_sock, profile, joins)
         os._exit(1)
     child_sock.close()
     pid = 0
     master = None
     try:
         try:
-            if mgr is not None:
-                mgr.apply(child)
+            if mgr is not None and joins is None:
+                mgr.apply(child)  # clone3 refused: move it in by pid, as runc does
             sync.send(parent_sock, "go")
             while True:
                 msg, fds = sync.recv(parent_sock)
@@ -173,10 +175,14 @@ def run(args, log) -> int:
     return _reap(pid, start_time)
 
 
-def _bootstrap(st, proc: Process, sock, seccomp_spec) -> None:
+def _bootstrap(st, proc: Process, sock, seccomp_spec, joins: list[str] | None) -> None:
     from .init import _fail, _message
 
     try:
+        if joins is not None:  # born in the cgroup2 cgroup; the v1 ones we join ourselves
+            from .cgroups import fs
+
+            fs.join_self(joins)
         sync.recv(sock, "go")
         for kind in namespaces.ORDER:
             if kind in st.namespaces and not namespaces.same_as_self(st.pid, kind):

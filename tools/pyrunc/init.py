@@ -69,9 +69,9 @@ def direct_fork(spec: Spec) -> bool:
     return not any(ns.type in ("user", "time") or (ns.type == "pid" and ns.path) for ns in spec.linux.namespaces)
 
 
-def fork_direct(spec: Spec, child, fork) -> tuple[int, bool]:
-    """Fork the init straight into its new pid namespace (for a direct_fork spec): `fork()` gives (pid, whether
-    the child is in its cgroups), `child(that flag)` runs in the child and never returns.  unshare(CLONE_NEWPID)
+def fork_direct(spec: Spec, child, fork) -> tuple[int, list[str] | None]:
+    """Fork the init straight into its new pid namespace (for a direct_fork spec): `fork()` gives (pid, the v1
+    cgroups the child joins itself or None), `child(those)` runs in the child and never returns.  unshare(CLONE_NEWPID)
     changes only the namespace our next child is born in, and setns back to our own right after the fork
     restores that: one fork and no bootstrap round trip (~2 ms of every start)."""
     own = None
@@ -83,7 +83,7 @@ def fork_direct(spec: Spec, child, fork) -> tuple[int, bool]:
             os.close(own)
             raise PyruncError(f"unshare namespaces: {os.strerror(e.errno).lower()}") from None
     try:
-        pid, in_cgroup = fork()
+        pid, joins = fork()
     except BaseException:
         if own is not None:
             _restore_pid_ns(own)
@@ -91,7 +91,7 @@ def fork_direct(spec: Spec, child, fork) -> tuple[int, bool]:
     if pid == 0:
         if own is not None:
             os.close(own)
-        child(in_cgroup)
+        child(joins)
         os._exit(1)  # not reached
     if own is not None:
         try:
@@ -100,7 +100,7 @@ def fork_direct(spec: Spec, child, fork) -> tuple[int, bool]:
             os.kill(pid, 9)
             os.waitpid(pid, 0)
             raise
-    return pid, in_cgroup
+    return pid, joins
 
 
 def _restore_pid_ns(own: int) -> None:
@@ -124,7 +124,7 @@ def direct(spec: Spec, sock, state_dir: str, opts, fifo_fd: int, joins: list[str
 
 
 def _enter_cgroups(spec: Spec, sock, joins: list[str] | None) -> None:
-    """Our v1 cgroups joined ourselves (`joins`: we were born in the cgroup2 one, syscalls.fork_into_cgroup), or,
+    """Our v1 cgroups joined ourselves (`joins`: we were born in the cgroup2 one, container._fork_in_cgroups), or,
     with a cgroup namespace, the parent's word that it has moved us (the namespace is rooted where we are)."""
     if joins is not None:
         from .cgroups import fs
