@@ -112,7 +112,7 @@ def test_static_ip_and_ip_range(ctr: Ctr, pcd) -> None:
 
 def test_dual_stack_run_and_names(ctr: Ctr, pcd) -> None:
     net = f"pytest-{uuid.uuid4().hex[:6]}"
-    v6 = f"fd00:{pcd.subnet_octet:x}:{uuid.uuid4().hex[:4]}::/64"
+    v6 = str(ipaddress.ip_network(f"fd00:{pcd.subnet_octet:x}:{uuid.uuid4().hex[:4]}::/64"))  # canonical
     r = ctr("network", "create", "--ipv6", net)
     assert r.status == 1 and "could not find an available, non-overlapping IPv6 address pool" in r.err, r
     net_id = ctr.ok("network", "create", "--ipv6", "--subnet", v6, net).strip()
