@@ -2,7 +2,9 @@
 `runc spec`'s capabilities): pyrunc with a cold seccomp cache (miss), with a warm one (hit), without seccomp,
 and runc with the profile. Alternating, `delete` after each (untimed); medians of wall and CPU time.
 
-Usage: python bench/pyrunc_seccomp.py [N] [--pause SECONDS]     (default N=21, pause 0.15 s before each create)
+Usage: python bench/pyrunc_seccomp.py [N] [--pause SECONDS] [--baseline PYRUNC]
+  default N=21, pause 0.15 s before each create; --baseline: another pyrunc (e.g. a build without the cache)
+  timed with the profile too.
 """
 
 from __future__ import annotations
@@ -47,18 +49,26 @@ def main() -> None:
         i = args.index("--pause")
         pause = float(args[i + 1])
         del args[i:i + 2]
+    baseline = None
+    if "--baseline" in args:
+        i = args.index("--baseline")
+        baseline = args[i + 1]
+        del args[i:i + 2]
     n = int(args[0]) if args else 21
     tmp = Path(tempfile.mkdtemp(prefix="bench-seccomp-"))
+    roots: dict[str, Path] = {}
     try:
         with_profile = bundle(tmp, "docker", True)
         plain = bundle(tmp, "plain", False)
-        roots = {k: tmp / f"root-{k}" for k in ("miss", "hit", "none", "runc")}
+        roots = {k: tmp / f"root-{k}" for k in ("miss", "hit", "none", "runc", "baseline")}
         cases = {
             "pyrunc miss": ([PYRUNC, "--root", str(roots["miss"])], with_profile),
             "pyrunc hit": ([PYRUNC, "--root", str(roots["hit"])], with_profile),
             "pyrunc no seccomp": ([PYRUNC, "--root", str(roots["none"])], plain),
             "runc": (["runc", "--root", str(roots["runc"])], with_profile),
         }
+        if baseline:
+            cases["baseline"] = ([baseline, "--root", str(roots["baseline"])], with_profile)
         # warm the hit root's cache (and the page cache) once
         for name, (rt, b) in cases.items():
             subprocess.run([*rt, "create", "-b", str(b), "warm"], check=True, stdout=subprocess.DEVNULL,
@@ -78,8 +88,8 @@ def main() -> None:
             cpu = statistics.median(r[1] for r in rows) * 1000
             print(f"  {name:18s} {wall:6.1f} ms  {cpu:6.1f} ms CPU")
     finally:
-        for rt in (["runc"], [PYRUNC]):
-            for root in (tmp / p for p in ("root-miss", "root-hit", "root-none", "root-runc")):
+        for rt in (["runc"], [PYRUNC]):  # whatever is left after a failure
+            for root in roots.values():
                 if root.exists():
                     for d in root.iterdir():
                         if (d / "state.json").exists():

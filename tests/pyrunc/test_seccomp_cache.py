@@ -42,12 +42,14 @@ def only_entry(root):
 
 
 def test_miss_then_hit_same_program_and_file(tmp_path):
-    first = seccomp.compiled(PROFILE, str(tmp_path))
-    path = only_entry(tmp_path)
+    root = tmp_path / "a" / "root"  # made by the cache, as create makes it: 0700
+    first = seccomp.compiled(PROFILE, str(root))
+    path = only_entry(root)
     st = os.stat(path)
     assert st.st_mode & 0o777 == 0o600 and os.stat(path.parent).st_mode & 0o777 == 0o700
+    assert os.stat(root).st_mode & 0o777 == 0o700
     assert path.name == seccomp_cache.key(PROFILE) + ".bpf"
-    second = seccomp.compiled(json.loads(json.dumps(PROFILE)), str(tmp_path))
+    second = seccomp.compiled(json.loads(json.dumps(PROFILE)), str(root))
     assert os.stat(path).st_ino == st.st_ino  # read, not rewritten (a store renames a new file in)
     assert second.bpf == first.bpf and second.flags == first.flags == 0
     assert second == PROFILE  # still the profile to every reader of the dict

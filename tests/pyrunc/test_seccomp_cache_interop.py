@@ -51,6 +51,7 @@ def test_docker_default_profile_blocks_unshare_on_miss_and_hit_like_runc(env):
     same(theirs, miss)
     files = cache_files(env)
     assert len(files) == 1
+    assert os.stat(env.pyrunc.root).st_mode & 0o777 == os.stat(env.runc.root).st_mode & 0o777 == 0o700
     hit = env.pyrunc("run", "-b", str(b.path), env.new_id())
     same(theirs, hit)
     assert cache_files(env) == files  # the same file, read (a store renames a new inode in)

@@ -167,7 +167,11 @@ def store(root: str, k: str, program: bytes) -> None:
     d = cache_dir(root)
     tmp = os.path.join(d, f".tmp-{os.getpid()}-{k}")
     try:
-        os.makedirs(d, 0o700, exist_ok=True)
+        os.makedirs(root, 0o700, exist_ok=True)  # as create makes it (makedirs gives parents the umask's mode)
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            pass
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             data = MAGIC + sha256(program).digest() + program
