@@ -1,11 +1,11 @@
 """OCI `linux.seccomp` with libseccomp (through the pyseccomp binding), converted and installed as runc 1.1 does.
 
-``validate(spec)`` at create time raises ConfigError with runc's messages (unknown action, operator or arch,
-argument index > 5, NOTIFY misuse) and returns the syscall names this libseccomp does not know: runc skips
-those rules (with a debug log), so do we.
+``validate(spec)`` raises ConfigError with runc's messages (unknown action, operator or arch, argument index > 5,
+NOTIFY misuse) and returns the syscall names this libseccomp does not know: runc skips those rules (with a debug
+log), so do we. ``compiled`` makes the same checks when it compiles, i.e. at create time on a cache miss.
 
 ``compiled(spec, root)`` runs in the runtime before it forks the init: it validates and compiles the profile into
-the final program (or takes it from ROOT's cache, seccomp_cache.py: docker's default profile costs ~100 ms of
+the final program (or takes it from ROOT's cache, seccomp_cache.py: docker's default profile costs 45-100 ms of
 libseccomp work to compile) and returns the profile as a ``Compiled`` dict carrying it.
 
 ``install(spec)`` loads that program in the container init (a plain dict is compiled first). Call it where runc
@@ -400,8 +400,8 @@ def uses_notify(spec: dict | None) -> bool:
 def preload() -> None:
     """Import what `install` needs while the host's files are reachable, i.e. before pivot_root. Not the
     binding: the runtime hands the init a Compiled profile, so libseccomp is never needed there."""
-    import ctypes  # noqa: F401
-    import struct  # noqa: F401
+    __import__("ctypes")
+    __import__("struct")
 
 
 def send_to_listener(listener_path: str, fd: int, state: dict, pid: int, metadata: str = "") -> None:
