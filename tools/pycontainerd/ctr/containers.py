@@ -309,7 +309,8 @@ def _restart_policy(value: str) -> dict:
 
 
 def _with_healthcheck(config: dict, given: dict | None, image: dict | None) -> dict:
-    """Config with docker's Healthcheck (the flags' over the image's HEALTHCHECK) after Cmd, checked as dockerd does."""
+    """Config with docker's Healthcheck (the flags' over the image's HEALTHCHECK) after Cmd, checked as
+    dockerd does."""
     if given is None and not image:
         return config  # no health check: health.merge and validate would say so
     from .. import healthcheck as health  # the configuration only: no asyncio (the monitor is pycontainerd.health)
