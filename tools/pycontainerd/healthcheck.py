@@ -6,9 +6,9 @@ and docker's handleProbeResult (`apply_result`). The daemon's monitor is pyconta
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from .logs import parse_time
+from .records import record
 
 DOCKER_EXT = "pyctr/docker"
 HEALTH_EXT = "pyctr/health"
@@ -125,7 +125,7 @@ def validate(doc: dict | None) -> None:
         raise ValueError("StartPeriod in Healthcheck cannot be less than 1ms")
 
 
-@dataclass
+@record
 class HealthConfig:
     """A container's check in seconds, docker's defaults applied."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass, field
 
 from pyoci.errors import InvalidDocument
 
@@ -20,6 +19,7 @@ from pyoci.errors import InvalidDocument
 # this module for every create, which needs none of them
 
 from . import errdefs
+from .records import field, record
 
 TYPE_CHECKING = False  # typing only for type checkers: pyctr pays for every import it starts with
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def default_spec(namespace: str, cid: str) -> dict:
     }
 
 
-@dataclass
+@record
 class SpecOptions:
     """`pyctr run`'s flags that shape the spec (None/empty: the image's value)."""
 

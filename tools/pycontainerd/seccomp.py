@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
 
 from . import errdefs
+from .records import record
 
 TYPE_CHECKING = False  # typing only for type checkers: pyctr pays for every import it starts with
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ NATIVE = {"amd64": "SCMP_ARCH_X86_64", "386": "SCMP_ARCH_X86", "arm64": "SCMP_AR
           "mips64le": "SCMP_ARCH_MIPSEL64", "riscv64": "SCMP_ARCH_RISCV64"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Host:
     """What a profile's filters are matched against."""
 

@@ -8,15 +8,15 @@ inline as compacted JSON) and the daemon's (seccomp / no-new-privileges / label 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from . import errdefs
+from .records import record
 
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 
-@dataclass
+@record
 class SecurityOptions:
     seccomp: str = ""                 # "": the default profile; "unconfined"; "builtin"; else a profile's JSON
     no_new_privileges: bool = False

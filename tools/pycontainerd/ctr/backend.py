@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from ..records import field, record
 
 from pyoci.errors import OCIError
 
@@ -43,7 +43,7 @@ def daemon_error(exc: Exception) -> CLIError:
     return CLIError(f"Error response from daemon: {exc}")
 
 
-@dataclass
+@record
 class ContainerView:
     """A container record with its task's state, in docker's terms."""
 
@@ -182,7 +182,7 @@ def normalize(name: str) -> str:
         raise CLIError(f"Error: invalid reference format: {exc}", 1) from None
 
 
-@dataclass
+@record
 class Backend:
     client: Client
     namespace: str

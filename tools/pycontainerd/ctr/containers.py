@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from ..records import field, record
 
 from .. import errdefs, ocispec
 from .backend import (AUTO_REMOVE_LABEL, DOCKER_EXT, HOSTNAME_LABEL, MANUAL_STOP_LABEL, NAME_LABEL, STATE_EXT,
@@ -27,7 +27,7 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Cre
 DEFAULT_STOP_TIMEOUT = 10
 
 
-@dataclass
+@record
 class CreateOptions:
     image: str
     args: list[str] = field(default_factory=list)
@@ -131,7 +131,7 @@ def network_and_mounts(o: CreateOptions, image_cfg: dict) -> tuple[dict, dict, d
 def joined_network(b: Backend, o: CreateOptions) -> CreateOptions:
     """--network container:REF stored as docker stores it, container:<full id>; the hostname is the
     other container's (its UTS name is what the shared netns's /etc/hostname says)."""
-    import dataclasses
+    from ..records import replace
 
     ref = o.network[len("container:"):] if o.network.startswith("container:") else ""
     if not ref:
@@ -140,7 +140,7 @@ def joined_network(b: Backend, o: CreateOptions) -> CreateOptions:
         base = b.container(ref, daemon_wording=True)
     except CLIError as exc:
         raise CLIError(exc.message, 125) from None
-    return dataclasses.replace(o, network=f"container:{base.id}")
+    return replace(o, network=f"container:{base.id}")
 
 
 def read_env_file(path: str) -> list[str]:

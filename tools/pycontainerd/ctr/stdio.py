@@ -11,10 +11,10 @@ import termios
 import threading
 import tty
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from .. import errdefs, protocol
 from ..client import Call, Client
+from ..records import record
 
 TYPE_CHECKING = False  # typing only for type checkers: pyctr pays for every import it starts with
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def parse_detach_keys(text: str) -> bytes:
     return bytes(out)
 
 
-@dataclass
+@record
 class EscapeProxy:
     """Watches typed input for the detach sequence; a partial match is held back, then passed on when the
     next key does not continue it (moby/term's escapeProxy)."""
