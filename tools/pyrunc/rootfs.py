@@ -231,6 +231,9 @@ def prepare(spec: Spec, in_userns: bool, before_cgroup=lambda: None) -> None:
         except OSError as e:
             raise RuntimeFailure(f"error mounting {m.source!r} to rootfs at {m.destination!r}: {e.strerror.lower() if e.strerror else e}") from None
     if needs_dev_setup(spec):
+        # mknod needs the devices cgroup's final rules: an init born in its cgroups (clone3) may get here while
+        # the runtime is between "deny all" and the allow list (a flaky EPERM), so wait for its word first.
+        before_cgroup()
         try:
             devices.setup_dev(rootfs, spec.linux.devices, in_userns)
         except OSError as e:
