@@ -26,7 +26,9 @@ TOPICS = (
     "/tasks/exec-started", "/tasks/paused", "/tasks/resumed", "/tasks/checkpointed",
 )
 _TOPIC = re.compile(r"^/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
-_COND = re.compile(r'^\s*([A-Za-z0-9_.]+)\s*(==|!=|~=)?\s*(.*?)\s*$')
+# a field path's segments may be quoted, as containerd's: labels."nerdctl/name"==x
+_COND = re.compile(r'^\s*((?:[A-Za-z0-9_.]+|"[^"]*")+)\s*(==|!=|~=)?\s*(.*?)\s*$')
+_SEGMENT = re.compile(r'"([^"]*)"|([^."]+)')
 
 
 def validate_topic(topic: str) -> str:
@@ -73,7 +75,7 @@ def parse_filter(text: str) -> list[_Condition]:
         path, op, value = m.group(1), m.group(2), _unquote(m.group(3))
         if op is None and m.group(3):
             raise errdefs.InvalidArgument(f"filter {text!r}: want FIELD==VALUE, FIELD!=VALUE or FIELD~=REGEX")
-        cond = _Condition(path.split("."), op, value)
+        cond = _Condition([q or p for q, p in _SEGMENT.findall(path)], op, value)
         if op == "~=":
             try:
                 cond.regex = re.compile(value)

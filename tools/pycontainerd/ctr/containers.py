@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import sys
-import threading
 import time
 from ..records import field, record
 
@@ -175,23 +174,14 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
     if o.name and not NAME_RE.match(o.name):
         raise CLIError(f"Error response from daemon: Invalid container name ({o.name}), only "
                        "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", 125)
-    from .images import ensure_image
+    image = b.find_image(o.image, with_config=True) if o.pull != "always" else None
+    if image is None:
+        from .images import ensure_image
 
-    image = ensure_image(b, o.image, o.pull)
+        image = ensure_image(b, o.image, o.pull)
     cfg = b.image_config(image["name"])
     cid = new_id()
-    name = o.name
-    if name:
-        owner = b.name_owner(name)
-        if owner is not None:
-            raise CLIError(f'Error response from daemon: Conflict. The container name "/{name}" is already in use '
-                           f'by container "{owner["id"]}". You have to remove (or rename) that container to be able '
-                           "to reuse that name.", 125)
-    else:
-        for attempt in range(6):
-            name = random_name(attempt)
-            if b.name_owner(name) is None:
-                break
+    name = o.name or random_name(0)  # the daemon refuses a name in use (Containers.Create's unique_label)
     env = []
     for f in o.env_files:
         env += read_env_file(f)
@@ -266,23 +256,31 @@ def create(b: Backend, o: CreateOptions) -> ContainerView:
     labels = {**_labels(o.labels), NAME_LABEL: name, HOSTNAME_LABEL: config["Hostname"]}
     if o.rm and o.detach:
         labels[AUTO_REMOVE_LABEL] = "true"
-    with b.lease() as lease:  # the snapshot is nobody's until the record names it
-        try:
-            b.call("Snapshots", "Prepare", {"key": cid, "parent": cfg["chain_id"], "lease": lease})
+    container = {"id": cid, "image": image["name"], "spec": spec, "labels": labels,
+                 "extensions": {DOCKER_EXT: docker}}
+    for attempt in range(1, 7):
+        try:  # one call: the snapshot and the record, or neither; a name in use refused atomically
+            record = b.call("Containers", "Create", {"container": container, "unique_label": NAME_LABEL,
+                                                     "snapshot": {"key": cid, "parent": cfg["chain_id"]},
+                                                     "brief": True})["container"]
+            break
+        except errdefs.AlreadyExists as exc:
+            m = _NAME_IN_USE.match(str(exc))
+            if m is None:
+                raise CLIError(f"Error response from daemon: {exc}", 125) from None
+            if o.name or attempt == 6:
+                raise CLIError(f'Error response from daemon: Conflict. The container name "/{name}" is already in '
+                               f'use by container "{m.group(1)}". You have to remove (or rename) that container to '
+                               "be able to reuse that name.", 125) from None
+            name = random_name(attempt)  # moby's retries: a digit appended
+            labels[NAME_LABEL] = name
         except errdefs.Error as exc:
             raise CLIError(f"Error response from daemon: {exc}", 125) from None
-        try:
-            record = b.call("Containers", "Create", {"container": {
-                "id": cid, "image": image["name"], "spec": spec, "snapshot_key": cid, "labels": labels,
-                "extensions": {DOCKER_EXT: docker}}})["container"]
-        except errdefs.Error as exc:
-            try:
-                b.call("Snapshots", "Remove", {"key": cid})
-            except errdefs.Error:
-                pass
-            raise CLIError(f"Error response from daemon: {exc}", 125) from None
-    _claim_name(b, record, name)
-    return ContainerView(record, None)
+    return ContainerView({**container, **record}, None)  # the reply leaves out what we sent
+
+
+# Containers.Create's refusal of a unique label's value (docs/protocol.md, "Combined calls")
+_NAME_IN_USE = re.compile(r'^name ".*" is already in use by container "([^"]+)"$')
 
 
 def _security(o: CreateOptions):
@@ -330,22 +328,6 @@ def _with_healthcheck(config: dict, given: dict | None, image: dict | None) -> d
     return out
 
 
-def _claim_name(b: Backend, record: dict, name: str) -> None:
-    """Names are unique: of two records created at once with one name, the later one goes (the daemon
-    has no unique index on labels, so the check before creating can race)."""
-    owners = [r for r in b.call("Containers", "List").get("containers", [])
-              if (r.get("labels") or {}).get(NAME_LABEL) == name]
-    if len(owners) < 2:
-        return
-    first = min(owners, key=lambda r: (r.get("created_at", ""), r["id"]))
-    if first["id"] == record["id"]:
-        return
-    b.call("Containers", "Delete", {"id": record["id"], "cleanup_snapshot": True})
-    raise CLIError(f'Error response from daemon: Conflict. The container name "/{name}" is already in use by '
-                   f'container "{first["id"]}". You have to remove (or rename) that container to be able to '
-                   "reuse that name.", 125)
-
-
 def start_error(exc: Exception) -> CLIError:
     """docker run's statuses for a process that cannot start: 127 not found, 126 cannot invoke, else 125."""
     text = str(exc)
@@ -365,17 +347,71 @@ def create_task(b: Backend, c: ContainerView) -> None:
     """A fresh task for the container (a stopped one is deleted first, as docker start does)."""
     if c.task is not None:
         b.call("Tasks", "Delete", {"container_id": c.id, "force": True})
+    try:
+        b.call("Tasks", "Create", task_params(c))
+    except errdefs.Error as exc:
+        raise create_failed(b, c.id, exc) from None
+
+
+def task_params(c: ContainerView) -> dict:
+    """Tasks.Create's params for the container as docker created it: its terminal, stdin, log options."""
     cfg = c.docker.get("Config") or {}
     log_cfg = (c.docker.get("HostConfig") or {}).get("LogConfig", {}).get("Config") or {}
     params = {"container_id": c.id, "terminal": bool(cfg.get("Tty")), "stdin": bool(cfg.get("OpenStdin"))}
     if log_cfg:
         params["log"] = {"max_size": log_cfg.get("max-size"), "max_file": log_cfg.get("max-file")}
-    try:
-        b.call("Tasks", "Create", params)
-    except errdefs.Error as exc:
-        err = start_error(exc)
-        b.save_state(c.id, Error=str(exc), ExitCode=err.status, FinishedAt="")
-        raise err from None
+    return params
+
+
+def create_failed(b: Backend, cid: str, exc: Exception) -> CLIError:
+    """A task that could not be created: the error kept in the record's State, docker's status."""
+    err = start_error(exc)
+    b.save_state(cid, Error=str(exc), ExitCode=err.status, FinishedAt="")
+    return err
+
+
+class _AttachCreatingTask:
+    """stdio.attach's client for `run`: its Tasks.Attach also creates the task and starts the process
+    once attached, the daemon recording the start (docs/protocol.md, "Combined calls"): one call for
+    what took Tasks.Create, Tasks.Attach, Tasks.Start and Containers.Update."""
+
+    def __init__(self, b: Backend, c: ContainerView) -> None:
+        self.b, self.c = b, c
+
+    def duplex(self, service: str, method: str, params: dict | None = None, namespace: str | None = None):
+        params = {**(params or {}), "create": task_params(self.c),
+                  "start": {"state_extension": STATE_EXT, "clear_labels": [MANUAL_STOP_LABEL]}}
+        return _PhasedCall(self.b, self.c.id, self.b.client.duplex(service, method, params, namespace))
+
+
+class _PhasedCall:
+    """The combined Attach's call: an error before {attached} is the task's create failing, one before
+    {started} the process's start (the daemon has deleted the task again); both end as docker's."""
+
+    def __init__(self, b: Backend, cid: str, call) -> None:
+        self.b, self.cid, self.call = b, cid, call
+        self.phase = "create"
+
+    def __getattr__(self, name: str):
+        return getattr(self.call, name)
+
+    def __iter__(self):
+        try:
+            for frame in self.call:
+                if frame.get("attached"):
+                    self.phase = "start"
+                elif "started" in frame:
+                    self.phase = ""
+                    continue
+                yield frame
+        except errdefs.Error as exc:
+            if self.phase == "create":
+                raise create_failed(self.b, self.cid, exc) from None
+            if self.phase == "start":
+                err = start_error(exc)
+                self.b.save_state(self.cid, Error=str(exc), ExitCode=err.status)
+                raise err from None
+            raise
 
 
 def mark_manually_stopped(b: Backend, cid: str, stopped: bool) -> None:
@@ -420,17 +456,11 @@ def remove(b: Backend, c: ContainerView, force: bool = False, volumes: bool = Fa
     if c.running and not force:
         raise CLIError(f"Error response from daemon: You cannot remove a running container {c.id}. Stop the "
                        "container before attempting removal or force remove")
-    if c.task is not None:
-        if c.running:
-            mark_manually_stopped(b, c.id, True)
-        try:
-            b.call("Tasks", "Delete", {"container_id": c.id, "force": True})
-        except errdefs.NotFound:
-            pass
-    if volumes:  # before the record goes: the delete's own release keeps anonymous volumes
-        from .netvol import release_volumes
-        release_volumes(b, c.id)
-    b.call("Containers", "Delete", {"id": c.id, "cleanup_snapshot": True})
+    if c.running:
+        mark_manually_stopped(b, c.id, True)
+    # one call: the task (killed), the anonymous volumes with -v, the snapshot, the record
+    b.call("Containers", "Delete", {"id": c.id, "cleanup_snapshot": True, "force": c.task is not None,
+                                    "remove_anonymous_volumes": volumes})
 
 
 def _kill_proxy(b: Backend, cid: str):
@@ -449,19 +479,13 @@ def run(b: Backend, o: CreateOptions) -> int:
     detached = False
     exited = False  # and the exit status read: the view below is known without asking the daemon
     try:
-        create_task(b, c)
         if o.detach:
+            create_task(b, c)
             start_task(b, c.id, c.record)
             print(c.id, flush=True)
             return 0
-        started = threading.Event()
-
-        def on_attached() -> None:
-            start_task(b, c.id, c.record)
-            started.set()
-
-        try:
-            status = attach(b.client, c.id, stdin=o.interactive, tty_=o.tty, on_attached=on_attached,
+        try:  # the task created, attached to and started by one call
+            status = attach(_AttachCreatingTask(b, c), c.id, stdin=o.interactive, tty_=o.tty,
                             proxy_signals=_kill_proxy(b, c.id), detach_keys=keys)
         except Detached:  # docker: exit 0, the container runs on (and --rm removes it when it exits)
             detached = True

@@ -1,11 +1,18 @@
 """Containers: containerd's container records (metadata only; running them is the Tasks service's).
 
 A record: `{id, labels, image, runtime: {name, options}, spec, snapshotter, snapshot_key,
-created_at, updated_at, extensions}`, stored as `<root>/containers/<ns>/<id>.json`.
+created_at, updated_at, extensions}`, stored as `<root>/containers/<ns>/<id>.json` (compact JSON: the C
+encoder; an indented dump of a spec with docker's seccomp profile goes through the pure-Python one).
+
+Combined calls (docs/protocol.md, "Combined calls"): Create with `snapshot` prepares the snapshot and
+writes the record as one step, with `unique_label` refusing a label value another record holds (an
+in-memory index per namespace and label key, built on first use and kept by create/update/delete);
+Delete with `force` deletes the task first and with `remove_anonymous_volumes` releases the volumes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -19,6 +26,8 @@ from ..events import matcher
 from ..metadata import now
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,75}$")
+# the fields a `brief` Create reply leaves out: the caller sent them (the spec alone is ~30 KB)
+_SENT_FIELDS = ("spec", "extensions")
 _FIELDS = ("labels", "image", "runtime", "spec", "snapshotter", "snapshot_key", "extensions", "sandbox")
 
 
@@ -28,6 +37,8 @@ class ContainerStore:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
         self.daemon = daemon
         self._lock = threading.RLock()
+        # (namespace, label key) → {value: container id}, for Create's unique_label; kept under _lock
+        self._unique: dict[tuple[str, str], dict[str, str]] = {}
 
     def _path(self, namespace: str, cid: str) -> Path:
         if not _ID.match(cid or ""):
@@ -59,9 +70,36 @@ class ContainerStore:
     def _write(self, namespace: str, row: dict) -> None:
         path = self._path(namespace, row["id"])
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
-        atomic_write(path, json.dumps(row, indent=1).encode(), mode=0o600, fsync=False)
+        atomic_write(path, json.dumps(row, separators=(",", ":")).encode(), mode=0o600, fsync=False)
 
-    def create(self, namespace: str, container: dict) -> dict:
+    def _label_owners(self, namespace: str, key: str) -> dict[str, str]:
+        """{label value: container id} of the namespace's records (under _lock)."""
+        index = self._unique.get((namespace, key))
+        if index is None:
+            index = {}
+            for row in self.list(namespace):
+                value = (row.get("labels") or {}).get(key)
+                if value:
+                    index.setdefault(value, row["id"])
+            self._unique[(namespace, key)] = index
+        return index
+
+    def _reindex(self, namespace: str, cid: str, labels: dict | None) -> None:
+        """The unique-label indexes after a record changed (labels None: deleted)."""
+        for (ns, key), index in self._unique.items():
+            if ns != namespace:
+                continue
+            for value in [v for v, owner in index.items() if owner == cid]:
+                del index[value]
+            value = (labels or {}).get(key)
+            if value:
+                index.setdefault(value, cid)
+
+    def create(self, namespace: str, container: dict, snapshot: dict | None = None,
+               unique_label: str = "") -> dict:
+        """The record; with `snapshot` {key, parent, labels} its snapshot prepared first (removed again if
+        the record cannot be written); with `unique_label` AlreadyExists when another record has that
+        label's value: `name "<value>" is already in use by container "<id>"`."""
         cid = container.get("id", "")
         path = self._path(namespace, cid)
         runtime = container.get("runtime") or {}
@@ -74,11 +112,34 @@ class ContainerStore:
                                                                 if container.get("snapshot_key") else ""),
                "snapshot_key": container.get("snapshot_key", ""), "created_at": stamp, "updated_at": stamp,
                "extensions": container.get("extensions") or {}, "sandbox": container.get("sandbox", "")}
+        if snapshot is not None:
+            row["snapshot_key"] = snapshot.get("key") or cid
+            row["snapshotter"] = self.daemon.snapshots.name
+        value = row["labels"].get(unique_label) if unique_label else None
         with self._lock:
             if path.exists():
                 raise errdefs.AlreadyExists(f"container \"{cid}\": already exists")
+            if value:
+                owner = self._label_owners(namespace, unique_label).get(value)
+                if owner is not None:
+                    raise errdefs.AlreadyExists(f"name \"{value}\" is already in use by container \"{owner}\"")
             self.daemon.ensure_namespace(namespace)
-            self._write(namespace, row)
+            if snapshot is None:
+                self._write(namespace, row)
+            else:  # under the collector's shared lock: it never sees the snapshot without its record
+                with self.daemon.gc.lock.shared():
+                    self.daemon.snapshots.prepare(namespace, row["snapshot_key"], snapshot.get("parent", ""),
+                                                  snapshot.get("labels"))
+                    try:
+                        self._write(namespace, row)
+                    except BaseException:
+                        self.daemon.snapshots.remove(namespace, row["snapshot_key"])
+                        raise
+            self._reindex(namespace, cid, row["labels"])
+        if snapshot is not None:
+            self.daemon.publish(namespace, "/snapshot/prepare", {"key": row["snapshot_key"],
+                                                                 "parent": snapshot.get("parent", ""),
+                                                                 "snapshotter": row["snapshotter"]})
         self.daemon.publish(namespace, "/containers/create",  # labels: names for `pyctr events --since` replays
                             {"id": cid, "image": row["image"], "runtime": {"name": runtime["name"]},
                              "labels": row.get("labels") or {}})
@@ -111,10 +172,23 @@ class ContainerStore:
                     raise errdefs.InvalidArgument(f"container update: unknown field {f!r}")
             row["updated_at"] = now()
             self._write(namespace, row)
+            self._reindex(namespace, cid, row["labels"])
         self.daemon.publish(namespace, "/containers/update", {"id": cid, "image": row["image"],
                                                               "labels": row["labels"],
                                                               "snapshot_key": row["snapshot_key"]})
         return row
+
+    def merge_extension(self, namespace: str, cid: str, key: str, values: dict,
+                        clear_labels: list[str] | None = None) -> dict:
+        """One update: `values` merged into extension `key` (a dict), `clear_labels` dropped; read and
+        written under the store's lock, so no other writer's change is lost."""
+        with self._lock:
+            row = self.get(namespace, cid)
+            ext = dict((row.get("extensions") or {}).get(key) or {})
+            ext.update(values)
+            fields = [f"extensions.{key}"] + [f"labels.{k}" for k in clear_labels or []
+                                              if k in (row.get("labels") or {})]
+            return self.update(namespace, {"id": cid, "labels": {}, "extensions": {key: ext}}, fields)
 
     def has_task(self, namespace: str, cid: str) -> bool:
         """Whether the Tasks service (if loaded) holds a task for the container."""
@@ -139,6 +213,7 @@ class ContainerStore:
                 except errdefs.NotFound:
                     pass
             self._path(namespace, cid).unlink()
+            self._reindex(namespace, cid, None)
         self.daemon.publish(namespace, "/containers/delete", {"id": cid})
         return row
 
@@ -158,16 +233,38 @@ class ContainersService:
         return {"containers": self.store.list(ctx.namespace, params.get("filters"))}
 
     def Create(self, ctx, params):
-        return {"container": self.store.create(ctx.namespace, params.get("container") or {})}
+        """`{container}`; combined (pyctr's fast path): `snapshot: {key, parent, labels}` prepares the
+        snapshot with the record, `unique_label` refuses a duplicate value of that label, `brief` leaves
+        out of the reply what the caller sent (spec, extensions)."""
+        snapshot = params.get("snapshot")
+        if snapshot is not None and not isinstance(snapshot, dict):
+            raise errdefs.InvalidArgument("container create: snapshot must be {key, parent, labels}")
+        row = self.store.create(ctx.namespace, params.get("container") or {}, snapshot,
+                                str(params.get("unique_label") or ""))
+        if params.get("brief"):
+            row = {k: v for k, v in row.items() if k not in _SENT_FIELDS}
+        return {"container": row}
 
     def Update(self, ctx, params):
         return {"container": self.store.update(ctx.namespace, params.get("container") or {},
                                                params.get("update_mask"))}
 
-    def Delete(self, ctx, params):
+    async def Delete(self, ctx, params):
         """`{"id", "cleanup_snapshot": bool}`: with cleanup_snapshot its snapshot goes too (as
-        containerd's client WithSnapshotCleanup); a gc follows either way."""
-        self.store.delete(ctx.namespace, params.get("id", ""), bool(params.get("cleanup_snapshot")))
+        containerd's client WithSnapshotCleanup); a gc follows either way. Combined (pyctr's fast path):
+        `force` deletes the container's task first (killing it), `remove_anonymous_volumes` releases its
+        volumes and removes the anonymous ones (docker rm -v) before the record goes."""
+        cid = params.get("id", "")
+        tasks = getattr(self.daemon, "tasks", None)
+        if params.get("force") and tasks is not None and self.store.has_task(ctx.namespace, cid):
+            try:
+                await tasks.delete(ctx.namespace, cid, True)
+            except errdefs.NotFound:
+                pass  # deleted meanwhile
+        volumes = getattr(self.daemon, "volumes", None)
+        if params.get("remove_anonymous_volumes") and volumes is not None:
+            await asyncio.to_thread(volumes.release_all, cid, True)
+        await asyncio.to_thread(self.store.delete, ctx.namespace, cid, bool(params.get("cleanup_snapshot")))
         self.daemon.schedule_gc()
         return {}
 

@@ -29,6 +29,12 @@ Methods (params → result); `container_id` names the container, `exec_id` ("" o
               client frames {data: base64} (stdin), {resize: {width, height}}, close_send (closes the
               process's stdin when close_stdin); ends with {exit_status, exited_at} when the process has
               exited and its output is drained.
+              Combined (pyctr's fast path, docs/protocol.md): `create: {…Create's params}` creates the
+              task before attaching (a failure before the {attached} frame is the create's); `start: true`
+              or `{state_extension, clear_labels}` starts the process after {attached: true}, then sends
+              {started: {pid}} (a failure before it is the start's: the task is deleted again); with
+              `state_extension` the record's extension gets {StartedAt, FinishedAt: "", Error: "",
+              ExitCode: 0} merged in and `clear_labels` are dropped, in one update, before {started}.
   Logs (stream) {container_id, follow, tail, since, until} → frames {stream, log, time}
               (since/until: RFC3339, Unix seconds, or a duration before now such as "10m", as docker)
               (the json-file log at <root>/containers/<ns>/<id>/<id>-json.log; works after exit)
@@ -134,8 +140,9 @@ class TasksService:
         return {"container_id": task.id, "pid": task.pid}
 
     async def Start(self, ctx, params):
-        cid = _cid(params)
-        exec_id = params.get("exec_id") or ""
+        return await self._start(ctx, _cid(params), params.get("exec_id") or "")
+
+    async def _start(self, ctx, cid: str, exec_id: str) -> dict:
         task = self.manager.get(ctx.namespace, cid)
         result = await task.client.call("start", {"exec_id": exec_id})
         if exec_id:
@@ -292,8 +299,20 @@ class TasksService:
     async def Attach(self, ctx, params):
         cid = _cid(params)
         exec_id = params.get("exec_id") or ""
+        create, start = params.get("create"), params.get("start")
+        if (create is not None or start) and exec_id:
+            raise errdefs.InvalidArgument("attach: create and start are for a container's task (no exec_id)")
+        if create is not None:
+            if not isinstance(create, dict):
+                raise errdefs.InvalidArgument("attach: create must be Tasks.Create's params")
+            await self.manager.create(ctx.namespace, cid, create)
         task = self.manager.get(ctx.namespace, cid)
-        client = await ShimClient(task.bundle).connect()
+        try:
+            client = await ShimClient(task.bundle).connect()
+        except BaseException:
+            if create is not None:
+                await self._delete_quietly(ctx.namespace, cid)
+            raise
         opened: dict[str, int] = {}
         pump = None
 
@@ -320,11 +339,37 @@ class TasksService:
                     return
                 if item.get("attached") and pump is None:
                     pump = asyncio.ensure_future(stdin_pump())
+                    yield item
+                    if start:
+                        yield {"started": await self._start_recorded(ctx, cid, start)}
+                    continue
                 yield item
         finally:
             if pump is not None:
                 pump.cancel()
             await client.close()
+
+    async def _start_recorded(self, ctx, cid: str, start) -> dict:
+        """Attach's `start`: the process started (its task deleted again if it cannot start), then the
+        start recorded in the container's record when asked."""
+        try:
+            result = await self._start(ctx, cid, "")
+        except BaseException:
+            await self._delete_quietly(ctx.namespace, cid)
+            raise
+        if isinstance(start, dict) and start.get("state_extension"):
+            from ..ctr.humanize import rfc3339nano  # pyctr's own format for these fields
+
+            values = {"StartedAt": rfc3339nano(time.time()), "FinishedAt": "", "Error": "", "ExitCode": 0}
+            await asyncio.to_thread(self.daemon.containers.merge_extension, ctx.namespace, cid,
+                                    str(start["state_extension"]), values, list(start.get("clear_labels") or []))
+        return {"pid": result.get("pid", 0)}
+
+    async def _delete_quietly(self, namespace: str, cid: str) -> None:
+        try:
+            await self.manager.delete(namespace, cid, True)
+        except errdefs.Error as exc:
+            log.warning("task %s: delete after a failed start: %s", cid, exc)
 
     def Logs(self, ctx, params):
         cid = _cid(params)
