@@ -11,11 +11,9 @@ its `includes` match (arch, every cap granted, kernel >= minKernel) and its `exc
 
 from __future__ import annotations
 
-import json
 import os
-import re
 
-from . import errdefs
+from . import errdefs, protocol
 from .records import record
 
 TYPE_CHECKING = False  # typing only for type checkers: pyctr pays for every import it starts with
@@ -48,18 +46,31 @@ class Host:
         return cls(GOARCH.get(machine, machine), parse_kernel(os.uname().release))
 
 
+def _digits(text: str) -> str:
+    """The leading decimal digits of `text` (what regexp \\d+ matches there; `re` is not loaded for this)."""
+    i = 0
+    while i < len(text) and text[i].isdecimal():
+        i += 1
+    return text[:i]
+
+
 def parse_kernel(release: str) -> tuple[int, int]:
-    m = re.match(r"(\d+)\.(\d+)", release)
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    """`5.10.0-18-amd64` → (5, 10); (0, 0) when it does not start MAJOR.MINOR."""
+    major = _digits(release)
+    minor = _digits(release[len(major) + 1:]) if release[len(major):len(major) + 1] == "." else ""
+    return (int(major), int(minor)) if major and minor else (0, 0)
 
 
 def default_profile() -> dict:
-    with open(DEFAULT_PROFILE, encoding="utf-8") as f:
-        return json.load(f)
+    # protocol.loads: json's C scanner without importing the json package (and re, enum with it)
+    with open(DEFAULT_PROFILE, "rb") as f:
+        return protocol.loads(f.read())
 
 
 def load_profile(text: str) -> dict:
     """A profile given inline (the CLI sends the file's compacted JSON), checked as moby's loadProfile."""
+    import json  # a custom profile only: its errors are worded by json
+
     try:
         profile = json.loads(text)
     except ValueError as exc:
@@ -71,10 +82,10 @@ def load_profile(text: str) -> dict:
 
 
 def _kernel_at_least(host: Host, text: str) -> bool:
-    m = re.fullmatch(r"(\d+)\.(\d+)", text.strip())
-    if not m:
+    major, dot, minor = text.strip().partition(".")
+    if not (dot and major.isdecimal() and minor.isdecimal()):
         raise errdefs.InvalidArgument(f"invalid kernel version: {text}")
-    return host.kernel >= (int(m.group(1)), int(m.group(2)))
+    return host.kernel >= (int(major), int(minor))
 
 
 def _arg(a: dict) -> dict:

@@ -7,8 +7,6 @@ inline as compacted JSON) and the daemon's (seccomp / no-new-privileges / label 
 
 from __future__ import annotations
 
-import json
-
 from . import errdefs
 from .records import record
 
@@ -61,6 +59,8 @@ def cli_security_opts(opts: list[str]) -> list[str]:
             except OSError as exc:
                 reason = (exc.strerror or str(exc)).lower()
                 raise ValueError(f"opening seccomp profile ({con[1]}) failed: open {con[1]}: {reason}") from None
+            import json  # only for a profile given by path: the default needs no parsing here
+
             try:
                 json.loads(text)
             except ValueError as exc:
