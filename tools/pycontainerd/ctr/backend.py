@@ -144,6 +144,11 @@ class ContainerView:
         return " ".join(a for a in args if a is not None)
 
 
+def _plain(text: str) -> bool:
+    """Letters, digits, _ . - only (a container name or id): safe in a filter's quoted value."""
+    return bool(text) and all(c.isascii() and (c.isalnum() or c in "_.-") for c in text)
+
+
 def _reference():
     """pyoci.reference, imported on first use (its grammar's regexes cost a few ms to compile)."""
     from pyoci import reference
@@ -246,12 +251,19 @@ class Backend:
         """docker's lookup order: full id, exact name, unique id prefix."""
         if not ref:
             return None
-        try:
-            return self.call("Containers", "Get", {"id": ref})["container"]
-        except (errdefs.NotFound, errdefs.InvalidArgument):
-            pass
-        records = self.call("Containers", "List").get("containers", [])
         name = ref[1:] if ref.startswith("/") else ref
+        if _plain(ref) and _plain(name):  # one call: the daemon sends the record named so, or with that prefix
+            records = self.call("Containers", "List", {"filters": [
+                f'labels."{NAME_LABEL}"=="{name}"', f'id~="^{ref}"'.replace(".", "\\.")]}).get("containers", [])
+            for r in records:
+                if r["id"] == ref:
+                    return r
+        else:
+            try:
+                return self.call("Containers", "Get", {"id": ref})["container"]
+            except (errdefs.NotFound, errdefs.InvalidArgument):
+                pass
+            records = self.call("Containers", "List").get("containers", [])
         for r in records:
             if (r.get("labels") or {}).get(NAME_LABEL) == name:
                 return r
@@ -272,26 +284,21 @@ class Backend:
     def name_owner(self, name: str) -> dict | None:
         """The record named `name` (filtered by the daemon: a container name needs no quoting in a filter,
         and only that record crosses the socket)."""
-        plain = name and all(c.isalnum() or c in "_.-" for c in name)
-        params = {"filters": [f'labels."{NAME_LABEL}"=="{name}"']} if plain else {}
+        params = {"filters": [f'labels."{NAME_LABEL}"=="{name}"']} if _plain(name) else {}
         for r in self.call("Containers", "List", params).get("containers", []):
             if (r.get("labels") or {}).get(NAME_LABEL) == name:
                 return r
         return None
 
     def save_state(self, cid: str, base: dict | None = None, **values: Any) -> None:
-        """Merge docker's State fields into the record (they outlive the task). `base`: the record's State as
-        the caller knows it (a record it has just created), which saves reading the record first."""
-        if base is None:
-            try:
-                record = self.call("Containers", "Get", {"id": cid})["container"]
-            except errdefs.NotFound:
-                return
-            base = (record.get("extensions") or {}).get(STATE_EXT) or {}
-        state = dict(base)
-        state.update(values)
-        self.call("Containers", "Update", {"container": {"id": cid, "extensions": {STATE_EXT: state}},
-                                           "update_mask": [f"extensions.{STATE_EXT}"]})
+        """Merge docker's State fields into the record (they outlive the task): one call, the daemon merges
+        under its lock (no read-modify-write here, so no write of the daemon's, e.g. RestartCount, is lost).
+        `base` is accepted for older callers and not needed."""
+        try:
+            self.call("Containers", "Update", {"container": {"id": cid, "extensions": {STATE_EXT: values}},
+                                               "merge": True})
+        except errdefs.NotFound:
+            pass
 
     # -- images --------------------------------------------------------------------------------
     def images(self) -> list[dict]:

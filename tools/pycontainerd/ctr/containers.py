@@ -363,6 +363,10 @@ def task_params(c: ContainerView) -> dict:
     return params
 
 
+# what the daemon records at a combined start: docker's State in STATE_EXT, a user's stop forgotten
+RECORD_START = {"state_extension": STATE_EXT, "clear_labels": [MANUAL_STOP_LABEL]}
+
+
 def create_failed(b: Backend, cid: str, exc: Exception) -> CLIError:
     """A task that could not be created: the error kept in the record's State, docker's status."""
     err = start_error(exc)
@@ -379,8 +383,7 @@ class _AttachCreatingTask:
         self.b, self.c = b, c
 
     def duplex(self, service: str, method: str, params: dict | None = None, namespace: str | None = None):
-        params = {**(params or {}), "create": task_params(self.c),
-                  "start": {"state_extension": STATE_EXT, "clear_labels": [MANUAL_STOP_LABEL]}}
+        params = {**(params or {}), "create": task_params(self.c), "start": RECORD_START}
         return _PhasedCall(self.b, self.c.id, self.b.client.duplex(service, method, params, namespace))
 
 
@@ -479,9 +482,11 @@ def run(b: Backend, o: CreateOptions) -> int:
     detached = False
     exited = False  # and the exit status read: the view below is known without asking the daemon
     try:
-        if o.detach:
-            create_task(b, c)
-            start_task(b, c.id, c.record)
+        if o.detach:  # one call: the task created and started, the start recorded
+            try:
+                b.call("Tasks", "Start", {"container_id": c.id, "create": task_params(c), "record": RECORD_START})
+            except errdefs.Error as exc:  # create or start: the task is gone either way, as State says
+                raise create_failed(b, c.id, exc) from None
             print(c.id, flush=True)
             return 0
         try:  # the task created, attached to and started by one call

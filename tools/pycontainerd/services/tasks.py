@@ -32,9 +32,10 @@ Methods (params → result); `container_id` names the container, `exec_id` ("" o
               Combined (pyctr's fast path, docs/protocol.md): `create: {…Create's params}` creates the
               task before attaching (a failure before the {attached} frame is the create's); `start: true`
               or `{state_extension, clear_labels}` starts the process after {attached: true}, then sends
-              {started: {pid}} (a failure before it is the start's: the task is deleted again); with
-              `state_extension` the record's extension gets {StartedAt, FinishedAt: "", Error: "",
-              ExitCode: 0} merged in and `clear_labels` are dropped, in one update, before {started}.
+              {started: {pid}} (a failure before it is the start's: the task is deleted again); the
+              record's `clear_labels` are dropped before the start and with `state_extension` that
+              extension gets {StartedAt, FinishedAt: "", Error: "", ExitCode: 0} merged in, before {started}.
+  Start's combined form: {container_id, create?: {…}, record?: {state_extension, clear_labels}} → {pid}.
   Logs (stream) {container_id, follow, tail, since, until} → frames {stream, log, time}
               (since/until: RFC3339, Unix seconds, or a duration before now such as "10m", as docker)
               (the json-file log at <root>/containers/<ns>/<id>/<id>-json.log; works after exit)
@@ -140,7 +141,20 @@ class TasksService:
         return {"container_id": task.id, "pid": task.pid}
 
     async def Start(self, ctx, params):
-        return await self._start(ctx, _cid(params), params.get("exec_id") or "")
+        """`{container_id, exec_id}`; combined (pyctr's fast path, docs/protocol.md): `create` (Create's
+        params) creates the task first, `record: {state_extension, clear_labels}` records the start as
+        Attach's `start` does (a task created here and failing to start is deleted again)."""
+        cid, exec_id = _cid(params), params.get("exec_id") or ""
+        create, record = params.get("create"), params.get("record")
+        if (create is not None or record) and exec_id:
+            raise errdefs.InvalidArgument("start: create and record are for a container's task (no exec_id)")
+        if create is None and not record:
+            return await self._start(ctx, cid, exec_id)
+        if create is not None:
+            if not isinstance(create, dict):
+                raise errdefs.InvalidArgument("start: create must be Tasks.Create's params")
+            await self.manager.create(ctx.namespace, cid, create)
+        return (await self._start_recorded(ctx, cid, record or True, delete_on_failure=create is not None))
 
     async def _start(self, ctx, cid: str, exec_id: str) -> dict:
         task = self.manager.get(ctx.namespace, cid)
@@ -349,20 +363,26 @@ class TasksService:
                 pump.cancel()
             await client.close()
 
-    async def _start_recorded(self, ctx, cid: str, start) -> dict:
-        """Attach's `start`: the process started (its task deleted again if it cannot start), then the
-        start recorded in the container's record when asked."""
+    async def _start_recorded(self, ctx, cid: str, start, delete_on_failure: bool = True) -> dict:
+        """Attach's `start`, Start's `record`: `clear_labels` dropped before the start (an exit at once
+        already sees them gone: the restart policies read them), the process started (its task deleted
+        again if it cannot start), then {StartedAt, …} merged into `state_extension`."""
+        opts = start if isinstance(start, dict) else {}
+        store = self.daemon.containers
+        if opts.get("clear_labels"):
+            await asyncio.to_thread(store.merge_extension, ctx.namespace, cid, "", {},
+                                    [str(k) for k in opts["clear_labels"]])
         try:
             result = await self._start(ctx, cid, "")
         except BaseException:
-            await self._delete_quietly(ctx.namespace, cid)
+            if delete_on_failure:
+                await self._delete_quietly(ctx.namespace, cid)
             raise
-        if isinstance(start, dict) and start.get("state_extension"):
+        if opts.get("state_extension"):
             from ..ctr.humanize import rfc3339nano  # pyctr's own format for these fields
 
             values = {"StartedAt": rfc3339nano(time.time()), "FinishedAt": "", "Error": "", "ExitCode": 0}
-            await asyncio.to_thread(self.daemon.containers.merge_extension, ctx.namespace, cid,
-                                    str(start["state_extension"]), values, list(start.get("clear_labels") or []))
+            await asyncio.to_thread(store.merge_extension, ctx.namespace, cid, str(opts["state_extension"]), values)
         return {"pid": result.get("pid", 0)}
 
     async def _delete_quietly(self, namespace: str, cid: str) -> None:
