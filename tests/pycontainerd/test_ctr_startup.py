@@ -76,15 +76,20 @@ def test_run_path_imports_stay_lean(tmp_path):
             "containers._restart_policy(o.restart)\n"
             "ocispec.generate({'config': {'Cmd': ['sh']}}, ocispec.SpecOptions(args=['true']), 'default', 'c' * 64)\n"
             "names.random_name(), names.new_id()\n"
+            "from pycontainerd import seccomp\n"
+            "seccomp.to_oci(seccomp.default_profile(), [], seccomp.Host.current())\n"
             "from pycontainerd.ctr import images\n"
             "assert backend._plain_hub_name('busybox') == 'docker.io/library/busybox:latest'\n")
-    assert _imported(tmp_path, code) == []
+    # records.py in place of dataclasses; the seccomp profile read with protocol.loads, not json
+    assert _imported(tmp_path, code, HEAVY + ("dataclasses", "inspect", "json")) == []
 
 
 @pytest.mark.parametrize("ref", ["busybox", "busybox:1.36", "library/busybox", "user/app:v1", "a-b/c_d.e:t-1",
                                  "localhost/x", "docker.io/busybox", "registry.example:5000/a/b:c", "foo.com/bar",
                                  "a" * 64, "x/" + "a" * 64, "Upper", "a__b", "a/b/c", "x:" + "t" * 129, "x@sha256:00",
-                                 "sha256:abcd", "-a", "a-"])
+                                 "sha256:abcd", "-a", "a-", "127.0.0.1:5000/bench/big:v1", "x/y/z:1",
+                                 "busybox:\u00fc", "index.docker.io/x", "docker.io/x", "Foo/bar", "[::1]:5000/x",
+                                 "a.-b/c", "a--b/c", "localhost:5000", "host:1/x@sha256:00"])
 def test_plain_hub_names_normalize_as_reference_parse(ref):
     """The run path's shortcut gives reference.parse's answer, or leaves the reference to it."""
     from pyoci import reference
@@ -95,7 +100,7 @@ def test_plain_hub_names_normalize_as_reference_parse(ref):
     fast = _plain_hub_name(ref)
     if fast is not None:
         assert fast == str(reference.parse(ref))
-    if ref in ("busybox", "user/app:v1"):
+    if ref in ("busybox", "user/app:v1", "127.0.0.1:5000/bench/big:v1", "registry.example:5000/a/b:c", "x/y/z:1"):
         assert fast is not None
     try:
         reference.parse(ref)
@@ -139,3 +144,74 @@ def test_b64_matches_base64():
     assert protocol.b64decode("") == b"" and protocol.b64decode(None) == b""
     with pytest.raises(ValueError):
         protocol.b64decode("YWJ")
+
+
+# -- run/create flags read without argparse (ctr/runflags.py): the same values argparse gives, or argparse reads --
+FAST_LINES = [
+    ["--rm", "busybox", "true"], ["-it", "busybox", "sh"], ["-dit", "--name", "x", "img"], ["-d", "--rm", "img"],
+    ["-e", "A=1", "--env=B=2", "-e", "", "img", "sh", "-c", "echo --rm -e"], ["--cpus", "1.5", "--pids-limit=7", "img"],
+    ["--pull", "never", "--net", "host", "--net-alias=a", "--network-alias", "b", "img"], ["--name=", "img"],
+    ["-h", "host", "-u", "1:2", "-w", "/w", "-m", "64m", "-v", "/a:/b", "-p", "80:80", "-P", "-l", "k=v", "img", "x"],
+    ["--entrypoint", "", "--health-cmd", "true", "--no-healthcheck", "--security-opt", "seccomp=unconfined", "img"],
+    ["--restart=always", "--log-opt", "max-size=1m", "--dns-opt", "ndots:1", "--add-host", "a:1.2.3.4", "-", "x"],
+    ["img", "--rm", "-it"], ["127.0.0.1:5000/bench/big:v1", "true"], ["--cpus", "1e1", "--cpus=2", "img"],
+]
+ARGPARSE_LINES = [
+    [], ["--rm"], ["--help"], ["--bogus", "img"], ["--priv", "img"], ["-e"], ["-e", "-x", "img"], ["-eA=1", "img"],
+    ["-e=A", "img"], ["--cpus", "x", "img"], ["--pids-limit", "1.5", "img"], ["--pull", "sometimes", "img"],
+    ["--rm=1", "img"], ["-ih", "x", "img"], ["--", "img"], ["img", "sh", "--", "x"], ["--cpus", "-1", "img"],
+    ["-", "--", "x"], ["-itx", "img"],
+]
+
+
+def _both(argv: list[str], verb: str):
+    from pycontainerd.ctr import cli, flags
+    from pycontainerd.ctr.errors import FlagError
+
+    fast = cli._run_args(argv, verb)
+    try:
+        slow = vars(flags.build_parser(verb).parse_args(argv))
+    except (FlagError, SystemExit):
+        slow = None
+    return (None if fast is None else vars(fast)), slow
+
+
+@pytest.mark.parametrize("verb", ["run", "create"])
+@pytest.mark.parametrize("pre", [[], ["-H", "/tmp/x.sock"], ["--namespace=ns", "--address", "unix:///a"]])
+def test_run_flags_read_as_argparse_does(verb, pre, capsys):
+    for line in FAST_LINES:
+        fast, slow = _both([*pre, verb, *line], verb)
+        assert fast is not None, line
+        assert fast == slow, line
+    for line in ARGPARSE_LINES:
+        fast, _slow = _both([*pre, verb, *line], verb)
+        assert fast is None, line
+
+
+def test_run_flags_fuzzed_agree_with_argparse(capsys):
+    """Random command lines of the table's flags and odd words: whatever the fast path reads, argparse reads alike."""
+    import random
+
+    from pycontainerd.ctr.runflags import RUN_FLAGS
+
+    words = [o for options, *_ in RUN_FLAGS for o in options] + [
+        "-it", "-di", "-itP", "--name=a", "--pull=never", "--cpus=0.5", "img", "x", "", "-", "--", "-1", "1", "never",
+        "--rm=", "-x", "--no-such", "a b", "--env=", "-ti"]
+    rng = random.Random(7)
+    fast_count = 0
+    for _ in range(3000):
+        line = [rng.choice(words) for _ in range(rng.randint(0, 7))]
+        fast, slow = _both(["run", *line], "run")
+        if fast is not None:
+            fast_count += 1
+            assert fast == slow, line
+    assert fast_count > 100
+
+
+def test_run_path_skips_argparse_and_reference(tmp_path):
+    """A plain `run` reads its flags without argparse, and a registry reference without pyoci.reference."""
+    code = ("from pycontainerd.ctr import cli, backend\n"
+            "a = cli._run_args(['-H', '/x.sock', 'run', '--rm', '-it', '127.0.0.1:5000/a/b:v1', 'true'], 'run')\n"
+            "o = cli._options(a)\n"
+            "assert backend._plain_hub_name(o.image) == '127.0.0.1:5000/a/b:v1'\n")
+    assert _imported(tmp_path, code, HEAVY + ("argparse", "gettext", "dataclasses", "inspect", "json")) == []

@@ -303,11 +303,8 @@ _GLOBAL_VALUES = {"-H": "address", "--host": "address", "--address": "address", 
                   "--namespace": "namespace"}
 
 
-def _version_args(argv: list[str]) -> _Args | None:
-    """`[-H ADDR] [-n NS] version [-f FMT]` and `--version` read without building a parser (the parser is most
-    of these commands' start-up); None for anything else, argparse's to read (and to word errors for)."""
-    if argv in (["--version"], ["-v"]):
-        return _Args(version=True, verb=None, address=default_address(), namespace=default_namespace())
+def _global_values(argv: list[str]) -> tuple[dict, int] | None:
+    """The global -H/-n values before the verb and the verb's index; None for anything argparse must read."""
     values = {"address": default_address(), "namespace": default_namespace()}
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
@@ -322,6 +319,29 @@ def _version_args(argv: list[str]) -> _Args | None:
             i += 1
         values[dest] = value
         i += 1
+    return values, i
+
+
+def _run_args(argv: list[str], verb: str) -> _Args | None:
+    """`run`/`create` command lines read without argparse (runflags.parse); None for argparse to read."""
+    found = _global_values(argv)
+    if found is None or found[1] >= len(argv) or argv[found[1]] != verb:
+        return None
+    from .runflags import parse
+
+    values = parse(argv[found[1] + 1:])
+    return None if values is None else _Args(version=False, verb=verb, **found[0], **values)
+
+
+def _version_args(argv: list[str]) -> _Args | None:
+    """`[-H ADDR] [-n NS] version [-f FMT]` and `--version` read without building a parser (the parser is most
+    of these commands' start-up); None for anything else, argparse's to read (and to word errors for)."""
+    if argv in (["--version"], ["-v"]):
+        return _Args(version=True, verb=None, address=default_address(), namespace=default_namespace())
+    found = _global_values(argv)
+    if found is None:
+        return None
+    values, i = found
     rest = argv[i:]
     if rest == ["version"]:
         fmt = ""
@@ -364,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         g = build_parser(only="compose").parse_args(argv[:i])
         return compose_main(argv[i + 1:], g.address, g.namespace)
     verb = _verb(argv)
-    a = _version_args(argv)
+    a = _run_args(argv, verb) if verb in ("run", "create") else _version_args(argv)
     try:
         try:
             if a is None:

@@ -70,50 +70,19 @@ def _add(sub, name: str, help_: str = "", add_help: bool = True) -> argparse.Arg
 
 
 def _run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-d", "--detach", action="store_true")
-    p.add_argument("--rm", action="store_true")
-    p.add_argument("-e", "--env", action="append", default=[])
-    p.add_argument("--env-file", action="append", default=[])
-    p.add_argument("--name", default="")
-    p.add_argument("-w", "--workdir", default="")
-    p.add_argument("-u", "--user", default="")
-    p.add_argument("--entrypoint", default=None)
-    p.add_argument("-i", "--interactive", action="store_true")
-    p.add_argument("-t", "--tty", action="store_true")
-    p.add_argument("--cpus", type=float, default=0.0)
-    p.add_argument("-m", "--memory", default="")
-    p.add_argument("--pids-limit", type=int, default=0)
-    p.add_argument("--read-only", action="store_true")
-    p.add_argument("--cap-add", action="append", default=[])
-    p.add_argument("--cap-drop", action="append", default=[])
-    p.add_argument("--privileged", action="store_true")
-    p.add_argument("--init", action="store_true")
-    p.add_argument("-h", "--hostname", default="")
-    p.add_argument("-l", "--label", action="append", default=[])
-    p.add_argument("--restart", default="no")
-    p.add_argument("--log-opt", action="append", default=[])
-    p.add_argument("--pull", default="missing", choices=["missing", "always", "never"])
-    p.add_argument("-p", "--publish", action="append", default=[])
-    p.add_argument("-P", "--publish-all", action="store_true")
-    p.add_argument("--expose", action="append", default=[])
-    p.add_argument("--network", "--net", default="default")
-    p.add_argument("--network-alias", "--net-alias", action="append", default=[])
-    p.add_argument("--ip", default="")
-    p.add_argument("--ip6", default="")
-    p.add_argument("--mac-address", default="")
-    p.add_argument("--dns", action="append", default=[])
-    p.add_argument("--dns-search", action="append", default=[])
-    p.add_argument("--dns-option", "--dns-opt", action="append", default=[])
-    p.add_argument("--add-host", action="append", default=[])
-    p.add_argument("-v", "--volume", action="append", default=[])
-    p.add_argument("--mount", action="append", default=[])
-    p.add_argument("--tmpfs", action="append", default=[])
-    for flag in ("--health-cmd", "--health-interval", "--health-timeout", "--health-retries",
-                 "--health-start-period"):
-        p.add_argument(flag, default="")
-    p.add_argument("--no-healthcheck", action="store_true")
-    p.add_argument("--security-opt", action="append", default=[])
-    p.add_argument("--detach-keys", default="")
+    from .runflags import RUN_FLAGS  # one table: runflags.parse reads plain run command lines without argparse
+
+    for options, action, default, kind in RUN_FLAGS:
+        if action == "flag":
+            p.add_argument(*options, action="store_true")
+        elif action == "append":
+            p.add_argument(*options, action="append", default=[])
+        elif isinstance(kind, tuple):
+            p.add_argument(*options, default=default, choices=list(kind))
+        elif kind is not None:
+            p.add_argument(*options, type=kind, default=default)
+        else:
+            p.add_argument(*options, default=default)
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
