@@ -89,7 +89,8 @@ def test_run_path_imports_stay_lean(tmp_path):
                                  "a" * 64, "x/" + "a" * 64, "Upper", "a__b", "a/b/c", "x:" + "t" * 129, "x@sha256:00",
                                  "sha256:abcd", "-a", "a-", "127.0.0.1:5000/bench/big:v1", "x/y/z:1",
                                  "busybox:\u00fc", "index.docker.io/x", "docker.io/x", "Foo/bar", "[::1]:5000/x",
-                                 "a.-b/c", "a--b/c", "localhost:5000", "host:1/x@sha256:00"])
+                                 "a.-b/c", "a--b/c", "localhost:5000", "host:1/x@sha256:00", "a.b_c/x", "a:1_/x",
+                                 "a/b:c/d", "a//b", "a/", "/a", ":a", "a:"])
 def test_plain_hub_names_normalize_as_reference_parse(ref):
     """The run path's shortcut gives reference.parse's answer, or leaves the reference to it."""
     from pyoci import reference
@@ -215,3 +216,25 @@ def test_run_path_skips_argparse_and_reference(tmp_path):
             "o = cli._options(a)\n"
             "assert backend._plain_hub_name(o.image) == '127.0.0.1:5000/a/b:v1'\n")
     assert _imported(tmp_path, code, HEAVY + ("argparse", "gettext", "dataclasses", "inspect", "json")) == []
+
+
+def test_plain_hub_names_fuzzed_agree_with_reference_parse():
+    import random
+
+    from pyoci import reference
+    from pyoci.errors import OCIError
+
+    from pycontainerd.ctr.backend import _plain_hub_name
+
+    rng = random.Random(3)
+    fast = 0
+    for _ in range(20000):
+        ref = "".join(rng.choice("ab0.-_:/A@") for _ in range(rng.randint(1, 14)))
+        got = _plain_hub_name(ref)
+        if got is not None:
+            fast += 1
+            try:
+                assert got == str(reference.parse(ref)), ref
+            except OCIError:
+                raise AssertionError(f"{ref!r}: the shortcut reads what reference.parse refuses") from None
+    assert fast > 500

@@ -156,25 +156,57 @@ def _reference():
     return reference
 
 
+_LOWER = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_HOST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_WORD = _HOST | {"_"}
+
+
+def _component(text: str) -> bool:
+    """distribution's path component, [a-z0-9]+(?:[._-][a-z0-9]+)* with one separator at a time."""
+    if not text or text[0] not in _LOWER or text[-1] not in _LOWER:
+        return False
+    separated = False
+    for ch in text:
+        if ch in _LOWER:
+            separated = False
+        elif ch in "._-" and not separated:
+            separated = True
+        else:
+            return False
+    return True
+
+
+def _host(text: str) -> bool:
+    """A domain[:port]: labels [a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])? joined by dots (no IPv6: parse reads it)."""
+    host, colon, port = text.partition(":")
+    if colon and not (port.isascii() and port.isdigit()):
+        return False
+    return all(label and label[0] in _HOST and label[-1] in _HOST and all(c in _HOST or c == "-" for c in label)
+               for label in host.split("."))
+
+
 def _plain_hub_name(ref: str) -> str | None:
     """`busybox`, `library/busybox:1.36`, `user/app:v1`, `host:5000/a/b:v1` normalized as reference.parse does
-    (docker.io/…, :latest), without loading its grammar (pyoci.reference with pyoci.digest costs ~10 ms of a
-    run); None for anything else (a digest, an IPv6 host, a long or an odd name), which reference.parse reads."""
-    import re  # loaded already: argparse imports it
-
-    m = re.fullmatch(r"(?:([a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
-                     r"(?::[0-9]+)?)/)?([a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
-                     r"(:\w[\w.-]{0,127})?", ref, re.ASCII)
-    if m is None or len(ref) > 128 or re.fullmatch(r"[a-f0-9]{64}", ref):
+    (docker.io/…, :latest), without loading its grammar or `re` (pyoci.reference, pyoci.digest and re are
+    ~15 ms of a run); None for anything else (a digest, an IPv6 host, a long or an odd name), which
+    reference.parse reads. tests/pycontainerd/test_ctr_startup.py checks the two agree."""
+    if len(ref) > 128 or len(ref) == 64 and all(c in "0123456789abcdef" for c in ref):
         return None
-    first, path, tag = m.group(1), m.group(2), m.group(3) or ":latest"
+    first, slash, rest = ref.partition("/")
+    if not slash:
+        first, rest = None, ref
+    path, colon, tag = rest.partition(":")
+    if colon and not (tag and tag[0] in _WORD and all(c in _WORD or c in ".-" for c in tag)):
+        return None
+    if not all(_component(c) for c in path.split("/")):
+        return None
+    tag = f":{tag}" if colon else ":latest"
     if first is None:
-        return f"docker.io/{'' if '/' in path else 'library/'}{path}{tag}"
-    if "." in first or ":" in first or first == "localhost" or first != first.lower():  # a registry's host
-        return None if first in ("docker.io", "index.docker.io") else f"{first}/{path}{tag}"
-    if re.fullmatch(r"[a-z0-9]+(?:[._-][a-z0-9]+)*", first) is None:
-        return None
-    return f"docker.io/{first}/{path}{tag}"
+        return f"docker.io/{'' if slash else 'library/'}{path}{tag}"
+    # distribution's splitDockerDomain: a first component with a dot, a port or capitals, or localhost, is a host
+    if "." in first or ":" in first or first == "localhost" or first != first.lower():
+        return f"{first}/{path}{tag}" if _host(first) and first not in ("docker.io", "index.docker.io") else None
+    return f"docker.io/{first}/{path}{tag}" if _component(first) else None
 
 
 def familiar(name: str) -> str:
