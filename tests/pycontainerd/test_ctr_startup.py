@@ -211,11 +211,19 @@ def test_run_flags_fuzzed_agree_with_argparse(capsys):
 
 def test_run_path_skips_argparse_and_reference(tmp_path):
     """A plain `run` reads its flags without argparse, and a registry reference without pyoci.reference."""
-    code = ("from pycontainerd.ctr import cli, backend\n"
-            "a = cli._run_args(['-H', '/x.sock', 'run', '--rm', '-it', '127.0.0.1:5000/a/b:v1', 'true'], 'run')\n"
+    code = ("from pycontainerd.ctr import cli, backend, containers, names, stdio\n"
+            "from pycontainerd import client, ocispec, seccomp\n"
+            "a = cli._run_args(['-H', '/x.sock', 'run', '--rm', '--name', 'web', '-it', '127.0.0.1:5000/a/b:v1',"
+            " 'true'], 'run')\n"
             "o = cli._options(a)\n"
-            "assert backend._plain_hub_name(o.image) == '127.0.0.1:5000/a/b:v1'\n")
-    assert _imported(tmp_path, code, HEAVY + ("argparse", "gettext", "dataclasses", "inspect", "json")) == []
+            "assert backend._plain_hub_name(o.image) == '127.0.0.1:5000/a/b:v1'\n"
+            "assert names.NAME_RE.match(o.name)\n"
+            "containers.network_and_mounts(o, {})\n"
+            "containers._security(o)\n"
+            "ocispec.generate({'config': {'Cmd': ['sh']}}, ocispec.SpecOptions(args=['true']), 'default', 'c' * 64)\n"
+            "seccomp.to_oci(seccomp.default_profile(), [], seccomp.Host.current())\n")
+    # re (with enum) goes too: names, humanize, backend and containers import it only where a text needs it
+    assert _imported(tmp_path, code, HEAVY + ("argparse", "gettext", "dataclasses", "inspect", "json", "re")) == []
 
 
 def test_plain_hub_names_fuzzed_agree_with_reference_parse():

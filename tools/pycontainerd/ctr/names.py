@@ -4,7 +4,6 @@ pkg/namesgenerator; a subset of its lists)."""
 from __future__ import annotations
 
 import os
-import re
 
 LEFT = [
     "admiring", "adoring", "affectionate", "agitated", "amazing", "angry", "awesome", "beautiful", "blissful",
@@ -48,7 +47,22 @@ def _below(n: int) -> int:
     return int.from_bytes(os.urandom(8), "big") % n
 
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_REST = _NAME_FIRST | {"_", ".", "-"}
+
+
+class _NamePattern:
+    """docker's container name rule ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$ as re.match reads it (`$` lets one final
+    newline pass), without importing re: re with enum is ~5 ms of `pyctr run`'s start-up."""
+
+    pattern = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$"
+
+    def match(self, text: str) -> bool:
+        body = text[:-1] if text.endswith("\n") else text
+        return len(body) >= 2 and body[0] in _NAME_FIRST and all(c in _NAME_REST for c in body[1:])
+
+
+NAME_RE = _NamePattern()
 
 
 def random_name(retry: int = 0) -> str:
