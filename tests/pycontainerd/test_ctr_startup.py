@@ -246,3 +246,15 @@ def test_plain_hub_names_fuzzed_agree_with_reference_parse():
             except OCIError:
                 raise AssertionError(f"{ref!r}: the shortcut reads what reference.parse refuses") from None
     assert fast > 500
+
+
+def test_container_name_rule_matches_its_regex():
+    import random
+    import re
+
+    from pycontainerd.ctr.names import NAME_RE
+
+    rng = random.Random(5)
+    for _ in range(20000):
+        text = "".join(rng.choice("aZ0_.-\n é/") for _ in range(rng.randint(0, 6)))
+        assert bool(NAME_RE.match(text)) == bool(re.match(NAME_RE.pattern, text)), repr(text)
