@@ -10,7 +10,6 @@ up first unless --no-deps.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import secrets
 import shlex
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ..ctr import containers
 from ..ctr.backend import CLIError
+from ..records import replace
 from .model import ComposeError
 from .project import HASH_LABEL, NUMBER_LABEL, ONEOFF_LABEL, Compose
 
@@ -80,7 +80,7 @@ def options(c: Compose, o: RunOptions) -> containers.CreateOptions:
         entrypoint = words[0] if words else ""
         args = words[1:] + (list(o.command) if o.command else list(s.command or []))
     tty = not o.no_tty and not o.detach and _stdin_fd() is not None and os.isatty(_stdin_fd())
-    return dataclasses.replace(
+    return replace(  # CreateOptions is a records.record, not a dataclass
         base, name=name, labels=labels, args=args, entrypoint=entrypoint, env=base.env + _env(o.env),
         user=o.user or base.user, workdir=o.workdir or base.workdir, detach=o.detach, rm=o.rm,
         interactive=not o.detach and _stdin_fd() is not None, tty=tty, publish=(base.publish if o.service_ports else []) + list(o.publish),
