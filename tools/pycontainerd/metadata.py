@@ -39,7 +39,9 @@ class Table:
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, json.dumps(self._rows, indent=1, sort_keys=True).encode(), mode=0o600, fsync=False)
+        # compact: json.dumps with an indent runs the pure-Python encoder over the whole table at every change
+        atomic_write(self.path, json.dumps(self._rows, sort_keys=True, separators=(",", ":")).encode(), mode=0o600,
+                     fsync=False)
 
     def get(self, key: str) -> dict:
         with self._lock:

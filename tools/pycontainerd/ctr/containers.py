@@ -538,18 +538,19 @@ def start(b: Backend, refs: list[str], attach_: bool = False, interactive: bool 
                 if not attach_:
                     print(ref, flush=True)
                 continue
-            create_task(b, c)
             if attach_ or interactive:
+                if c.task is not None:  # a stopped task goes first, as docker start does
+                    b.call("Tasks", "Delete", {"container_id": c.id, "force": True})
                 tty_ = bool(c.docker.get("Config", {}).get("Tty"))
-                try:
-                    result = attach(b.client, c.id, stdin=interactive, tty_=tty_,
-                                    on_attached=lambda: start_task(b, c.id), proxy_signals=_kill_proxy(b, c.id),
-                                    detach_keys=keys)
+                try:  # the task created, attached to and started by one call
+                    result = attach(_AttachCreatingTask(b, c), c.id, stdin=interactive, tty_=tty_,
+                                    proxy_signals=_kill_proxy(b, c.id), detach_keys=keys)
                 except Detached:  # docker start -ai: silent, status 0
                     continue
                 record_exit(b, c.id)
                 status = result or 0
             else:
+                create_task(b, c)
                 start_task(b, c.id)
                 print(ref, flush=True)
         except CLIError as exc:

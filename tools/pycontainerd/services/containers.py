@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import threading
@@ -24,6 +25,9 @@ from pyoci.fsutil import atomic_write
 from .. import errdefs
 from ..events import matcher
 from ..metadata import now
+from ..timing import stage
+
+log = logging.getLogger("pycontainerd.containers")
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,75}$")
 # the fields a `brief` Create reply leaves out: the caller sent them (the spec alone is ~30 KB)
@@ -213,7 +217,8 @@ class ContainerStore:
                                                  f"(delete the task first)")
             if cleanup_snapshot and row.get("snapshot_key"):
                 try:
-                    self.daemon.snapshots.remove(namespace, row["snapshot_key"])
+                    with stage(log, "container %s: snapshot removal", cid):
+                        self.daemon.snapshots.remove(namespace, row["snapshot_key"])
                     self.daemon.publish(namespace, "/snapshot/remove", {"key": row["snapshot_key"],
                                                                         "snapshotter": row["snapshotter"]})
                 except errdefs.NotFound:
