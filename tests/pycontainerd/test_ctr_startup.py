@@ -222,8 +222,10 @@ def test_run_path_skips_argparse_and_reference(tmp_path):
             "containers._security(o)\n"
             "ocispec.generate({'config': {'Cmd': ['sh']}}, ocispec.SpecOptions(args=['true']), 'default', 'c' * 64)\n"
             "seccomp.to_oci(seccomp.default_profile(), [], seccomp.Host.current())\n")
-    # re (with enum) goes too: names, humanize, backend and containers import it only where a text needs it
-    assert _imported(tmp_path, code, HEAVY + ("argparse", "gettext", "dataclasses", "inspect", "json", "re")) == []
+    # re goes too (names, humanize, backend and containers import it only where a text needs it), and enum
+    # (stdio sets handlers with _signal; signal.py is imported only by kill), copy (ocispec.clone)
+    assert _imported(tmp_path, code, HEAVY + ("argparse", "gettext", "dataclasses", "inspect", "json", "re", "enum",
+                                             "signal", "copy")) == []
 
 
 def test_plain_hub_names_fuzzed_agree_with_reference_parse():

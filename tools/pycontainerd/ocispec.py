@@ -10,7 +10,6 @@ by the Tasks service once the snapshot is mounted) resolves it, as containerd's 
 
 from __future__ import annotations
 
-import copy
 import os
 
 from pyoci.errors import InvalidDocument
@@ -354,4 +353,6 @@ def finalize(spec: dict, rootfs: str | os.PathLike) -> dict:
 
 
 def clone(spec: dict) -> dict:
+    import copy  # here: pyctr's create needs no clone (copy with weakref is ~1 ms of its start-up)
+
     return copy.deepcopy(spec)

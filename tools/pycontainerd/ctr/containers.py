@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from ..records import field, record
@@ -616,6 +615,8 @@ def kill(b: Backend, refs: list[str], sig: str) -> int:
         signame = sig.upper()
         value: int | str = int(signame) if signame.isdigit() else (signame if signame.startswith("SIG")
                                                                     else "SIG" + signame)
+        import signal  # here: signal imports enum, ~2 ms of a run's start-up
+
         if isinstance(value, str) and not hasattr(signal, value):
             print(f"Error response from daemon: Cannot kill container: {ref}: Invalid signal: {sig}",
                   file=sys.stderr)
