@@ -276,3 +276,76 @@ def test_run_rm_on_the_fast_path(ctr):
     r = ctr("run", "--rm", "--name", "held", "busybox", "true")
     assert r.status == 125 and f'"/held" is already in use by container "{cid}"' in r.err
     ctr.ok("rm", cid)
+
+
+def test_start_creates_starts_and_records(client):
+    cid = uuid.uuid4().hex * 2
+    _create(client, cid, "detached", ["sleep", "30"])
+    client.call("Containers", "Update", {"container": {"id": cid, "labels": {"pyctr/manually-stopped": "true"}},
+                                         "update_mask": ["labels.pyctr/manually-stopped"]})
+    pid = client.call("Tasks", "Start", {"container_id": cid, "create": {"container_id": cid},
+                                         "record": {"state_extension": STATE_EXT,
+                                                    "clear_labels": ["pyctr/manually-stopped"]}})["pid"]
+    assert pid > 0 and client.call("Tasks", "Get", {"container_id": cid})["process"]["status"] == "running"
+    row = client.call("Containers", "Get", {"id": cid})["container"]
+    assert "pyctr/manually-stopped" not in row["labels"] and row["labels"][NAME_LABEL] == "detached"
+    assert row["extensions"][STATE_EXT]["StartedAt"].endswith("Z")
+    client.call("Containers", "Delete", {"id": cid, "cleanup_snapshot": True, "force": True})
+    assert cid not in _snapshot_keys(client)
+
+
+def test_start_failure_deletes_the_task_it_created(client):
+    cid = uuid.uuid4().hex * 2
+    _create(client, cid, "nostart2", ["/no/such/binary"])
+    with pytest.raises(errdefs.Error):
+        client.call("Tasks", "Start", {"container_id": cid, "create": {"container_id": cid}, "record": True})
+    with pytest.raises(errdefs.NotFound):
+        client.call("Tasks", "Get", {"container_id": cid})
+    assert STATE_EXT not in client.call("Containers", "Get", {"id": cid})["container"]["extensions"]
+    client.call("Containers", "Delete", {"id": cid, "cleanup_snapshot": True})
+
+
+def test_update_merge_keeps_the_other_fields(client):
+    cid = uuid.uuid4().hex * 2
+    _create(client, cid, "merged")
+    client.call("Containers", "Update", {"container": {"id": cid, "extensions": {STATE_EXT: {"RestartCount": 2}}},
+                                         "update_mask": [f"extensions.{STATE_EXT}"]})
+    reply = client.call("Containers", "Update", {"container": {"id": cid, "extensions": {
+        STATE_EXT: {"ExitCode": 3, "FinishedAt": "x"}}}, "merge": True})["container"]
+    assert "spec" not in reply and reply["id"] == cid
+    state = client.call("Containers", "Get", {"id": cid})["container"]["extensions"][STATE_EXT]
+    assert state == {"RestartCount": 2, "ExitCode": 3, "FinishedAt": "x"}
+    with pytest.raises(errdefs.NotFound):
+        client.call("Containers", "Update", {"container": {"id": "nosuch", "extensions": {STATE_EXT: {}}},
+                                             "merge": True})
+    client.call("Containers", "Delete", {"id": cid, "cleanup_snapshot": True})
+
+
+def test_run_detached_and_start_attached_on_the_fast_path(ctr):
+    import json
+
+    cid = ctr.ok("run", "-d", "--name", "bg", "busybox", "sleep", "30").strip()
+    state = json.loads(ctr.ok("inspect", "bg"))[0]["State"]
+    assert state["Running"] and state["StartedAt"] != "0001-01-01T00:00:00Z" and state["Error"] == ""
+    ctr.ok("rm", "-f", cid)
+    r = ctr("run", "-d", "--name", "bad", "busybox", "/no/such/thing")
+    assert r.status == 127 and "failed to create shim task" in r.err
+    state = json.loads(ctr.ok("inspect", "bad"))[0]["State"]
+    assert (state["Status"], state["ExitCode"], state["Running"]) == ("created", 127, False)
+    assert "no such file" in state["Error"].lower() or "not found" in state["Error"].lower()
+    ctr.ok("rm", "bad")
+    cid = ctr.ok("create", "--name", "again", "busybox", "sh", "-c", "echo ran; exit 4").strip()
+    for _ in range(2):  # the second start deletes the stopped task first
+        r = ctr("start", "-a", "again")
+        assert (r.status, r.out) == (4, "ran\n")
+        state = json.loads(ctr.ok("inspect", "again"))[0]["State"]
+        assert (state["Status"], state["ExitCode"]) == ("exited", 4) and state["FinishedAt"] >= state["StartedAt"]
+    ctr.ok("rm", cid)
+    # a --rm -d container that exited is reaped (one combined delete) when next listed
+    ctr.ok("run", "-d", "--rm", "busybox", "true")
+    import time
+
+    deadline = time.monotonic() + 20
+    while ctr.ok("ps", "-a", "-q") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ctr.ok("ps", "-a", "-q") == ""

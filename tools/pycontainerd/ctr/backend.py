@@ -271,10 +271,8 @@ class Backend:
         """Remove an exited `--rm -d` container (the daemon has no auto-remove hook yet); True if gone."""
         if (v.record.get("labels") or {}).get(AUTO_REMOVE_LABEL) != "true" or v.status != "exited":
             return False
-        try:
-            if v.task is not None:
-                self.call("Tasks", "Delete", {"container_id": v.id, "force": True})
-            self.call("Containers", "Delete", {"id": v.id, "cleanup_snapshot": True})
+        try:  # one call: the task (if any), the snapshot, the record
+            self.call("Containers", "Delete", {"id": v.id, "cleanup_snapshot": True, "force": v.task is not None})
         except errdefs.NotFound:
             pass
         return True
