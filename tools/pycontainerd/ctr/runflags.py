@@ -64,21 +64,20 @@ RUN_FLAGS: tuple = (
 
 
 def dest(options: tuple[str, ...]) -> str:
-    long = next(o for o in options if o.startswith("--"))
-    return long[2:].replace("-", "_")
-
-
-def _index() -> dict:
-    return {o: (dest(options), action, kind) for options, action, _default, kind in RUN_FLAGS for o in options}
+    """argparse's dest: the first long option without its dashes, - as _."""
+    return (options[0] if options[0][1] == "-" else options[1])[2:].replace("-", "_")
 
 
 def parse(args: list[str]) -> dict | None:
     """The verb's values (image, command and every flag's dest) from the words after the verb, as argparse
     would give them; None when argparse must read them."""
-    flags = _index()
+    flags: dict = {}
     values: dict = {}
-    for options, action, default, _kind in RUN_FLAGS:
-        values[dest(options)] = [] if action == "append" else default
+    for options, action, default, kind in RUN_FLAGS:
+        key = dest(options)
+        values[key] = [] if action == "append" else default
+        for o in options:
+            flags[o] = (key, action, kind)
     i = 0
     while i < len(args):
         arg = args[i]
