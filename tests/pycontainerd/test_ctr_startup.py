@@ -260,3 +260,42 @@ def test_container_name_rule_matches_its_regex():
     for _ in range(20000):
         text = "".join(rng.choice("aZ0_.-\n é/") for _ in range(rng.randint(0, 6)))
         assert bool(NAME_RE.match(text)) == bool(re.match(NAME_RE.pattern, text)), repr(text)
+
+
+def test_records_behave_as_the_dataclasses_they_replace():
+    from pycontainerd.records import FrozenInstanceError, field, record, replace
+
+    @record
+    class Opts:
+        image: str
+        args: list = field(default_factory=list)
+        name: str = ""
+        hidden: dict | None = field(default=None, repr=False)
+
+    a, b = Opts("img"), Opts("img")
+    assert (a.args, a.name, a.hidden, a == b, a.args is not b.args) == ([], "", None, True, True)
+    assert repr(Opts("i", ["x"], name="n")) == "test_records_behave_as_the_dataclasses_they_replace.<locals>." \
+                                               "Opts(image='i', args=['x'], name='n')"
+    c = replace(a, name="web")
+    assert (c.name, c.image, a.name) == ("web", "img", "")
+    a.name = "mutable"
+    assert a != b and Opts.name == "" and Opts.__match_args__ == ("image", "args", "name", "hidden")
+    for bad in (lambda: Opts(), lambda: Opts("i", image="j"), lambda: Opts("i", nosuch=1), lambda: Opts(*"abcde"),
+                lambda: hash(a)):
+        with pytest.raises(TypeError):
+            bad()
+
+    @record(frozen=True)
+    class Host:
+        goarch: str
+        kernel: tuple = (0, 0)
+
+    h = Host("amd64")
+    assert hash(h) == hash(Host("amd64", (0, 0))) and {h: 1}[Host("amd64")] == 1
+    with pytest.raises(FrozenInstanceError):
+        h.goarch = "arm64"
+    with pytest.raises(TypeError):
+        @record
+        class Bad:
+            a: int = 0
+            b: int
