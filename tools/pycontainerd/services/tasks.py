@@ -34,7 +34,8 @@ Methods (params → result); `container_id` names the container, `exec_id` ("" o
               or `{state_extension, clear_labels}` starts the process after {attached: true}, then sends
               {started: {pid}} (a failure before it is the start's: the task is deleted again); the
               record's `clear_labels` are dropped before the start and with `state_extension` that
-              extension gets {StartedAt, FinishedAt: "", Error: "", ExitCode: 0} merged in, before {started}.
+              extension gets {StartedAt (taken just before the start), FinishedAt: "", Error: "",
+              ExitCode: 0} merged in, before {started}.
   Start's combined form: {container_id, create?: {…}, record?: {state_extension, clear_labels}} → {pid}.
   Logs (stream) {container_id, follow, tail, since, until} → frames {stream, log, time}
               (since/until: RFC3339, Unix seconds, or a duration before now such as "10m", as docker)
@@ -372,6 +373,7 @@ class TasksService:
         if opts.get("clear_labels"):
             await asyncio.to_thread(store.merge_extension, ctx.namespace, cid, "", {},
                                     [str(k) for k in opts["clear_labels"]])
+        started_at = time.time()  # before the start: a process that exits at once has FinishedAt ≥ StartedAt
         try:
             result = await self._start(ctx, cid, "")
         except BaseException:
@@ -381,7 +383,7 @@ class TasksService:
         if opts.get("state_extension"):
             from ..ctr.humanize import rfc3339nano  # pyctr's own format for these fields
 
-            values = {"StartedAt": rfc3339nano(time.time()), "FinishedAt": "", "Error": "", "ExitCode": 0}
+            values = {"StartedAt": rfc3339nano(started_at), "FinishedAt": "", "Error": "", "ExitCode": 0}
             await asyncio.to_thread(store.merge_extension, ctx.namespace, cid, str(opts["state_extension"]), values)
         return {"pid": result.get("pid", 0)}
 
