@@ -315,6 +315,9 @@ def test_update_merge_keeps_the_other_fields(client):
     assert "spec" not in reply and reply["id"] == cid
     state = client.call("Containers", "Get", {"id": cid})["container"]["extensions"][STATE_EXT]
     assert state == {"RestartCount": 2, "ExitCode": 3, "FinishedAt": "x"}
+    reply = client.call("Containers", "Update", {"container": {"id": cid, "labels": {"k": "v"}},
+                                                 "update_mask": ["labels.k"], "brief": True})["container"]
+    assert "spec" not in reply and "extensions" not in reply and reply["labels"]["k"] == "v"
     with pytest.raises(errdefs.NotFound):
         client.call("Containers", "Update", {"container": {"id": "nosuch", "extensions": {STATE_EXT: {}}},
                                              "merge": True})

@@ -423,7 +423,7 @@ def mark_manually_stopped(b: Backend, cid: str, stopped: bool) -> None:
     try:
         b.call("Containers", "Update", {"container": {"id": cid, "labels": {MANUAL_STOP_LABEL: "true" if stopped
                                                                             else ""}},
-                                        "update_mask": [f"labels.{MANUAL_STOP_LABEL}"]})
+                                        "update_mask": [f"labels.{MANUAL_STOP_LABEL}"], "brief": True})
     except errdefs.NotFound:
         pass
 
@@ -695,7 +695,7 @@ def rename(b: Backend, ref: str, new: str) -> None:
                        f'"/{new}" is already in use by container "{owner["id"]}". You have to remove (or rename) '
                        "that container to be able to reuse that name.")
     b.call("Containers", "Update", {"container": {"id": c["id"], "labels": {NAME_LABEL: new}},
-                                    "update_mask": [f"labels.{NAME_LABEL}"]})
+                                    "update_mask": [f"labels.{NAME_LABEL}"], "brief": True})
 
 
 # -- ps --------------------------------------------------------------------------------------------

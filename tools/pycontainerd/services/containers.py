@@ -257,7 +257,8 @@ class ContainersService:
         return {"container": row}
 
     def Update(self, ctx, params):
-        """`{container, update_mask}`; combined (pyctr's fast path): `merge: true` merges each of
+        """`{container, update_mask, brief}` (brief: the reply without spec and extensions); combined
+        (pyctr's fast path): `merge: true` merges each of
         container.extensions (dicts) into the record's, under the store's lock (no read-modify-write
         by the caller), and leaves everything else alone."""
         container = params.get("container") or {}
@@ -269,7 +270,10 @@ class ContainersService:
                 row = self.store.merge_extension(ctx.namespace, cid, key, values)
             row = row if row is not None else self.store.get(ctx.namespace, cid)
             return {"container": {k: v for k, v in row.items() if k not in _SENT_FIELDS}}
-        return {"container": self.store.update(ctx.namespace, container, params.get("update_mask"))}
+        row = self.store.update(ctx.namespace, container, params.get("update_mask"))
+        if params.get("brief"):
+            row = {k: v for k, v in row.items() if k not in _SENT_FIELDS}
+        return {"container": row}
 
     async def Delete(self, ctx, params):
         """`{"id", "cleanup_snapshot": bool}`: with cleanup_snapshot its snapshot goes too (as
