@@ -1,25 +1,33 @@
-"""`--format`: the subset of Go's text/template docker users write (`{{json .}}`, `{{.A.B}}`,
-`table …`, `{{upper .X}}`, `{{index .Labels "k"}}`, `{{join .Args " "}}`), and docker's tables
-(text/tabwriter with minwidth 10, padding 3, as docker/cli's formatter)."""
+"""`--format`: Go's text/template (ctr/gotemplate.py) with docker's functions and error messages, `table …`
+and docker's tables (text/tabwriter with minwidth 10, padding 3, as docker/cli's formatter)."""
 
 from __future__ import annotations
 
 import json
 import re
-import shlex
 
 from pyoci.errors import OCIError
+
+from .errors import CLIError
 
 TYPE_CHECKING = False  # typing only for type checkers: pyctr pays for every import it starts with
 if TYPE_CHECKING:
     from typing import Any, Callable
 
 
-class TemplateError(OCIError):
-    """A --format template that cannot be parsed or run."""
+class TemplateError(CLIError, OCIError):
+    """A --format template that cannot be parsed or run: docker's message and exit status."""
 
 
 _ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.S)
+
+# docker's inspect JSON fields that are Go maps (a missing key reads `<no value>`); other objects are structs
+_GO_MAPS = frozenset({"Labels", "Networks", "Ports", "ExposedPorts", "Volumes", "Options", "DriverOpts", "Containers",
+                      "Data", "Sysctls", "StorageOpt", "Tmpfs", "Runtimes", "Attributes", "Annotations",
+                      "IndexConfigs", "Peers", "Services", "Status"})
+
+_OMITEMPTY = frozenset({"Health", "Healthcheck", "Node", "SizeRw", "SizeRootFs", "StopSignal", "StopTimeout", "Shell",
+                        "ArgsEscaped", "OnBuild", "MacAddress", "NetworkDisabled", "Platform", "Parent", "Comment"})
 
 
 def go_json(value: Any) -> str:
@@ -29,113 +37,106 @@ def go_json(value: Any) -> str:
 
 
 def go_str(value: Any) -> str:
-    """fmt's %v of a decoded JSON value."""
-    if value is None:
-        return "<no value>"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, list):
-        return "[" + " ".join(go_str(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{go_str(value[k])}" for k in sorted(value)) + "]"
-    return str(value)
+    """fmt's %v of a decoded JSON value (`<no value>` for nil on top, `<nil>` inside a map or list)."""
+    from .gotemplate import fmt_v
+
+    return fmt_v(value)
 
 
-def _lookup(obj: Any, path: str) -> Any:
-    if path == ".":
-        return obj
-    for part in path.strip(".").split("."):
-        if isinstance(obj, dict):
-            if part not in obj:
-                return None
-            obj = obj[part]
-        else:
-            raise TemplateError(f"template: can't evaluate field {part} in type {type(obj).__name__}")
-    return obj
+def _docker_json(value: Any) -> str:
+    """docker's `json`: an Encoder with SetEscapeHTML(false), the trailing newline trimmed."""
+    from .gotemplate import MISSING
+
+    if value is MISSING:
+        return "null"
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _arg(token: str, obj: Any) -> Any:
-    if token.startswith("."):
-        return _lookup(obj, token)
-    if token.startswith('"') or token.startswith("'") or token.startswith("`"):
-        return token[1:-1]
-    try:
-        return int(token)
-    except ValueError:
-        raise TemplateError(f'template: function "{token}" not defined') from None
-
-
-_FUNCS: dict[str, Callable[..., Any]] = {
-    "json": lambda v: go_json(v),
-    "upper": lambda v: go_str(v).upper(),
-    "lower": lambda v: go_str(v).lower(),
-    "title": lambda v: go_str(v).title(),
-    "split": lambda v, sep: go_str(v).split(sep),
-    "join": lambda v, sep: sep.join(go_str(x) for x in (v or [])),
-    "index": lambda v, *keys: _index(v, keys),
-    "truncate": lambda v, n: go_str(v)[:int(n)],
-    "println": lambda *v: " ".join(go_str(x) for x in v) + "\n",
-    "print": lambda *v: "".join(go_str(x) for x in v),
-    "len": lambda v: len(v or []),
-}
-
-
-def _index(value: Any, keys) -> Any:
-    for k in keys:
-        if isinstance(value, dict):
-            value = value.get(k)
-        elif isinstance(value, list):
-            value = value[int(k)]
-        else:
-            return None
-    return value
-
-
-def _eval(expr: str, obj: Any) -> Any:
-    value: Any = None
-    first = True
-    for stage in expr.split("|"):
-        try:
-            tokens = shlex.split(stage.strip(), posix=False)
-        except ValueError as exc:
-            raise TemplateError(f"template: {exc}") from None
-        if not tokens:
-            raise TemplateError("template: missing value for command")
-        head, rest = tokens[0], tokens[1:]
-        if head.startswith(".") and not rest and first:
-            value = _lookup(obj, head)
-        elif head in _FUNCS:
-            args = [_arg(t, obj) for t in rest] + ([] if first else [value])
-            try:
-                value = _FUNCS[head](*args)
-            except TypeError:
-                raise TemplateError(f"template: wrong number of args for {head}") from None
-        else:
-            raise TemplateError(f'template: function "{head}" not defined')
-        first = False
-    return value
-
-
-def render(template: str, obj: Any) -> str:
-    """One object through a template (escape sequences \\t and \\n as docker's format strings allow)."""
-    out = []
-    pos = 0
-    template = template.replace("\\t", "\t").replace("\\n", "\n")
-    for m in _ACTION.finditer(template):
-        out.append(template[pos:m.start()])
-        expr = m.group(1)
-        if expr.startswith("/*"):
-            pass
-        else:
-            value = _eval(expr, obj)
-            out.append(value if isinstance(value, str) else go_str(value))
-        pos = m.end()
-    out.append(template[pos:])
+def _title(s: str) -> str:
+    """strings.Title: the first letter of each word upper-cased, the rest kept."""
+    out, prev = [], " "
+    for c in s:
+        out.append(c.upper() if not (prev.isalnum() or prev == "_") else c)
+        prev = c
     return "".join(out)
+
+
+def _split(s: str, sep: str) -> list[str]:
+    return list(s) if sep == "" else s.split(sep)
+
+
+def _join(items: Any, sep: str) -> str:
+    return sep.join(go_str(x) for x in (items or []))
+
+
+def _pad(s: str, prefix: int, suffix: int) -> str:
+    return s if s == "" else " " * max(prefix, 0) + s + " " * max(suffix, 0)
+
+
+def _truncate(s: str, n: int) -> str:
+    return s if len(s.encode()) < n else s.encode()[:max(n, 0)].decode("utf-8", "replace")
+
+
+def _docker_funcs() -> dict:
+    """docker/cli's templates.basicFunctions over Go's builtins."""
+    from .gotemplate import Func
+
+    return {"json": Func(_docker_json, 1), "split": Func(_split, 2, types=("string", "string")),
+            "join": Func(_join, 2, types=("[]string", "string")), "title": Func(_title, 1, types=("string",)),
+            "lower": Func(str.lower, 1, types=("string",)), "upper": Func(str.upper, 1, types=("string",)),
+            "pad": Func(_pad, 3, types=("string", "int", "int")),
+            "truncate": Func(_truncate, 2, types=("string", "int"))}
+
+
+def _is_struct(parent: str, obj: dict, name: str) -> bool:
+    """Whether `obj.name` fails in docker's typed value: `obj` was a Go struct and `name` is none of the
+    fields JSON omits when empty (a nil *Health reads as nothing, it does not fail)."""
+    if parent in _GO_MAPS or name in _OMITEMPTY:
+        return False
+    return bool(obj) and all(k[:1].isupper() and k.isidentifier() for k in obj)
+
+
+def parse(template: str):
+    """The template as docker parses a --format (`\\t`, `\\n` as tab and newline); TemplateError if it does not."""
+    from . import gotemplate
+
+    template = template.replace("\\t", "\t").replace("\\n", "\n")
+    try:
+        return gotemplate.Template.parse(template, _docker_funcs())
+    except gotemplate.ParseError as exc:
+        raise TemplateError(f"failed to parse template: {exc}") from None
+
+
+def execute(tmpl, obj: Any) -> str:
+    from . import gotemplate
+
+    try:
+        return tmpl.execute(obj)
+    except gotemplate.ExecError as exc:
+        raise TemplateError(f"failed to execute template: {exc}") from None
+
+
+def render(template: str, obj: Any, inspect: bool = False) -> str:
+    """One object through a template. `inspect`: docker inspect's way, the typed value first (a missing struct
+    field fails, a missing map key is `<no value>`), then the raw JSON with missingkey=error, its error
+    `template parsing error: …` (status 64 when it does not parse)."""
+    if not inspect:
+        return execute(parse(template), obj)
+    from . import gotemplate
+
+    template = template.replace("\\t", "\t").replace("\\n", "\n")
+    try:
+        tmpl = gotemplate.Template.parse(template, _docker_funcs())
+    except gotemplate.ParseError as exc:
+        raise TemplateError(f"template parsing error: {exc}", 64) from None
+    try:
+        return tmpl.execute(obj, strict=_is_struct)
+    except gotemplate.ExecError:
+        pass
+    try:
+        return tmpl.execute(obj, missingkey="error")
+    except gotemplate.ExecError as exc:
+        raise TemplateError(f"template parsing error: {exc}") from None
 
 
 def tabulate(lines: list[str], minwidth: int = 10, padding: int = 3) -> str:
@@ -167,8 +168,10 @@ def print_rows(fmt: str, rows: list[dict], headers: dict[str, str], write: Calla
         fmt = "{{json .}}"
     if fmt.startswith("table"):
         body = fmt[len("table"):].strip() or "{{json .}}"
-        lines = [header_for(body, headers)] + [render(body, r) for r in rows]
+        tmpl = parse(body)
+        lines = [header_for(body, headers)] + [execute(tmpl, r) for r in rows]
         write(tabulate(lines))
         return
+    tmpl = parse(fmt)
     for r in rows:
-        write(render(fmt, r) + "\n")
+        write(execute(tmpl, r) + "\n")

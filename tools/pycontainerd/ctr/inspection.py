@@ -167,7 +167,7 @@ def inspect(b: Backend, refs: list[str], kind: str = "", fmt: str = "", size: bo
             out.append(obj)
     if fmt:
         for obj in out:
-            sys.stdout.write(render(fmt, obj) + "\n")
+            sys.stdout.write(render(fmt, obj, inspect=True) + "\n")
     else:
         sys.stdout.write(json.dumps(out, indent=4) + "\n")
     sys.stdout.flush()
