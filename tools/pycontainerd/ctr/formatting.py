@@ -153,8 +153,30 @@ def tabulate(lines: list[str], minwidth: int = 10, padding: int = 3) -> str:
     return "".join(line + "\n" for line in out)
 
 
+class _HeaderRow(dict):
+    """The header context of a `table` template: every field reads as its column name."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        super().__init__(headers)
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> str:
+        return key.upper()
+
+
+_CONTROL = re.compile(r"\{\{-?\s*(if|range|with|else|end)\b")
+
+
 def header_for(template: str, headers: dict[str, str]) -> str:
-    """The header line of a `table` template: each `{{.Field}}` replaced by its column name."""
+    """The header line of a `table` template: each `{{.Field}}` replaced by its column name; a template with
+    if/range/with runs over the column names as docker runs it over its header context."""
+    if _CONTROL.search(template):
+        try:
+            return execute(parse(template), _HeaderRow(headers))
+        except TemplateError:
+            pass
     def repl(m: re.Match) -> str:
         expr = m.group(1).strip()
         key = expr.split()[-1].lstrip(".") if expr else ""

@@ -114,8 +114,6 @@ def lex(text: str, name: str = "") -> list[Tok]:
                 toks.append(Tok("right", "}}", i))
                 i += 2
                 break
-            if c in "\n":
-                fail("unclosed action", j)
             if c == "|":
                 toks.append(Tok("pipe", c, i)); i += 1
             elif c == "(":
@@ -610,12 +608,16 @@ def _unquote(s: str) -> str:
         "latin-1", "replace").decode("utf-8", "replace") if not body.isascii() else codecs.decode(body, "unicode_escape")
 
 
+class GoFloat(float):
+    """A float constant of the template (`1.5`, `1e6`): printed as fmt prints a float64 (`1e+06`), where
+    whole floats of the data print as the ints docker's typed values hold."""
+
+
 def _number(text: str, p: Parser) -> int | float:
     t = text.replace("_", "")
     try:
         if any(c in t for c in ".eE") and not t.lower().startswith(("0x", "-0x", "+0x")):
-            f = float(t)
-            return int(f) if f.is_integer() and abs(f) < 2 ** 63 else f
+            return GoFloat(t)
         return int(t, 0)
     except ValueError:
         p.fail(f'bad number syntax: "{text}"')
@@ -667,6 +669,8 @@ def fmt_v(value: Any, top: bool = True) -> str:
         return value
     if isinstance(value, int):
         return str(value)
+    if type(value) is GoFloat:
+        return go_float(value)
     if isinstance(value, float):
         # whole numbers print as the ints docker's typed values hold
         return str(int(value)) if value.is_integer() and abs(value) < 2 ** 63 else go_float(value)
