@@ -216,3 +216,43 @@ def test_network_ipam_and_static_addresses(app, project) -> None:
     assert (r.returncode, r.stdout) == (0, "2\n"), r.stderr
     assert compose(d, ctr, appdir, "-p", p, "down").returncode == 0
     assert f"{p}_back" not in ctr.ok("network", "ls")
+
+
+def test_run_keeps_a_scaled_dependency_and_ps_format(app, project) -> None:
+    """compose ≥ 1.14 (docker/compose#4803): a one-off's dependencies start as they are, their scale kept;
+    and `ps --format` as docker compose v2 (table, json an object a line, a Go template)."""
+    d, ctr, appdir = app
+    p = project("ks")
+    up = compose(d, ctr, appdir, "-p", p, "up", "-d", "--scale", "web=3", "web")
+    assert up.returncode == 0, up.stderr
+    webs = [f"{p}-web-{i}" for i in (1, 2, 3)]
+    assert names(ctr) == webs
+    ids = {n: json.loads(ctr.ok("inspect", n))[0]["Id"] for n in webs}
+    r = compose(d, ctr, appdir, "-p", p, "run", "--rm", "tool", "echo", "hi")
+    assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+    assert names(ctr) == webs and "Removed" not in r.stderr, r.stderr
+    assert {n: json.loads(ctr.ok("inspect", n))[0]["Id"] for n in webs} == ids  # not recreated either
+    sc = compose(d, ctr, appdir, "-p", p, "scale", "web=2")
+    assert sc.returncode == 0 and names(ctr) == webs[:2], sc.stderr
+    ctr.ok("stop", "-t", "0", webs[1])
+    r = compose(d, ctr, appdir, "-p", p, "run", "--rm", "tool", "true")
+    assert r.returncode == 0 and names(ctr) == webs[:2], r.stderr
+    assert json.loads(ctr.ok("inspect", webs[1]))[0]["State"]["Running"] is True  # a stopped replica started
+    # ps --format
+    ps = compose(d, ctr, appdir, "-p", p, "ps", "--format", "json")
+    assert ps.returncode == 0, ps.stderr
+    rows = [json.loads(line) for line in ps.stdout.splitlines()]
+    assert [(r["Name"], r["Service"], r["Project"], r["State"]) for r in rows] == \
+        [(n, "web", p, "running") for n in webs[:2]]
+    assert list(rows[0]) == sorted(rows[0]) and rows[0]["ID"] == ids[webs[0]] and rows[0]["ExitCode"] == 0
+    ps = compose(d, ctr, appdir, "-p", p, "ps", "--format", "{{.Name}} {{.Service}}{{if .Publishers}}!{{end}}")
+    assert ps.stdout.splitlines() == [f"{n} web" for n in webs[:2]], ps.stderr
+    ps = compose(d, ctr, appdir, "-p", p, "ps", "--format", "table {{.Name}}\t{{.Service}}\t{{.State}}")
+    lines = ps.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "SERVICE", "STATE"] and lines[1].split() == [webs[0], "web", "running"]
+    table = compose(d, ctr, appdir, "-p", p, "ps", "--format", "table").stdout.splitlines()
+    plain = compose(d, ctr, appdir, "-p", p, "ps").stdout.splitlines()  # the same table (times aside)
+    assert [line[:40] for line in table] == [line[:40] for line in plain] and len(table) == 3
+    bad = compose(d, ctr, appdir, "-p", p, "ps", "--format", "{{.Name")
+    assert bad.returncode == 1 and bad.stderr == "failed to parse template: template: :1: unclosed action\n"
+    assert compose(d, ctr, appdir, "-p", p, "down").returncode == 0

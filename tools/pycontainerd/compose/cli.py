@@ -58,6 +58,7 @@ def build_parser() -> Parser:
     s.add_argument("-a", "--all", action="store_true")
     s.add_argument("-q", "--quiet", action="store_true")
     s.add_argument("--services", action="store_true")
+    s.add_argument("--format", default="table", help="table, json, or a Go template (docker compose v2's)")
     s = sub.add_parser("logs", help="view output from containers")
     s.add_argument("-f", "--follow", action="store_true")
     s.add_argument("-n", "--tail", default="all")
@@ -150,7 +151,7 @@ def run(a, address: str, namespace: str) -> int:
         elif v == "down":
             c.down(a.volumes, a.rmi)
         elif v == "ps":
-            c.ps(a.all, a.quiet, a.services)
+            c.ps(a.all, a.quiet, a.services, a.format)
         elif v == "logs":
             c.logs(a.services or None, a.follow, a.tail, a.timestamps, a.no_log_prefix, address=address)
         elif v == "build":

@@ -94,8 +94,8 @@ def run(c: Compose, o: RunOptions) -> int:
     printed; attached, its output streams and its exit status is ours."""
     s = c.project.service(o.service)
     deps = [n for n in c.project.order([s.name]) if n != s.name]
-    if deps and not o.no_deps:
-        c.up(deps)
+    if deps and not o.no_deps:  # started as they are: a scaled dependency keeps its replicas (compose#4803)
+        c.up(deps, converge=False)
     if s.build and c.b.find_image(c.image_name(s)) is None:
         c.build([s.name])
     c.ensure_networks([s])

@@ -32,6 +32,9 @@ WORKDIR_LABEL = "com.docker.compose.project.working_dir"
 NETWORK_LABEL = "com.docker.compose.network"
 VOLUME_LABEL = "com.docker.compose.volume"
 DEFAULT_STOP_TIMEOUT = 10
+COMPOSE_PS_HEADERS = {**containers.PS_HEADERS, "Name": "NAME", "Service": "SERVICE", "Project": "PROJECT",
+                      "Health": "HEALTH", "ExitCode": "EXIT CODE", "Publishers": "PUBLISHERS",
+                      "RunningFor": "CREATED"}
 
 
 @contextlib.contextmanager
@@ -265,9 +268,11 @@ class Compose:
 
     # -- verbs ---------------------------------------------------------------------------------------
     def up(self, names: list[str] | None = None, build: bool = False, no_start: bool = False,
-           force_recreate: bool = False, scale: dict[str, int] | None = None) -> list[str]:
+           force_recreate: bool = False, scale: dict[str, int] | None = None, converge: bool = True) -> list[str]:
         """Create what is missing or changed and start it in dependency order; the container names.
-        `scale` ({service: N}, --scale) over deploy.replicas: replicas 1..N, the higher numbers removed."""
+        `scale` ({service: N}, --scale) over deploy.replicas: replicas 1..N, the higher numbers removed.
+        `converge=False` (a one-off's dependencies, compose's ConvergenceStrategy.never): the replicas there
+        are kept as they are, whatever their number or config, and started; a service with none comes up as `up` makes it."""
         order = self.project.order(names or None)
         services = [self.project.services[n] for n in order]
         if build:
@@ -280,8 +285,18 @@ class Compose:
         self.ensure_volumes(services)
         started = []
         for s in services:
-            want = self.scale_of(s, scale)
             have = self.replicas(s)
+            if not converge and have:  # kept as they are: no replica removed, recreated nor added
+                for number, c in sorted(have.items()):
+                    if c.running:
+                        self.progress("Container", c.name, "Running")
+                    started.append(c.name)
+                if not no_start:
+                    self.wait_dependencies(s)
+                    for number, c in sorted(have.items()):
+                        self.start_container(s, number, c.name)
+                continue
+            want = self.scale_of(s, scale)
             for number in sorted((n for n in have if n > want), reverse=True):  # scaling down: highest first
                 self.remove_container(have.pop(number))
             for number in range(1, want + 1):
@@ -355,8 +370,15 @@ class Compose:
         self.stop(names)
         self.start(names)
 
-    def ps(self, all_: bool = False, quiet_: bool = False, services_only: bool = False) -> None:
+    def ps(self, all_: bool = False, quiet_: bool = False, services_only: bool = False, fmt: str = "") -> None:
+        """`fmt` as docker compose v2's --format: `table` (the default), `table TEMPLATE`, `json` (an object
+        a line) or a Go template per container over the row `ps_rows` makes."""
         views = self.project_containers(all_=all_)
+        if fmt and fmt != "table" and not services_only and not quiet_:
+            from ..ctr.formatting import print_rows
+
+            print_rows(fmt, self.ps_rows(views), COMPOSE_PS_HEADERS, self.out.write)
+            return
         if services_only:
             for c in views:
                 print((c.record.get("labels") or {}).get(SERVICE_LABEL, ""), file=self.out)
@@ -375,6 +397,25 @@ class Compose:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
             print("   ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip(), file=self.out)
+
+    def ps_rows(self, views: list[ContainerView]) -> list[dict]:
+        """docker ps's row of each container plus compose v2's Name, Service, Project, Health, ExitCode and
+        Publishers (keys sorted, as `{{json .}}` prints them)."""
+        rows = []
+        for c, row in zip(views, containers.ps_rows(views, no_trunc=False)):
+            labels = c.record.get("labels") or {}
+            publishers = []
+            for key, entries in sorted(((c.docker.get("HostConfig") or {}).get("PortBindings") or {}).items()):
+                port, _, proto = key.partition("/")
+                for e in entries or []:
+                    publishers.append({"URL": e.get("HostIp") or "0.0.0.0", "TargetPort": int(port),
+                                       "PublishedPort": int(e.get("HostPort") or 0), "Protocol": proto or "tcp"})
+            health = c.health or {}
+            row.update(ID=c.id, Name=c.name, Service=labels.get(SERVICE_LABEL, ""), Project=self.project.name,
+                       Health=health.get("Status", "") if isinstance(health, dict) else "",
+                       ExitCode=0 if c.running else c.exit_code, Publishers=publishers)
+            rows.append(dict(sorted(row.items())))
+        return rows
 
     def logs(self, names: list[str] | None = None, follow: bool = False, tail: str = "all",
              timestamps: bool = False, no_prefix: bool = False, address: str = "") -> None:
