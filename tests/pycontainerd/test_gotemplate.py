@@ -164,6 +164,46 @@ def test_table_directive_and_rows():
     assert out == ['{"ID":"abc","Names":"x","Labels":"a=b"}\n']
 
 
+def test_verbs_error_texts():
+    """Each verb's prefixes and statuses as docker 20.10.24 prints them (recorded)."""
+    ps_row = {"ID": "abc", "Names": "web", "Labels": "a=b,c=d", "Ports": ""}
+    cases = [
+        ("ps", "{{.Foo}}", (1, 'failed to execute template: template: :1:2: executing "" at <.Foo>: '
+                               "can't evaluate field Foo in type *formatter.ContainerContext")),
+        ("ps", "{{.Foo", (1, "failed to parse template: template: :1: unclosed action")),
+        ("ps", "{{.Mounts}}", ""),  # a field docker's context has and this row lacks: nothing, no error
+        ("ps", '{{.Label "c"}}', "d"),
+        ("images", "{{.Foo}}", (1, 'template parsing error: template: :1:2: executing "" at <.Foo>: '
+                                   "can't evaluate field Foo in type *formatter.imageContext")),
+        ("stats", "{{.Foo", (1, "template parsing error: template: :1: unclosed action")),
+    ]
+    heads = {"ps": {"Names": "NAMES", "Ports": "PORTS"}, "images": {"Repository": "R", "Tag": "T"},
+             "stats": {"CPUPerc": "C", "MemUsage": "M"}}
+    for kind, t, want in cases:
+        out: list[str] = []
+        if isinstance(want, str):
+            formatting.print_rows(t, [ps_row], heads[kind], out.append)
+            assert "".join(out) == (want or "<no value>") + "\n", t
+            continue
+        with pytest.raises(formatting.TemplateError) as e:
+            formatting.print_rows(t, [ps_row], heads[kind], out.append)
+        assert (e.value.status, e.value.message) == want, (kind, t)
+    version = {"Client": {"Version": "20.10.24"}, "Server": None}
+    assert formatting.render("{{.Client.Version}}", version) == "20.10.24"
+    with pytest.raises(formatting.TemplateError) as e:
+        formatting.render("{{.Foo", version)
+    assert (e.value.status, e.value.message) == (64, "template parsing error: template: version:1: unclosed action")
+    with pytest.raises(formatting.TemplateError) as e:
+        formatting.render("{{index 1 1}}", {"ContainersRunning": 1})
+    assert (e.value.status, e.value.message) == (1, 'template: :1:2: executing "" at <index 1 1>: error calling '
+                                                    "index: can't index item of type int")
+    net = {"Name": "n", "Id": "x", "Driver": "bridge", "IPAM": {"Config": []}, "Labels": {}}
+    with pytest.raises(formatting.TemplateError) as e:
+        formatting.render("{{.Foo}}", net)
+    assert e.value.message.endswith('map has no entry for key "Foo"')
+    assert formatting.render("{{.Labels.x}}", net) == "<no value>"
+
+
 def test_engine_directly():
     t = gotemplate.Template.parse("{{range .}}{{.}},{{end}}")
     assert t.execute({"b": 2, "a": 1}) == "1,2,"
@@ -200,8 +240,17 @@ def test_live_against_docker(dockerd, tmp_path):  # noqa: F811
         if status == 0:
             assert ours == r.stdout, t
     row = json.loads(dockerd("ps", "-a", "--format", "{{json .}}", check=True).stdout)
-    for t in ["{{.Names}} {{.Image}}", "{{.Labels}}", "{{if .Ports}}p{{else}}-{{end}} {{.State | upper}}",
-              "{{json .Names}}", "table {{.Names}}\t{{.Status}}"]:
+    headers = {"Names": "NAMES", "Status": "STATUS", "Ports": "PORTS"}
+    for t in ["{{.Names}} {{.Image}}", "{{.Label \"Z\"}}", "{{if .Ports}}p{{else}}-{{end}} {{.State | upper}}",
+              "{{json .Names}}", "table {{.Names}}\t{{.Status}}", '{{.Label "a"}}|{{.Label "nokey"}}',
+              "{{.Foo}}", "{{.Names", '{{.Label}}', "{{.Names.X}}"]:
+        r = dockerd("ps", "-a", "--format", t)
         out: list[str] = []
-        formatting.print_rows(t, [row], {"Names": "NAMES", "Status": "STATUS"}, out.append)
-        assert "".join(out) == dockerd("ps", "-a", "--format", t, check=True).stdout, t
+        try:
+            formatting.print_rows(t, [row], headers, out.append)
+            status, err = 0, ""
+        except formatting.TemplateError as exc:
+            status, err = exc.status, exc.message + "\n"
+        assert (status, err) == (r.returncode, r.stderr), t
+        if status == 0:
+            assert "".join(out) == r.stdout, t

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 from pyoci.errors import OCIError
 
@@ -88,47 +89,131 @@ def _docker_funcs() -> dict:
             "truncate": Func(_truncate, 2, types=("string", "int"))}
 
 
-def _is_struct(parent: str, obj: dict, name: str) -> bool:
+def _is_struct(parent: str, obj: dict, name: str) -> str | None:
     """Whether `obj.name` fails in docker's typed value: `obj` was a Go struct and `name` is none of the
     fields JSON omits when empty (a nil *Health reads as nothing, it does not fail)."""
     if parent in _GO_MAPS or name in _OMITEMPTY:
-        return False
-    return bool(obj) and all(k[:1].isupper() and k.isidentifier() for k in obj)
+        return None
+    return "struct" if obj and all(k[:1].isupper() and k.isidentifier() for k in obj) else None
 
 
-def parse(template: str):
+@dataclass(frozen=True)
+class Style:
+    """How one docker verb reports template errors, and the Go type of its rows (docker's formatter
+    context: a field it does not have fails, `can't evaluate field X in type T`)."""
+    name: str = ""  # the template's name: docker version's is "version"
+    parse_prefix: str = "template parsing error: "
+    parse_status: int = 1
+    exec_prefix: str = "template parsing error: "
+    typename: str = ""
+    fields: frozenset = frozenset()  # the context's fields pyctr's rows may lack (they read `<no value>`)
+
+
+_PS_FIELDS = frozenset({"ID", "Names", "Image", "Command", "CreatedAt", "RunningFor", "Ports", "State", "Status",
+                        "Size", "Labels", "Label", "Mounts", "LocalVolumes", "Networks",
+                        # compose v2's ps rows
+                        "Name", "Service", "Project", "Health", "ExitCode", "Publishers"})
+STYLES = {
+    "": Style(parse_prefix="failed to parse template: ", exec_prefix="failed to execute template: "),
+    "ps": Style(parse_prefix="failed to parse template: ", exec_prefix="failed to execute template: ",
+                typename="*formatter.ContainerContext", fields=_PS_FIELDS),
+    "images": Style(typename="*formatter.imageContext", fields=frozenset(
+        {"ID", "Repository", "Tag", "Digest", "CreatedSince", "CreatedAt", "Size", "Containers", "VirtualSize",
+         "SharedSize", "UniqueSize"})),
+    "stats": Style(typename="*container.statsContext", fields=frozenset(
+        {"Container", "Name", "ID", "CPUPerc", "MemUsage", "NetIO", "BlockIO", "MemPerc", "PIDs"})),
+    "networks": Style(typename="*network.networkContext", fields=frozenset(
+        {"ID", "Name", "Driver", "Scope", "IPv6", "Internal", "Labels", "Label", "CreatedAt"})),
+    "volumes": Style(typename="*volume.volumeContext", fields=frozenset(
+        {"Name", "Driver", "Scope", "Mountpoint", "Labels", "Label", "Links", "Size", "Group", "Availability",
+         "Status"})),
+    "inspect": Style(parse_status=64),
+    "version": Style(name="version", parse_status=64, exec_prefix=""),
+    "info": Style(parse_status=64, exec_prefix=""),
+}
+
+
+def style_for(obj: Any = None, headers: dict | None = None) -> str:
+    """The verb a row or document comes from, by its shape (callers may name it instead)."""
+    keys = set(headers or ()) | (set(obj) if isinstance(obj, dict) else set())
+    if headers is not None:
+        for kind, marks in (("ps", {"Names", "Ports"}), ("images", {"Repository", "Tag"}),
+                            ("stats", {"CPUPerc", "MemUsage"})):
+            if marks <= keys:
+                return kind
+        return ""
+    if not isinstance(obj, dict):
+        return ""
+    if keys == {"Client", "Server"}:
+        return "version"
+    if "ContainersRunning" in keys:
+        return "info"
+    if {"IPAM", "Driver"} <= keys or ("Mountpoint" in keys and keys & {"Options", "CreatedAt", "Labels"}):
+        return "inspect"  # network and volume inspect documents (their ls rows have neither)
+    if keys == {"ID", "Name", "Driver", "Scope"}:
+        return "networks"
+    if keys == {"Driver", "Name", "Mountpoint", "Scope"}:
+        return "volumes"
+    return ""
+
+
+def parse(template: str, style: str = ""):
     """The template as docker parses a --format (`\\t`, `\\n` as tab and newline); TemplateError if it does not."""
     from . import gotemplate
 
+    st = STYLES[style]
     template = template.replace("\\t", "\t").replace("\\n", "\n")
     try:
-        return gotemplate.Template.parse(template, _docker_funcs())
+        return gotemplate.Template.parse(template, _docker_funcs(), name=st.name)
     except gotemplate.ParseError as exc:
-        raise TemplateError(f"failed to parse template: {exc}") from None
+        raise TemplateError(f"{st.parse_prefix}{exc}", st.parse_status) from None
 
 
-def execute(tmpl, obj: Any) -> str:
+def _row(obj: Any) -> Any:
+    """docker's row contexts have `Label NAME` (a method) over their `Labels` text (`k=v,k2=v2`)."""
+    if isinstance(obj, dict) and isinstance(obj.get("Labels"), str) and "Label" not in obj:
+        return _LabelledRow(obj)
+    return obj
+
+
+class _LabelledRow(dict):
+    def __contains__(self, key: object) -> bool:
+        return key == "Label" or super().__contains__(key)
+
+    def __missing__(self, key: str) -> Any:
+        from .gotemplate import Method
+
+        if key != "Label":
+            raise KeyError(key)
+        labels = dict((item.split("=", 1) + [""])[:2] for item in self["Labels"].split(",") if item)
+        return Method(lambda name: labels.get(name, ""), 1)
+
+
+def execute(tmpl, obj: Any, style: str = "") -> str:
     from . import gotemplate
 
+    st = STYLES[style]
+
+    def strict(parent: str, o: dict, name: str) -> str | None:
+        return st.typename if parent == "" and o is row and name not in st.fields else None
+
+    row = _row(obj)
     try:
-        return tmpl.execute(obj)
+        return tmpl.execute(row, strict=strict if st.typename else None, typed=bool(st.typename))
     except gotemplate.ExecError as exc:
-        raise TemplateError(f"failed to execute template: {exc}") from None
+        raise TemplateError(f"{st.exec_prefix}{exc}") from None
 
 
-def render(template: str, obj: Any, inspect: bool = False) -> str:
-    """One object through a template. `inspect`: docker inspect's way, the typed value first (a missing struct
-    field fails, a missing map key is `<no value>`), then the raw JSON with missingkey=error, its error
-    `template parsing error: …` (status 64 when it does not parse)."""
-    if not inspect:
-        return execute(parse(template), obj)
+def render(template: str, obj: Any, inspect: bool = False, style: str | None = None) -> str:
+    """One object through a template, with the error texts of the verb it comes from (`style`, else guessed
+    from its shape). Inspect's way: the typed value first (a missing struct field fails, a missing map key
+    is `<no value>`), then the raw JSON with missingkey=error, whose error is the one shown."""
+    style = "inspect" if inspect else style if style is not None else style_for(obj)
+    if style != "inspect":
+        return execute(parse(template, style), obj, style)
     from . import gotemplate
 
-    template = template.replace("\\t", "\t").replace("\\n", "\n")
-    try:
-        tmpl = gotemplate.Template.parse(template, _docker_funcs())
-    except gotemplate.ParseError as exc:
-        raise TemplateError(f"template parsing error: {exc}", 64) from None
+    tmpl = parse(template, "inspect")
     try:
         return tmpl.execute(obj, strict=_is_struct)
     except gotemplate.ExecError:
@@ -184,16 +269,18 @@ def header_for(template: str, headers: dict[str, str]) -> str:
     return _ACTION.sub(repl, template.replace("\\t", "\t").replace("\\n", "\n"))
 
 
-def print_rows(fmt: str, rows: list[dict], headers: dict[str, str], write: Callable[[str], Any]) -> None:
+def print_rows(fmt: str, rows: list[dict], headers: dict[str, str], write: Callable[[str], Any],
+               style: str | None = None) -> None:
     """Rows through `fmt`: `table …` prints a header and aligns columns; `json`, else a template per row."""
+    style = style_for(None, headers) if style is None else style
     if fmt == "json":
         fmt = "{{json .}}"
     if fmt.startswith("table"):
         body = fmt[len("table"):].strip() or "{{json .}}"
-        tmpl = parse(body)
-        lines = [header_for(body, headers)] + [execute(tmpl, r) for r in rows]
+        tmpl = parse(body, style)
+        lines = [header_for(body, headers)] + [execute(tmpl, r, style) for r in rows]
         write(tabulate(lines))
         return
-    tmpl = parse(fmt)
+    tmpl = parse(fmt, style)
     for r in rows:
-        write(execute(tmpl, r) + "\n")
+        write(execute(tmpl, r, style) + "\n")

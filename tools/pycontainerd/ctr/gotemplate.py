@@ -727,6 +727,13 @@ class Func:
 
 
 @dataclass
+class Method:
+    """A method of the data (docker's `{{.Label "k"}}`): string arguments, called as `.Name ARG…`."""
+    fn: Callable[..., Any]
+    nargs: int
+
+
+@dataclass
 class Template:
     """A parsed template: `Template.parse(text, funcs)`, then `.execute(data)`."""
     name: str
@@ -744,19 +751,22 @@ class Template:
         return cls(name, text, root, funcs, p.defines)
 
     def execute(self, data: Any, missingkey: str | None = None,
-                strict: Callable[[str, dict, str], bool] | None = None) -> str:
-        """`strict(parent_field, obj, name)`: whether `obj` stands for a Go struct whose field `name` is missing:
-        that fails
+                strict: Callable[[str, dict, str], str | None] | None = None, typed: bool = False) -> str:
+        """`strict(parent_field, obj, name)`: the Go type name when `obj` stands for a struct whose field `name`
+        is missing: that fails. `typed`: the values are Go's typed ones (a string field of docker's row
+        contexts is a `string`, where decoded JSON holds `interface {}`), as error texts name them.
         (`can't evaluate field`) where a map's read `<no value>`."""
-        ex = _Exec(self, missingkey or self.missingkey, strict)
+        ex = _Exec(self, missingkey or self.missingkey, strict, typed)
         out: list[str] = []
         ex.walk(self.root, data, [("$", data)], out)
         return "".join(out)
 
 
 class _Exec:
-    def __init__(self, t: Template, missingkey: str, strict: Callable[[str, dict, str], bool] | None = None) -> None:
+    def __init__(self, t: Template, missingkey: str, strict: Callable[[str, dict, str], str | None] | None = None,
+                 typed: bool = False) -> None:
         self.t = t
+        self.typed = typed
         self.missingkey = missingkey
         self.strict = strict
         self.node: Node | None = None
@@ -876,16 +886,16 @@ class _Exec:
     def command(self, cmd: Command, dot: Any, scope: list[tuple[str, Any]], final: Any) -> Any:
         first = cmd.args[0]
         if isinstance(first, Field):
-            return self.field_chain(dot, first, first.names, dot, cmd.args, final)
+            return self.field_chain(dot, first, first.names, dot, cmd.args, final, scope)
         if isinstance(first, Chain):
             base = self.arg_value(first.node, dot, scope)
-            return self.field_chain(dot, first, first.names, base, cmd.args, final)
+            return self.field_chain(dot, first, first.names, base, cmd.args, final, scope)
         if isinstance(first, Ident):
             return self.call(first, cmd, dot, scope, final)
         if isinstance(first, Var):
             base = self.lookup_var(first, scope)
             if first.names:
-                return self.field_chain(dot, first, first.names, base, cmd.args, final)
+                return self.field_chain(dot, first, first.names, base, cmd.args, final, scope)
             self.not_a_function(cmd, final)
             return base
         self.not_a_function(cmd, final)
@@ -912,14 +922,28 @@ class _Exec:
         self.node = v
         self.fail(f"undefined variable: {v.name}")
 
-    def field_chain(self, dot: Any, node: Node, names: list[str], receiver: Any, args: list[Node], final: Any) -> Any:
+    def field_chain(self, dot: Any, node: Node, names: list[str], receiver: Any, args: list[Node], final: Any,
+                    scope: list[tuple[str, Any]] | None = None) -> Any:
+        """`.A.B` on `receiver`; a Method as the last element is called with the command's arguments."""
         self.node = node
-        if len(args) > 1 or final is not _NOFINAL:
-            self.fail(f"{names[-1]} has arguments but cannot be invoked as function")
         parent = ""
         for name in names:
             receiver = self.field(name, receiver, parent)
             parent = name
+        if isinstance(receiver, Method):
+            vals = [self.arg_value(a, dot, scope or []) for a in args[1:]]
+            if final is not _NOFINAL:
+                vals.append(final)
+            self.node = node
+            if len(vals) != receiver.nargs:
+                self.fail(f"wrong number of args for {names[-1]}: want {receiver.nargs} got {len(vals)}")
+            for v in vals:
+                if not isinstance(v, str):
+                    self.fail(f"wrong type for value; expected string; got {go_type(v)}")
+            return receiver.fn(*vals)
+        if len(args) > 1 or final is not _NOFINAL:
+            self.node = node
+            self.fail(f"{names[-1]} has arguments but cannot be invoked as function")
         return receiver
 
     def field(self, name: str, receiver: Any, parent: str = "") -> Any:
@@ -934,10 +958,11 @@ class _Exec:
                 return receiver[name]
             if self.missingkey == "error":
                 self.fail(f'map has no entry for key "{name}"')
-            if self.strict is not None and self.strict(parent, receiver, name):
-                self.fail(f"can't evaluate field {name} in type struct")
+            typename = self.strict(parent, receiver, name) if self.strict is not None else None
+            if typename:
+                self.fail(f"can't evaluate field {name} in type {typename}")
             return MISSING if self.missingkey == "default" else None
-        self.fail(f"can't evaluate field {name} in type interface {{}}")
+        self.fail(f"can't evaluate field {name} in type {go_type(receiver) if self.typed else 'interface {}'}")
 
     def arg_value(self, node: Node, dot: Any, scope: list[tuple[str, Any]]) -> Any:
         self.node = node
