@@ -50,6 +50,9 @@ CASES = [
     ("{{if not .State.Running}}up{{else}}down{{end}}", "down"),
     ("{{if eq .Name \"/x\"}}a{{else if .State.Running}}b{{else}}c{{end}}", "b"),
     ("{{with .State.Health}}{{.Status}}{{else}}none{{end}}", "none"),
+    ("{{.State.Health}}", "<nil>"),
+    ("{{range 3}}{{.}}{{end}}", "012"),
+    ('{{template "x"}}', (1, f'{EXEC}11: executing "" at <{{{{template "x"}}}}>: template "x" not defined')),
     ("{{with .State}}{{.Status}}/{{$.Name}}{{end}}", "running//web"),
     ("{{(index .NetworkSettings.Ports \"80/tcp\")}}", "[map[HostIp:0.0.0.0 HostPort:8080]]"),
     ("{{(index (index .NetworkSettings.Ports \"80/tcp\") 0).HostPort}}", "8080"),
@@ -116,6 +119,11 @@ CASES = [
     ("a\n{{.X\n}}", (1, 'template parsing error: template: :2:2: executing "" at <.X>: map has no entry for key "X"')),
     ("a\n{{.X", (64, "template parsing error: template: :2: unclosed action")),
     ("{{1e6}} {{2.0}} {{3}}", "1e+06 2 3"),
+    ('{{"a\\u00e9\\x41\\101\\""}}', 'aéAA"'),
+    ("{{and 0 .Nope.Deeper}} {{or 1 .Nope.Deeper}}", "0 1"),  # Go 1.18+: and/or stop at the deciding operand
+    ("{{eq 1}}", (1, f'{EXEC}2: executing "" at <eq 1>: error calling eq: missing argument for comparison')),
+    ('{{"x" | .}}', (64, PARSE + "non executable command in pipeline stage 2")),
+    ('{{"\\q"}}', (64, PARSE + "invalid syntax")),
 ]
 
 
@@ -221,7 +229,7 @@ LIVE = ["{{.Name}}", "{{.Config.Cmd}}", "{{.Config.Labels}}", "{{range $k, $v :=
         "{{len .Mounts}} {{printf \"%s:%d\" .Name 3}} {{.Name | upper}}", "{{json .Config.Labels}}",
         "{{.Config.Labels.nokey}}", "{{index .Config.Labels \"a\"}}", "{{.State.ExitCode}} {{.RestartCount}}",
         "{{.HostConfig.LogConfig.Type}} {{.HostConfig.Memory}}", "{{range .Config.Env}}{{.}};{{end}}",
-        "{{.Foo}}", "{{.Config.Env.Foo}}", "{{index .Config.Cmd 5}}", "{{nosuch .Name}}", "{{.Foo", "{{end}}"]
+        "{{.State.Health}}", "{{.State.Health.Status}}", "{{.Foo}}", "{{.Config.Env.Foo}}", "{{index .Config.Cmd 5}}", "{{nosuch .Name}}", "{{.Foo", "{{end}}"]
 
 
 def test_live_against_docker(dockerd, tmp_path):  # noqa: F811

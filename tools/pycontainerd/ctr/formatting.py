@@ -30,6 +30,10 @@ _GO_MAPS = frozenset({"Labels", "Networks", "Ports", "ExposedPorts", "Volumes", 
 _OMITEMPTY = frozenset({"Health", "Healthcheck", "Node", "SizeRw", "SizeRootFs", "StopSignal", "StopTimeout", "Shell",
                         "ArgsEscaped", "OnBuild", "MacAddress", "NetworkDisabled", "Platform", "Parent", "Comment"})
 
+# omitted pointer fields: nil in docker's typed value (`{{.State.Health}}` prints `<nil>`)
+_NIL_POINTERS = {"Health": "*types.Health", "Healthcheck": "*container.HealthConfig", "Node": "*types.ContainerNode",
+                 "StopTimeout": "*int", "SizeRw": "*int64", "SizeRootFs": "*int64"}
+
 
 def go_json(value: Any) -> str:
     """encoding/json's Marshal: compact, <>& escaped as Go does."""
@@ -89,9 +93,13 @@ def _docker_funcs() -> dict:
             "truncate": Func(_truncate, 2, types=("string", "int"))}
 
 
-def _is_struct(parent: str, obj: dict, name: str) -> str | None:
+def _is_struct(parent: str, obj: dict, name: str) -> Any:
     """Whether `obj.name` fails in docker's typed value: `obj` was a Go struct and `name` is none of the
     fields JSON omits when empty (a nil *Health reads as nothing, it does not fail)."""
+    if name in _NIL_POINTERS:
+        from .gotemplate import NilPointer
+
+        return NilPointer(_NIL_POINTERS[name])
     if parent in _GO_MAPS or name in _OMITEMPTY:
         return None
     return "struct" if obj and all(k[:1].isupper() and k.isidentifier() for k in obj) else None

@@ -28,6 +28,13 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
+@dataclass(frozen=True)
+class NilPointer:
+    """A typed nil pointer (docker's `State.Health` of a container without a healthcheck): prints `<nil>`,
+    is false, and reading a field of it fails."""
+    typename: str
+
+
 # -- lexer ---------------------------------------------------------------------------------------
 
 @dataclass
@@ -322,6 +329,9 @@ class TemplateCall(Node):
     name: str
     pipe: Pipe | None
 
+    def __str__(self) -> str:
+        return f'{{{{template "{self.name}"' + (f" {self.pipe}" if self.pipe else "") + "}}"
+
 
 _BUILTINS = {"and", "or", "not", "len", "index", "slice", "print", "printf", "println", "eq", "ne", "lt", "le",
              "gt", "ge", "html", "js", "urlquery", "call"}
@@ -422,7 +432,7 @@ class Parser:
                         pipe = self.pipeline("template")
                     else:
                         self.next()
-                    out.append(TemplateCall(k.pos, _unquote(name_tok.val), pipe))
+                    out.append(TemplateCall(name_tok.pos, _unquote(name_tok.val), pipe))
                     continue
             pipe = self.pipeline("command")
             out.append(Action(k.pos, pipe))
@@ -521,7 +531,7 @@ class Parser:
             self.vars.extend(decl)
         for c in cmds[1:]:
             a = c.args[0]
-            if isinstance(a, Literal) or (isinstance(a, Ident) and False):
+            if isinstance(a, (Literal, Dot)):
                 self.fail(f"non executable command in pipeline stage {cmds.index(c) + 1}")
         return Pipe(start.pos, decl, is_assign, cmds)
 
@@ -569,9 +579,15 @@ class Parser:
                 self.fail(f'function "{t.val}" not defined')
             return Ident(t.pos, t.val)
         elif t.kind == "string" or t.kind == "rawstring":
-            node = Literal(t.pos, _unquote(t.val), t.val)
+            try:
+                node = Literal(t.pos, _unquote(t.val), t.val)
+            except (ValueError, IndexError):
+                self.fail("invalid syntax")
         elif t.kind == "char":
-            node = Literal(t.pos, ord(_unquote('"' + t.val[1:-1] + '"')), t.val)
+            try:
+                node = Literal(t.pos, ord(_unquote('"' + t.val[1:-1] + '"')), t.val)
+            except (ValueError, TypeError, IndexError):
+                self.fail(f"malformed character constant: {t.val}")
         elif t.kind == "number":
             node = Literal(t.pos, _number(t.val, self), t.val)
         elif t.kind == "bool":
@@ -596,16 +612,35 @@ class Parser:
         return node
 
 
+_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\",
+            '"': '"', "'": "'"}
+
+
 def _unquote(s: str) -> str:
+    """strconv.Unquote of a Go string literal: "…" with escapes, or `raw`."""
     if s.startswith("`"):
         return s[1:-1]
-    import codecs
-
-    body = s[1:-1]
-    if "\\" not in body:
-        return body
-    return codecs.decode(body.encode("latin-1", "backslashreplace"), "unicode_escape").encode(
-        "latin-1", "replace").decode("utf-8", "replace") if not body.isascii() else codecs.decode(body, "unicode_escape")
+    body, out, i = s[1:-1], [], 0
+    while i < len(body):
+        c = body[i]
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        e = body[i + 1:i + 2]
+        if e in _ESCAPES:
+            out.append(_ESCAPES[e])
+            i += 2
+        elif e in ("x", "u", "U"):
+            n = {"x": 2, "u": 4, "U": 8}[e]
+            out.append(chr(int(body[i + 2:i + 2 + n], 16)))
+            i += 2 + n
+        elif e.isdigit():
+            out.append(chr(int(body[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            raise ValueError(f"unknown escape sequence \\{e}")
+    return "".join(out)
 
 
 class GoFloat(float):
@@ -661,6 +696,8 @@ def fmt_v(value: Any, top: bool = True) -> str:
         return "<no value>"
     if value is None:
         return "<no value>" if top else "<nil>"
+    if isinstance(value, NilPointer):
+        return "<nil>"
     if value is True:
         return "true"
     if value is False:
@@ -701,7 +738,7 @@ def go_type(value: Any) -> str:
 
 def truth(value: Any) -> bool:
     """Go's template truth: false, 0, nil, empty string/slice/map and a missing value are false."""
-    if value is MISSING or value is None:
+    if value is MISSING or value is None or isinstance(value, NilPointer):
         return False
     if isinstance(value, (str, list, tuple, dict)):
         return len(value) > 0
@@ -753,7 +790,7 @@ class Template:
     def execute(self, data: Any, missingkey: str | None = None,
                 strict: Callable[[str, dict, str], str | None] | None = None, typed: bool = False) -> str:
         """`strict(parent_field, obj, name)`: the Go type name when `obj` stands for a struct whose field `name`
-        is missing: that fails. `typed`: the values are Go's typed ones (a string field of docker's row
+        is missing: that fails (a NilPointer: the field reads as that nil pointer). `typed`: the values are Go's typed ones (a string field of docker's row
         contexts is a `string`, where decoded JSON holds `interface {}`), as error texts name them.
         (`can't evaluate field`) where a map's read `<no value>`."""
         ex = _Exec(self, missingkey or self.missingkey, strict, typed)
@@ -801,7 +838,7 @@ class _Exec:
             elif isinstance(n, TemplateCall):
                 body = self.t.defines.get(n.name)
                 if body is None:
-                    self.fail(f'no such template "{n.name}"', n)
+                    self.fail(f'template "{n.name}" not defined', n)
                 new_dot = self.pipeline(n.pipe, dot, scope) if n.pipe else None
                 self.depth += 1
                 if self.depth > 10000:
@@ -953,12 +990,16 @@ class _Exec:
             return MISSING
         if receiver is None:
             self.fail(f"nil pointer evaluating interface {{}}.{name}")
+        if isinstance(receiver, NilPointer):
+            self.fail(f"nil pointer evaluating {receiver.typename}.{name}")
         if isinstance(receiver, dict):
             if name in receiver:
                 return receiver[name]
             if self.missingkey == "error":
                 self.fail(f'map has no entry for key "{name}"')
             typename = self.strict(parent, receiver, name) if self.strict is not None else None
+            if isinstance(typename, NilPointer):
+                return typename
             if typename:
                 self.fail(f"can't evaluate field {name} in type {typename}")
             return MISSING if self.missingkey == "default" else None
@@ -1013,14 +1054,14 @@ class _Exec:
         elif count != f.nargs:
             self.fail(f"wrong number of args for {name}: want {f.nargs} got {count}")
         if name in ("and", "or"):  # Go 1.18+: evaluation stops at the first operand that decides
-            vals = [self.arg_value(a, dot, scope) for a in argn[:1]] if argn else [final]
-            rest = list(argn[1:]) + ([] if final is _NOFINAL or not argn else [None])
-            result = vals[0]
-            for k, a in enumerate(rest):
+            thunks = [lambda a=a: self.arg_value(a, dot, scope) for a in argn]
+            if final is not _NOFINAL:
+                thunks.append(lambda: final)
+            result = None
+            for get in thunks:
+                result = get()
                 if truth(result) != (name == "and"):
                     break
-                result = final if a is None and k == len(rest) - 1 and final is not _NOFINAL \
-                    else self.arg_value(a, dot, scope)
             return result
         vals = []
         for k, a in enumerate(argn):
@@ -1130,6 +1171,8 @@ def _kind(v: Any) -> str:
 
 
 def _eq(a: Any, *bs: Any) -> bool:
+    if not bs:
+        raise _FuncError("missing argument for comparison")
     ka = _kind(a)
     if ka == "other":
         raise _FuncError("invalid type for comparison")
