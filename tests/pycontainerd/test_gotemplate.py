@@ -262,3 +262,16 @@ def test_live_against_docker(dockerd, tmp_path):  # noqa: F811
         assert (status, err) == (r.returncode, r.stderr), t
         if status == 0:
             assert "".join(out) == r.stdout, t
+
+
+def test_plain_tables_import_no_engine():
+    """docker's default tables (only `{{.Field}}`) are filled without importing the engine (pyctr's start-up)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom pycontainerd.ctr import formatting as f\nout = []\n"
+            "f.print_rows('table {{.ID}}\\t{{.Names}}', [{'ID': 'a', 'Names': 'b'}], {'ID': 'CONTAINER ID', "
+            "'Names': 'NAMES'}, out.append)\nprint(''.join(out), end='')\n"
+            "print(sorted(m for m in ('pycontainerd.ctr.gotemplate', 'dataclasses', 'typing') if m in sys.modules))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout == "CONTAINER ID   NAMES\na              b\n[]\n"

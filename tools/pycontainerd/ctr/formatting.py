@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 
 from pyoci.errors import OCIError
 
@@ -105,16 +104,22 @@ def _is_struct(parent: str, obj: dict, name: str) -> Any:
     return "struct" if obj and all(k[:1].isupper() and k.isidentifier() for k in obj) else None
 
 
-@dataclass(frozen=True)
 class Style:
     """How one docker verb reports template errors, and the Go type of its rows (docker's formatter
-    context: a field it does not have fails, `can't evaluate field X in type T`)."""
-    name: str = ""  # the template's name: docker version's is "version"
-    parse_prefix: str = "template parsing error: "
-    parse_status: int = 1
-    exec_prefix: str = "template parsing error: "
-    typename: str = ""
-    fields: frozenset = frozenset()  # the context's fields pyctr's rows may lack (they read `<no value>`)
+    context: a field it does not have fails, `can't evaluate field X in type T`). A plain class: pyctr's
+    start-up pays for dataclasses."""
+
+    __slots__ = ("name", "parse_prefix", "parse_status", "exec_prefix", "typename", "fields")
+
+    def __init__(self, name: str = "", parse_prefix: str = "template parsing error: ", parse_status: int = 1,
+                 exec_prefix: str = "template parsing error: ", typename: str = "",
+                 fields: frozenset = frozenset()) -> None:
+        self.name = name  # the template's name: docker version's is "version"
+        self.parse_prefix = parse_prefix
+        self.parse_status = parse_status
+        self.exec_prefix = exec_prefix
+        self.typename = typename
+        self.fields = fields  # the context's fields pyctr's rows may lack (they read `<no value>`)
 
 
 _PS_FIELDS = frozenset({"ID", "Names", "Image", "Command", "CreatedAt", "RunningFor", "Ports", "State", "Status",
@@ -285,10 +290,38 @@ def print_rows(fmt: str, rows: list[dict], headers: dict[str, str], write: Calla
         fmt = "{{json .}}"
     if fmt.startswith("table"):
         body = fmt[len("table"):].strip() or "{{json .}}"
-        tmpl = parse(body, style)
-        lines = [header_for(body, headers)] + [execute(tmpl, r, style) for r in rows]
+        fields = _plain_fields(body, rows)
+        if fields is not None:  # docker's default tables: no template engine to import
+            lines = [header_for(body, headers)] + [_substitute(body, r) for r in rows]
+        else:
+            tmpl = parse(body, style)
+            lines = [header_for(body, headers)] + [execute(tmpl, r, style) for r in rows]
         write(tabulate(lines))
+        return
+    if _plain_fields(fmt, rows) is not None:
+        for r in rows:
+            write(_substitute(fmt, r) + "\n")
         return
     tmpl = parse(fmt, style)
     for r in rows:
         write(execute(tmpl, r, style) + "\n")
+
+
+def _plain_fields(template: str, rows: list[dict]) -> list[str] | None:
+    """The fields of a template made only of `{{.Field}}` actions over string values every row has (what
+    the engine would print as is), else None."""
+    fields = []
+    for m in _ACTION.finditer(template.replace("\\t", "\t").replace("\\n", "\n")):
+        name = m.group(0)[2:-2]
+        if not (name[:1] == "." and name[1:].isidentifier()):
+            return None
+        fields.append(name[1:])
+    if "{{" in _ACTION.sub("", template) or "}}" in _ACTION.sub("", template):
+        return None
+    if not all(isinstance(r.get(f), str) for r in rows for f in fields):
+        return None
+    return fields
+
+
+def _substitute(template: str, row: dict) -> str:
+    return _ACTION.sub(lambda m: row[m.group(0)[3:-2]], template.replace("\\t", "\t").replace("\\n", "\n"))

@@ -7,7 +7,10 @@ pays nothing for it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing only for type checkers
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 
 class ParseError(Exception):
