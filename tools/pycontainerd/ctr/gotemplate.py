@@ -6,11 +6,34 @@ pays nothing for it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 TYPE_CHECKING = False  # typing only for type checkers
 if TYPE_CHECKING:
     from typing import Any, Callable
+
+
+class _Record:
+    """The __init__ a dataclass would have (fields from the annotations, positional or keyword, class-level
+    defaults) without importing dataclasses and running their code generation: `--format` start-up."""
+
+    _fields: tuple = ()
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls._fields = cls._fields + tuple(k for k in cls.__dict__.get("__annotations__", {}) if k[0] != "_")
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        if len(args) > len(self._fields):
+            raise TypeError(f"{type(self).__name__}: too many arguments")
+        for name, value in zip(self._fields, args):
+            setattr(self, name, value)
+        for name in self._fields[len(args):]:
+            if name in kw:
+                setattr(self, name, kw[name])
+            elif not hasattr(type(self), name):
+                raise TypeError(f"{type(self).__name__}: missing {name}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self._fields) + ")"
 
 
 class ParseError(Exception):
@@ -31,8 +54,7 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
-@dataclass(frozen=True)
-class NilPointer:
+class NilPointer(_Record):
     """A typed nil pointer (docker's `State.Health` of a container without a healthcheck): prints `<nil>`,
     is false, and reading a field of it fails."""
     typename: str
@@ -40,8 +62,7 @@ class NilPointer:
 
 # -- lexer ---------------------------------------------------------------------------------------
 
-@dataclass
-class Tok:
+class Tok(_Record):
     kind: str  # text, left, right, field, var, ident, string, rawstring, char, number, bool, nil, dot,
     #            pipe, lparen, rparen, declare, assign, comma, space, eof, keyword
     val: str
@@ -230,17 +251,14 @@ def _scan_number(text: str, i: int) -> int:
 
 # -- parse tree ----------------------------------------------------------------------------------
 
-@dataclass
-class Node:
+class Node(_Record):
     pos: int
 
 
-@dataclass
 class Text(Node):
     text: str
 
 
-@dataclass
 class Field(Node):
     names: list[str]
 
@@ -248,22 +266,19 @@ class Field(Node):
         return "".join("." + n for n in self.names)
 
 
-@dataclass
 class Var(Node):
     name: str
-    names: list[str] = field(default_factory=list)  # `$x.A.B`
+    names: list[str]  # `$x.A.B`
 
     def __str__(self) -> str:
         return self.name + "".join("." + n for n in self.names)
 
 
-@dataclass
 class Dot(Node):
     def __str__(self) -> str:
         return "."
 
 
-@dataclass
 class Ident(Node):
     name: str
 
@@ -271,7 +286,6 @@ class Ident(Node):
         return self.name
 
 
-@dataclass
 class Literal(Node):
     value: Any
     text: str
@@ -280,7 +294,6 @@ class Literal(Node):
         return self.text
 
 
-@dataclass
 class Chain(Node):
     """`(pipeline).A.B`."""
     node: Node
@@ -290,7 +303,6 @@ class Chain(Node):
         return str(self.node) + "".join("." + n for n in self.names)
 
 
-@dataclass
 class Command(Node):
     args: list[Node]
 
@@ -298,7 +310,6 @@ class Command(Node):
         return " ".join(f"({a})" if isinstance(a, Pipe) else str(a) for a in self.args)
 
 
-@dataclass
 class Pipe(Node):
     decl: list[str]
     is_assign: bool
@@ -309,12 +320,10 @@ class Pipe(Node):
         return head + " | ".join(str(c) for c in self.cmds)
 
 
-@dataclass
 class Action(Node):
     pipe: Pipe
 
 
-@dataclass
 class Branch(Node):
     kind: str  # if, range, with
     pipe: Pipe
@@ -322,12 +331,10 @@ class Branch(Node):
     else_body: list[Node] | None
 
 
-@dataclass
 class Control(Node):
     kind: str  # break, continue
 
 
-@dataclass
 class TemplateCall(Node):
     name: str
     pipe: Pipe | None
@@ -569,7 +576,7 @@ class Parser:
         if t.kind == "var":
             if t.val not in self.vars:
                 self.fail(f'undefined variable "{t.val}"')
-            node = Var(t.pos, t.val)
+            node = Var(t.pos, t.val, [])
             if self.peek(skip_space=False).kind == "field":
                 node.pos = self.peek(skip_space=False).pos
             while self.peek(skip_space=False).kind == "field":
@@ -758,23 +765,20 @@ class _Continue(Exception):
     pass
 
 
-@dataclass
-class Func:
+class Func(_Record):
     fn: Callable[..., Any]
     nargs: int  # fixed count, or the minimum when variadic
     variadic: bool = False
     types: tuple[str, ...] = ()  # per argument: "string", "int", "[]string", "" (any): Go's validateType
 
 
-@dataclass
-class Method:
+class Method(_Record):
     """A method of the data (docker's `{{.Label "k"}}`): string arguments, called as `.Name ARG…`."""
     fn: Callable[..., Any]
     nargs: int
 
 
-@dataclass
-class Template:
+class Template(_Record):
     """A parsed template: `Template.parse(text, funcs)`, then `.execute(data)`."""
     name: str
     text: str
