@@ -205,6 +205,17 @@ def test_verbs_error_texts():
         formatting.render("{{index 1 1}}", {"ContainersRunning": 1})
     assert (e.value.status, e.value.message) == (1, 'template: :1:2: executing "" at <index 1 1>: error calling '
                                                     "index: can't index item of type int")
+    event = {"Type": "container", "Action": "start", "Actor": {"ID": "abc", "Attributes": {"name": "web"}},
+             "status": "start", "id": "abc", "from": "busybox", "scope": "local", "time": 1, "timeNano": 10}
+    assert formatting.render("{{.Status}} {{.ID}} {{.Actor.Attributes.name}} {{.Actor.Attributes.nokey}} {{.Time}}",
+                             event) == "start abc web <no value> 1"
+    assert formatting.render("{{json .}}", event).startswith('{"Type":"container","Action":"start"')
+    for t, want in (("{{.Foo", "Error parsing format: template: :1: unclosed action"),
+                    ("{{.Foo}}", 'Error parsing format: template: :1:2: executing "" at <.Foo>: '
+                                 "can't evaluate field Foo in type *events.Message")):
+        with pytest.raises(formatting.TemplateError) as e:
+            formatting.render(t, event)
+        assert (e.value.status, e.value.message) == (64, want)
     net = {"Name": "n", "Id": "x", "Driver": "bridge", "IPAM": {"Config": []}, "Labels": {}}
     with pytest.raises(formatting.TemplateError) as e:
         formatting.render("{{.Foo}}", net)

@@ -141,6 +141,10 @@ STYLES = {
         {"Name", "Driver", "Scope", "Mountpoint", "Labels", "Label", "Links", "Size", "Group", "Availability",
          "Status"})),
     "inspect": Style(parse_status=64),
+    # docker events tries the template on an empty message first: any error is a parse error there
+    "events": Style(parse_prefix="Error parsing format: ", parse_status=64, exec_prefix="Error parsing format: ",
+                    typename="*events.Message", fields=frozenset(
+                        {"Status", "ID", "From", "Type", "Action", "Actor", "Scope", "Time", "TimeNano"})),
     "version": Style(name="version", parse_status=64, exec_prefix=""),
     "info": Style(parse_status=64, exec_prefix=""),
 }
@@ -161,6 +165,8 @@ def style_for(obj: Any = None, headers: dict | None = None) -> str:
         return "version"
     if "ContainersRunning" in keys:
         return "info"
+    if {"Type", "Action", "Actor"} <= keys:
+        return "events"
     if {"IPAM", "Driver"} <= keys or ("Mountpoint" in keys and keys & {"Options", "CreatedAt", "Labels"}):
         return "inspect"  # network and volume inspect documents (their ls rows have neither)
     if keys == {"ID", "Name", "Driver", "Scope"}:
@@ -182,8 +188,11 @@ def parse(template: str, style: str = ""):
         raise TemplateError(f"{st.parse_prefix}{exc}", st.parse_status) from None
 
 
-def _row(obj: Any) -> Any:
-    """docker's row contexts have `Label NAME` (a method) over their `Labels` text (`k=v,k2=v2`)."""
+def _row(obj: Any, style: str = "") -> Any:
+    """docker's row contexts have `Label NAME` (a method) over their `Labels` text (`k=v,k2=v2`); an event
+    has its Go field names (`.Status`) over its JSON keys (`status`)."""
+    if style == "events" and isinstance(obj, dict):
+        return _EventRow(obj)
     if isinstance(obj, dict) and isinstance(obj.get("Labels"), str) and "Label" not in obj:
         return _LabelledRow(obj)
     return obj
@@ -202,6 +211,17 @@ class _LabelledRow(dict):
         return Method(lambda name: labels.get(name, ""), 1)
 
 
+class _EventRow(dict):
+    _GO_NAMES = {"Status": "status", "ID": "id", "From": "from", "Scope": "scope", "Time": "time",
+                 "TimeNano": "timeNano"}
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key) or (key in self._GO_NAMES and super().__contains__(self._GO_NAMES[key]))
+
+    def __missing__(self, key: str) -> Any:
+        return self[self._GO_NAMES[key]]
+
+
 def execute(tmpl, obj: Any, style: str = "") -> str:
     from . import gotemplate
 
@@ -210,11 +230,11 @@ def execute(tmpl, obj: Any, style: str = "") -> str:
     def strict(parent: str, o: dict, name: str) -> str | None:
         return st.typename if parent == "" and o is row and name not in st.fields else None
 
-    row = _row(obj)
+    row = _row(obj, style)
     try:
         return tmpl.execute(row, strict=strict if st.typename else None, typed=bool(st.typename))
     except gotemplate.ExecError as exc:
-        raise TemplateError(f"{st.exec_prefix}{exc}") from None
+        raise TemplateError(f"{st.exec_prefix}{exc}", st.parse_status if style == "events" else 1) from None
 
 
 def render(template: str, obj: Any, inspect: bool = False, style: str | None = None) -> str:
