@@ -225,7 +225,6 @@ def lex(text: str, name: str = "") -> list[Tok]:
                 toks.append(Tok(kind, word, s))
             else:
                 fail(f"bad character U+{ord(c):04X} '{c}'", i)
-        # chained field access on a parenthesized or variable: `.X` right after `)` or `$v`
     toks.append(Tok("eof", "", n))
     return toks
 
@@ -459,7 +458,7 @@ class Parser:
             return "EOF"
         if t.kind == "keyword":
             return f"<{t.val}>"
-        return f'"{t.val}"' if t.kind not in ("string", "rawstring") else f"quoted string"
+        return f'"{t.val}"' if t.kind not in ("string", "rawstring") else "quoted string"
 
     def branch(self, kind: str, pos: int) -> Node:
         nvars = len(self.vars)
@@ -482,7 +481,7 @@ class Parser:
                 del self.vars[nvars:]
                 else_body, end2 = self.list_until()
                 if end2 != "end":
-                    self.fail(f"expected end; found {{{{else}}}}")
+                    self.fail("expected end; found {{else}}")
         del self.vars[nvars:]
         return Branch(pos, kind, pipe, body, else_body)
 
@@ -491,7 +490,6 @@ class Parser:
         decl: list[str] = []
         is_assign = False
         # declarations: `$x :=`, `$x =`, `$i, $e :=`
-        j = self.i
         save = self.i
         t = self.next()
         if t.kind == "var":
@@ -504,14 +502,13 @@ class Parser:
                 if t3.kind == "var" and t4.kind in ("declare", "assign"):
                     decl, is_assign = [t.val, t3.val], t4.kind == "assign"
                 else:
-                    self.fail(f"range can only initialize variables")
+                    self.fail("range can only initialize variables")
             elif t2.kind == "comma":
                 self.fail(f"too many declarations in {ctx}")
             else:
                 self.i = save
         else:
             self.i = save
-        del j
         for v in decl:
             if is_assign and v not in self.vars:
                 self.fail(f'undefined variable "{v}"')
@@ -848,8 +845,8 @@ class _Exec:
                     self.fail(f'template "{n.name}" not defined', n)
                 new_dot = self.pipeline(n.pipe, dot, scope) if n.pipe else None
                 self.depth += 1
-                if self.depth > 10000:
-                    self.fail("exceeded maximum template depth (100000)", n)
+                if self.depth > 100:  # Python's recursion limit comes before Go's 100000
+                    self.fail("exceeded maximum template depth (100)", n)
                 self.walk(body, new_dot, [("$", new_dot)], out)
                 self.depth -= 1
         del scope[mark:]
@@ -896,10 +893,10 @@ class _Exec:
         for k, elem in items:
             del scope[mark:]
             if len(pipe.decl) == 1:
-                self.setvar(scope, pipe.decl[0], elem, pipe.is_assign, mark)
+                self.setvar(scope, pipe.decl[0], elem, pipe.is_assign)
             elif len(pipe.decl) == 2:
-                self.setvar(scope, pipe.decl[0], k, pipe.is_assign, mark)
-                self.setvar(scope, pipe.decl[1], elem, pipe.is_assign, mark)
+                self.setvar(scope, pipe.decl[0], k, pipe.is_assign)
+                self.setvar(scope, pipe.decl[1], elem, pipe.is_assign)
             try:
                 self.walk(n.body, elem, scope, out)
             except _Break:
@@ -909,7 +906,7 @@ class _Exec:
         del scope[mark:]
 
     @staticmethod
-    def setvar(scope: list[tuple[str, Any]], name: str, value: Any, assign: bool, limit: int | None = None) -> None:
+    def setvar(scope: list[tuple[str, Any]], name: str, value: Any, assign: bool) -> None:
         if assign:
             for i in range(len(scope) - 1, -1, -1):
                 if scope[i][0] == name:
