@@ -51,6 +51,7 @@ CASES = [
     ("{{if eq .Name \"/x\"}}a{{else if .State.Running}}b{{else}}c{{end}}", "b"),
     ("{{with .State.Health}}{{.Status}}{{else}}none{{end}}", "none"),
     ("{{.State.Health}}", "<nil>"),
+    ("{{json .State.Health}} {{json .SizeRw}}", "null null"),
     ("{{range 3}}{{.}}{{end}}", "012"),
     ('{{template "x"}}', (1, f'{EXEC}11: executing "" at <{{{{template "x"}}}}>: template "x" not defined')),
     ("{{with .State}}{{.Status}}/{{$.Name}}{{end}}", "running//web"),
@@ -240,7 +241,7 @@ LIVE = ["{{.Name}}", "{{.Config.Cmd}}", "{{.Config.Labels}}", "{{range $k, $v :=
         "{{len .Mounts}} {{printf \"%s:%d\" .Name 3}} {{.Name | upper}}", "{{json .Config.Labels}}",
         "{{.Config.Labels.nokey}}", "{{index .Config.Labels \"a\"}}", "{{.State.ExitCode}} {{.RestartCount}}",
         "{{.HostConfig.LogConfig.Type}} {{.HostConfig.Memory}}", "{{range .Config.Env}}{{.}};{{end}}",
-        "{{.State.Health}}", "{{.State.Health.Status}}", "{{.Foo}}", "{{.Config.Env.Foo}}", "{{index .Config.Cmd 5}}", "{{nosuch .Name}}", "{{.Foo", "{{end}}"]
+        "{{.State.Health}}", "{{.State.Health.Status}}", "{{json .SizeRw}}", "{{.Foo}}", "{{.Config.Env.Foo}}", "{{index .Config.Cmd 5}}", "{{nosuch .Name}}", "{{.Foo", "{{end}}"]
 
 
 def test_live_against_docker(dockerd, tmp_path):  # noqa: F811

@@ -49,9 +49,9 @@ def go_str(value: Any) -> str:
 
 def _docker_json(value: Any) -> str:
     """docker's `json`: an Encoder with SetEscapeHTML(false), the trailing newline trimmed."""
-    from .gotemplate import MISSING
+    from .gotemplate import MISSING, NilPointer
 
-    if value is MISSING:
+    if value is MISSING or isinstance(value, NilPointer):
         return "null"
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 

@@ -1087,6 +1087,9 @@ class _Exec:
         except _ArgError as exc:
             self.node = cmd
             self.fail(str(exc))
+        except (TypeError, ValueError, OverflowError) as exc:  # a value the function cannot take: one line
+            self.node = cmd
+            self.fail(f"error calling {name}: {exc}")
 
 
 _NOFINAL: Any = object()
