@@ -122,6 +122,9 @@ CASES = [
     ("{{1e6}} {{2.0}} {{3}}", "1e+06 2 3"),
     ('{{"a\\u00e9\\x41\\101\\""}}', 'aéAA"'),
     ("{{and 0 .Nope.Deeper}} {{or 1 .Nope.Deeper}}", "0 1"),  # Go 1.18+: and/or stop at the deciding operand
+    ('{{.Config.Cmd | join " "}}', (1, f'{EXEC}21: executing "" at <" ">: can\'t handle " " for arg of type '
+                                     "[]string")),
+    ('{{printf "%T %T %T" 1 "s" .Config.Cmd}}', "int string []interface {}"),
     ("{{eq 1}}", (1, f'{EXEC}2: executing "" at <eq 1>: error calling eq: missing argument for comparison')),
     ('{{"x" | .}}', (64, PARSE + "non executable command in pipeline stage 2")),
     ('{{"\\q"}}', (64, PARSE + "invalid syntax")),
@@ -241,7 +244,9 @@ LIVE = ["{{.Name}}", "{{.Config.Cmd}}", "{{.Config.Labels}}", "{{range $k, $v :=
         "{{len .Mounts}} {{printf \"%s:%d\" .Name 3}} {{.Name | upper}}", "{{json .Config.Labels}}",
         "{{.Config.Labels.nokey}}", "{{index .Config.Labels \"a\"}}", "{{.State.ExitCode}} {{.RestartCount}}",
         "{{.HostConfig.LogConfig.Type}} {{.HostConfig.Memory}}", "{{range .Config.Env}}{{.}};{{end}}",
-        "{{.State.Health}}", "{{.State.Health.Status}}", "{{json .SizeRw}}", "{{.Foo}}", "{{.Config.Env.Foo}}", "{{index .Config.Cmd 5}}", "{{nosuch .Name}}", "{{.Foo", "{{end}}"]
+        "{{.State.Health}}", "{{.State.Health.Status}}", "{{json .SizeRw}}", '{{.Config.Cmd | join " "}}',
+        '{{range $i, $e := .Config.Env}}{{if $i}},{{end}}{{$e}}{{end}}', '{{printf "%-8s|%q" .Driver .Path}}',
+        '{{if and .State.Running (not .State.Paused)}}ok{{end}}', '{{slice .Id 0 12}} {{.Config.Labels | len}}', "{{.Foo}}", "{{.Config.Env.Foo}}", "{{index .Config.Cmd 5}}", "{{nosuch .Name}}", "{{.Foo", "{{end}}"]
 
 
 def test_live_against_docker(dockerd, tmp_path):  # noqa: F811

@@ -1034,6 +1034,15 @@ class _Exec:
             self.fail(f"wrong number of args for {node.name}: want {f.nargs} got 0")
         self.fail(f"can't handle {node} for arg")
 
+    def check_constant(self, a: Literal, want: str) -> None:
+        v = a.value
+        if want == "string" and not isinstance(v, str):
+            self.fail(f"expected string; found {a}")
+        if want == "int" and (isinstance(v, bool) or not isinstance(v, int)):
+            self.fail(f"expected integer; found {a}")
+        if want == "[]string":
+            self.fail(f"can't handle {a} for arg of type []string")
+
     def check_type(self, v: Any, want: str) -> None:
         ok = (isinstance(v, str) if want == "string" else
               isinstance(v, int) and not isinstance(v, bool) if want == "int" else
@@ -1072,6 +1081,8 @@ class _Exec:
             v = self.arg_value(a, dot, scope)
             if k < len(f.types) and f.types[k]:
                 self.node = a
+                if isinstance(a, Literal):  # a constant of the wrong kind: Go's evalArg texts
+                    self.check_constant(a, f.types[k])
                 self.check_type(v, f.types[k])
             vals.append(v)
         if final is not _NOFINAL:
@@ -1269,6 +1280,8 @@ def _verb(spec: str, verb: str, a: Any) -> str:
                 return f"%!{verb}({go_type(a)}={fmt_v(a, False)})"
             return format(float(a), pyspec + (verb if "." in spec or verb in "gG" else "." + "6" + verb)
                           if "." not in spec and verb not in "gG" else pyspec + verb)
+        if verb == "T":
+            return format(go_type(a), _align(pyspec))
         if verb == "t":
             return fmt_v(a, False) if isinstance(a, bool) else f"%!t({go_type(a)}={fmt_v(a, False)})"
         if verb == "c":
