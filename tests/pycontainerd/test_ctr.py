@@ -62,8 +62,7 @@ def pcd(tmp_path_factory):
 def ctr(pcd, archive):
     c = Ctr(pcd, "m" + uuid.uuid4().hex[:2])  # short: console socket paths embed it
     # a short name may repeat across tests of this module: start from an empty namespace
-    for cid in c("ps", "-a", "-q", "--no-trunc").out.split():
-        c("rm", "-f", cid)
+    c.remove_all()
     for name in c("images", "--format", "{{.Repository}}:{{.Tag}}").out.split():
         c("rmi", "-f", name)
     r = c("load", "-i", str(archive))
@@ -71,8 +70,7 @@ def ctr(pcd, archive):
     try:
         yield c
     finally:
-        for cid in c("ps", "-a", "-q", "--no-trunc").out.split():
-            c("rm", "-f", cid)
+        c.remove_all()
         assert c("ps", "-a", "-q").out == ""
         tasks = Path(pcd.state) / "tasks" / c.namespace
         assert not tasks.exists() or not any(tasks.iterdir())

@@ -11,7 +11,6 @@ import select
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -44,8 +43,7 @@ def ctr(pcd, tmp_path_factory):
     try:
         yield c
     finally:
-        for cid in c("ps", "-a", "-q", "--no-trunc").out.split():
-            c("rm", "-f", cid)
+        c.remove_all()
         assert c("ps", "-a", "-q").out == ""
         assert remove_cgroups(c.namespace) == []
 

@@ -108,8 +108,7 @@ def ctr(request, tmp_path_factory):
         c = Ctr(d, "s" + uuid.uuid4().hex[:1])
         assert c("load", "-i", str(busybox_archive(base / "bb"))).status == 0
         yield c
-        for cid in c("ps", "-a", "-q", "--no-trunc").out.split():
-            c("rm", "-f", cid)
+        c.remove_all()
         assert remove_cgroups(c.namespace) == []
     finally:
         d.cleanup()

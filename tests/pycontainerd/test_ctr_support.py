@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import secrets
 import subprocess
@@ -95,6 +96,14 @@ class Ctr:
         r = self(*args)
         assert r.status == 0, (args, r)
         return r.out
+
+    def inspect(self, name: str) -> dict:
+        return json.loads(self.ok("inspect", name))[0]
+
+    def remove_all(self) -> None:
+        """`rm -f` every container of the namespace (fixtures' teardown)."""
+        for cid in self("ps", "-a", "-q", "--no-trunc").out.split():
+            self("rm", "-f", cid)
 
 
 def namespace_cgroups(namespace: str) -> list[Path]:

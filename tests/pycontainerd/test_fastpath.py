@@ -35,14 +35,12 @@ def archive(tmp_path_factory):
 @pytest.fixture
 def ctr(pcd, archive):
     c = Ctr(pcd, "f" + uuid.uuid4().hex[:2])  # short: console socket paths embed it
-    for cid in c("ps", "-a", "-q", "--no-trunc").out.split():
-        c("rm", "-f", cid)
+    c.remove_all()
     assert c("load", "-i", str(archive)).status == 0
     try:
         yield c
     finally:
-        for cid in c("ps", "-a", "-q", "--no-trunc").out.split():
-            c("rm", "-f", cid)
+        c.remove_all()
         assert c("ps", "-a", "-q").out == ""
         assert remove_cgroups(c.namespace) == []
 

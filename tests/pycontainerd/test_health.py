@@ -50,12 +50,11 @@ def ctr(pcd, archives):
     try:
         yield c
     finally:
-        for cid in c("ps", "-a", "-q", "--no-trunc").out.split():
-            c("rm", "-f", cid)
+        c.remove_all()
 
 
 def inspect(ctr: Ctr, name: str) -> dict:
-    return json.loads(ctr.ok("inspect", name))[0]
+    return ctr.inspect(name)
 
 
 def state_health(ctr: Ctr, name: str) -> dict:

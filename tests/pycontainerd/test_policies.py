@@ -35,12 +35,11 @@ def ctr(pcd, archive):
     try:
         yield c
     finally:
-        for cid in c("ps", "-a", "-q", "--no-trunc").out.split():
-            c("rm", "-f", cid)
+        c.remove_all()
 
 
 def inspect(ctr: Ctr, name: str) -> dict:
-    return json.loads(ctr.ok("inspect", name))[0]
+    return ctr.inspect(name)
 
 
 def wait_for(pred, timeout: float = 15.0, what: str = "") -> None:
