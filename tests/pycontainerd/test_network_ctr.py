@@ -119,3 +119,12 @@ def test_user_network_names_and_volumes(ctr: Ctr, pcd) -> None:
     assert r.status == 0 and r.out.strip() == socket.gethostname(), r
     ctr.ok("volume", "create", vol)
     assert vol in ctr.ok("volume", "prune", "-f", "-a")
+
+
+def test_inspect_missing_network_and_volume(ctr: Ctr) -> None:
+    """docker's lines for names that do not exist; the ones that do are still printed, exit 1."""
+    r = ctr("network", "inspect", "bridge", "nosuchnet")
+    assert r.status == 1 and r.err == "Error: No such network: nosuchnet\n", r
+    assert [d["Name"] for d in json.loads(r.out)] == ["bridge"]
+    r = ctr("volume", "inspect", "nosuchvol")
+    assert (r.status, r.out, r.err) == (1, "[]\n", "Error: No such volume: nosuchvol\n"), r

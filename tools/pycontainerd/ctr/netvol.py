@@ -78,12 +78,17 @@ def network_ls(b: Backend, quiet: bool, no_trunc: bool, fmt: str) -> None:
 
 
 def network_inspect(b: Backend, names: list[str], fmt: str) -> int:
+    return _inspect(b, "Networks", "network", names, fmt)
+
+
+def _inspect(b: Backend, service: str, kind: str, names: list[str], fmt: str) -> int:
+    """`network inspect` / `volume inspect`: the found ones printed, one error line per missing name (exit 1)."""
     docs, status = [], 0
     for n in names:
         try:
-            docs.append(b.call("Networks", "Inspect", {"name": n})["network"])
+            docs.append(b.call(service, "Inspect", {"name": n})[kind])
         except errdefs.NotFound:
-            print(f"Error: No such network: {n}", file=sys.stderr)
+            print(f"Error: No such {kind}: {n}", file=sys.stderr)
             status = 1
     if fmt:
         _print_formatted(docs, fmt)
@@ -196,18 +201,7 @@ def volume_ls(b: Backend, quiet: bool, filters: list[str], fmt: str) -> None:
 
 
 def volume_inspect(b: Backend, names: list[str], fmt: str) -> int:
-    docs, status = [], 0
-    for n in names:
-        try:
-            docs.append(b.call("Volumes", "Inspect", {"name": n})["volume"])
-        except errdefs.NotFound:
-            print(f"Error: No such volume: {n}", file=sys.stderr)
-            status = 1
-    if fmt:
-        _print_formatted(docs, fmt)
-    else:
-        print(json.dumps(docs, indent=4))
-    return status
+    return _inspect(b, "Volumes", "volume", names, fmt)
 
 
 def volume_rm(b: Backend, names: list[str], force: bool) -> int:
