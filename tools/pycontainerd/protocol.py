@@ -5,16 +5,16 @@ Each frame is a 4-byte big-endian length then one UTF-8 JSON object. Requests ca
 `error` or `stream`; a client may send `stream`, `close_send` or `cancel` frames for an id.
 
 This module is imported by every pyctr start, so it holds only the framing and blocking socket
-reads: no asyncio (the daemon's stream reader is in aioframes.py), and JSON through the C
-accelerator `_json` directly (the `json` package imports `re` and `enum`), falling back to `json`
-for anything unusual so results and error messages are json's own.
+reads: no asyncio (the daemon's stream reader is in aioframes.py), and JSON through pyoci.fastjson
+(json's own C scanner and encoder without the `json` package, which imports `re` and `enum`).
 """
 
 from __future__ import annotations
 
-import _json
 import binascii
 import struct
+
+from pyoci import fastjson
 
 DEFAULT_ADDRESS = "/run/pycontainerd/pycontainerd.sock"
 DEFAULT_ROOT = "/var/lib/pycontainerd"
@@ -25,7 +25,6 @@ HEADER = struct.Struct(">I")  # the body's length
 HEADER_SIZE = HEADER.size
 VERSION = "0.1.0"
 PROTOCOL_VERSION = 1
-_WS = " \t\n\r"  # json's whitespace
 
 
 class ProtocolError(Exception):
@@ -52,49 +51,14 @@ def address_url(address: str) -> str:
     return "unix://" + address_path(address)
 
 
-class _ScanContext:
-    """The attributes _json.make_scanner reads from a JSONDecoder, with json's defaults."""
-
-    strict = True
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-
-    @staticmethod
-    def parse_constant(name: str) -> float:
-        return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}[name]
-
-
-_scan = _json.make_scanner(_ScanContext())
-
-
-def _not_serializable(o):
-    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
-
-
 def dumps(message) -> str:
-    """json.dumps(message, separators=(",", ":"), ensure_ascii=False), through the same C encoder."""
-    if isinstance(message, str):
-        return _json.encode_basestring(message)
-    encoder = _json.make_encoder({}, _not_serializable, _json.encode_basestring, None, ":", ",", False, False, True)
-    return "".join(encoder(message, 0))
+    """json.dumps(message, separators=(",", ":"), ensure_ascii=False), through json's C encoder alone."""
+    return fastjson.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
 def loads(body: bytes):
-    """json.loads(body) for UTF-8 bodies; anything else (and every error) goes to json itself."""
-    if b"\x00" not in body[:4] and not body.startswith(b"\xef\xbb\xbf"):  # json would detect UTF-8
-        try:
-            text = body.decode("utf-8")
-            start = len(text) - len(text.lstrip(_WS))
-            obj, end = _scan(text, start)
-            if not text[end:].strip(_WS):
-                return obj
-        except (UnicodeDecodeError, StopIteration, ValueError, SystemError):
-            pass  # json reports it, in its words
-    import json
-
-    return json.loads(body)
+    """json.loads(body), through json's C scanner alone for UTF-8 bodies (errors in json's words)."""
+    return fastjson.loads(body)
 
 
 def encode(message: dict) -> bytes:

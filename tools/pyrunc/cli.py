@@ -3,7 +3,7 @@ one place mapping errors to messages and exit codes, logs as logrus writes them 
 
 from __future__ import annotations
 
-from . import fastjson as json  # `json` imports re and enum: ~8 ms a start
+from pyoci import fastjson as json  # `json` imports re and enum: ~8 ms a start
 import os
 import sys
 import time

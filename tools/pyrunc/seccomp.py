@@ -408,7 +408,7 @@ def send_to_listener(listener_path: str, fd: int, state: dict, pid: int, metadat
     """Send the notify fd to the seccomp agent at listenerPath with runc's ContainerProcessState JSON."""
     import socket
 
-    from . import fastjson as json  # `json` imports re and enum: ~7 ms of a create under seccomp
+    from pyoci import fastjson as json  # `json` imports re and enum: ~7 ms of a create under seccomp
 
     message = {"ociVersion": state.get("ociVersion", "1.0.2-dev"), "fds": ["seccompFd"], "pid": pid,
                "metadata": metadata, "state": state}

@@ -5,7 +5,7 @@ importing dataclasses (≈20 ms, most of it `inspect`) on every container start.
 
 from __future__ import annotations
 
-from . import fastjson as json  # `json` imports re and enum: ~8 ms a start
+from pyoci import fastjson as json  # `json` imports re and enum: ~8 ms a start
 import os
 from .records import record
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import fastjson as json  # `json` imports re and enum: ~8 ms a start
+from pyoci import fastjson as json  # `json` imports re and enum: ~8 ms a start
 import os
 import time
 

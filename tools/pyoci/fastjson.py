@@ -1,8 +1,8 @@
 """json.loads/dumps through the C accelerator `_json` alone.
 
-The `json` package imports `re` (and `re` imports `enum`): ~8 ms of every container start.  The C scanner and
-encoder are the ones `json` itself uses, so results are the same; anything unusual (errors, indent, BOMs,
-non-UTF-8 bytes) goes to `json`, so its messages are kept too."""
+The `json` package imports `re` (and `re` imports `enum`): ~8 ms of every pyrunc container start and every pyctr
+command.  The C scanner and encoder are the ones `json` itself uses, so results are the same; anything unusual
+(errors, indent, BOMs, non-UTF-8 bytes) goes to `json`, so its messages are kept too."""
 
 from __future__ import annotations
 
@@ -42,26 +42,39 @@ _ENCODERS = {(", ", ": "): _encoder((", ", ": "))}
 
 
 def loads(s: str | bytes):
+    """json.loads(s); bytes that are not plain UTF-8 (UTF-16/32, a BOM) and every error go to json itself."""
+    text = s
     if isinstance(s, (bytes, bytearray)):
+        if b"\x00" in s[:4] or s.startswith(b"\xef\xbb\xbf"):  # json detects the encoding of these
+            return _slow().loads(s)
         try:
-            s = s.decode("utf-8")
+            text = s.decode("utf-8")
         except UnicodeDecodeError:
             return _slow().loads(s)
-    if s.startswith("\ufeff"):
+    if text.startswith("\ufeff"):
         return _slow().loads(s)
-    start = len(s) - len(s.lstrip(_WS))
+    start = len(text) - len(text.lstrip(_WS))
     try:
-        obj, end = _scan(s, start)
+        obj, end = _scan(text, start)
     except (StopIteration, ValueError, SystemError):
         # an error: json raises it with its message (the C scanner reports errors through json.decoder, and
         # raises SystemError while that module is not imported)
         return _slow().loads(s)
-    if s[end:].strip(_WS):
+    if text[end:].strip(_WS):
         return _slow().loads(s)  # "Extra data"
     return obj
 
 
-def dumps(obj, separators: tuple[str, str] | None = None, indent=None, **kwargs) -> str:
+def dumps(obj, separators: tuple[str, str] | None = None, indent=None, ensure_ascii: bool = True, **kwargs) -> str:
+    if not ensure_ascii and indent is None and not kwargs:
+        # (a fresh encoder per call: its circular-reference markers must start empty, as json's do)
+        seps = tuple(separators) if separators else (", ", ": ")
+        if isinstance(obj, str):
+            return _json.encode_basestring(obj)
+        return "".join(_json.make_encoder({}, _default, _json.encode_basestring, None, seps[1], seps[0], False,
+                                          False, True)(obj, 0))
+    if not ensure_ascii:
+        kwargs["ensure_ascii"] = False
     if indent is not None and not kwargs and separators is None:
         try:
             return _indented(obj, " " * indent if isinstance(indent, int) else indent, "\n")
