@@ -108,23 +108,33 @@ def containerd(d: Path) -> Iterator[str]:
 
 
 def run_on_pty(argv: list[str], timeout: float = 20, reply: tuple[bytes, bytes] | None = None,
-               new_session: bool = True) -> tuple[int, bytes]:
+               new_session: bool = True, steps: list[tuple[bytes | float, bytes]] | None = None,
+               env: dict | None = None, cwd: str | os.PathLike | None = None) -> tuple[int, bytes]:
     """Run `argv` with a fresh pty as its stdio; returns (exit status, everything it wrote, CRLF kept).
 
-    reply=(trigger, answer) types `answer` once `trigger` has appeared in the output.
+    steps: (trigger, keys) typed in order, each once its trigger has appeared in the output (bytes) or that many
+    seconds after the previous step (a float); reply=(trigger, answer) is one such step. A process still running
+    at the end is killed.
     """
     import pty
     import select
 
+    steps = list(steps or []) + ([reply] if reply is not None else [])
     master, slave = pty.openpty()
-    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True, start_new_session=new_session)
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True, start_new_session=new_session,
+                         env=env, cwd=cwd)
     os.close(slave)
-    out = b""
+    out, mark = b"", time.monotonic()
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            r, _, _ = select.select([master], [], [], 0.1)
-            if r:
+            if steps:
+                trigger, keys = steps[0]
+                if (trigger in out) if isinstance(trigger, bytes) else time.monotonic() - mark > trigger:
+                    os.write(master, keys)
+                    steps.pop(0)
+                    mark = time.monotonic()
+            if select.select([master], [], [], 0.05)[0]:
                 try:
                     chunk = os.read(master, 4096)
                 except OSError:
@@ -132,11 +142,11 @@ def run_on_pty(argv: list[str], timeout: float = 20, reply: tuple[bytes, bytes] 
                 if not chunk:
                     break
                 out += chunk
-                if reply is not None and reply[0] in out:
-                    os.write(master, reply[1])
-                    reply = None
             elif p.poll() is not None:
                 break
         return p.wait(timeout), out
     finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
         os.close(master)

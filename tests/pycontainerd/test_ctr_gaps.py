@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import pty
-import select
-import subprocess
 import time
 import uuid
 
@@ -21,6 +17,7 @@ from pycontainerd.ctr.stdio import EscapeProxy, parse_detach_keys
 from pycontainerd.events import RECENT_EVENTS, EventBus
 from tests.pycontainerd.daemon_fixture import REPO
 from tests.pycontainerd.test_ctr_support import Ctr, busybox_archive, env, remove_cgroups, short_daemon
+from tests.support import run_on_pty
 
 # `docker images` / `docker ps -s` header lines as docker 20.10 printed them
 IMAGES_HEADER = "REPOSITORY   TAG       IMAGE ID       CREATED        SIZE"
@@ -162,36 +159,7 @@ def test_stats_net_io(ctr):
 
 def _drive(argv: list[str], steps: list[tuple[bytes | float, bytes]], timeout: float = 30) -> tuple[int, bytes]:
     """argv on a fresh pty; each step types its bytes once its trigger (output bytes, or seconds) is reached."""
-    master, slave = pty.openpty()
-    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True, start_new_session=True,
-                         env=env(), cwd=REPO)
-    os.close(slave)
-    out, mark = b"", time.monotonic()
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if steps:
-                trigger, keys = steps[0]
-                if (trigger in out) if isinstance(trigger, bytes) else time.monotonic() - mark > trigger:
-                    os.write(master, keys)
-                    steps.pop(0)
-                    mark = time.monotonic()
-            if select.select([master], [], [], 0.05)[0]:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            elif p.poll() is not None:
-                break
-        return p.wait(10), out
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        os.close(master)
+    return run_on_pty(argv, timeout, steps=steps, env=env(), cwd=REPO)
 
 
 def test_detach_keys_as_docker(ctr):
