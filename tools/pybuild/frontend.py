@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 from pyoci import platform as _platform
 from pyoci import reference as _reference
 from pyoci.errors import OCIError
+from pyoci.goduration import format as format_go_duration
 
 from . import ast
 from .errors import DockerfileError, _go_quote
@@ -26,7 +27,6 @@ from .parser import (
     _ParseError,
     suggest,
     chomp_heredoc,
-    format_go_duration,
     parse_go_duration,
     parse_heredoc,
     parse_instruction_line,

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from pyoci.goduration import parse as parse_go_duration
+
 from . import ast
 from .errors import DockerfileError
 from .expand import ExpandError, ShellLex
@@ -678,62 +680,6 @@ def parse_mount(value: str, expand: Callable[[str], str] | None = None) -> ast.M
     elif typ in ("bind", "tmpfs") and not m.get("target"):
         raise _ParseError(f"mount type {typ} requires a target")
     return ast.Mount(**m)
-
-
-_GO_DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 10**9,
-                      "m": 60 * 10**9, "h": 3600 * 10**9}
-
-
-def parse_go_duration(s: str) -> int:
-    """Go's time.ParseDuration, in nanoseconds."""
-    orig = s
-    if s in ("0", "+0", "-0"):
-        return 0
-    sign = 1
-    if s[:1] in "+-" and s:
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    if not s:
-        raise ValueError(f'time: invalid duration "{orig}"')
-    total = 0
-    pos = 0
-    for m in re.finditer(r"(\d*\.?\d*)(ns|us|µs|μs|ms|s|m|h)", s):
-        if m.start() != pos or m.group(1) in ("", "."):
-            raise ValueError(f'time: invalid duration "{orig}"')
-        total += round(float(m.group(1)) * _GO_DURATION_UNITS[m.group(2)])
-        pos = m.end()
-    if pos != len(s):
-        if pos == 0 or re.fullmatch(r"\d*\.?\d*", s[pos:]):
-            raise ValueError(f'time: missing unit in duration "{orig}"')
-        raise ValueError(f'time: unknown unit "{re.sub(r"^[0-9.]*", "", s[pos:])}" in duration "{orig}"')
-    return sign * total
-
-
-def format_go_duration(ns: int) -> str:
-    """Go's time.Duration.String()."""
-    if ns == 0:
-        return "0s"
-    neg = ns < 0
-    u = -ns if neg else ns
-    if u < 10**9:
-        for unit, scale in (("ns", 1), ("µs", 10**3), ("ms", 10**6)):
-            if u < scale * 1000:
-                whole, frac = divmod(u, scale)
-                digits = len(str(scale)) - 1
-                s = str(whole)
-                if frac:
-                    s += "." + str(frac).rjust(digits, "0").rstrip("0")
-                return ("-" if neg else "") + s + unit
-    secs, frac = divmod(u, 10**9)
-    fs = ("." + str(frac).rjust(9, "0").rstrip("0")) if frac else ""
-    h, rem = divmod(secs, 3600)
-    mnt, sec = divmod(rem, 60)
-    out = f"{sec}{fs}s"
-    if h or mnt:
-        out = f"{mnt}m" + out
-    if h:
-        out = f"{h}h" + out
-    return ("-" if neg else "") + out
 
 
 def _interval(flags: dict[str, Any], name: str) -> str | None:

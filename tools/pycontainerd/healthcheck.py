@@ -5,7 +5,7 @@ and docker's handleProbeResult (`apply_result`). The daemon's monitor is pyconta
 
 from __future__ import annotations
 
-import re
+from pyoci import goduration
 
 from .logs import parse_time
 from .records import record
@@ -20,53 +20,10 @@ MAX_OUTPUT = 4096
 MINIMUM_NS = 1_000_000  # docker's MinimumDuration (1 ms)
 STARTING, HEALTHY, UNHEALTHY, NONE = "starting", "healthy", "unhealthy", "none"
 
-# -- Go durations (docker's flag values, and the timeout message) ------------------------------------------
+# -- Go durations (docker's flag values, and the timeout message): pyoci.goduration -------------------------
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-            "m": 60_000_000_000, "h": 3_600_000_000_000}
-
-
-def parse_go_duration(text: str) -> int:
-    """Go's time.ParseDuration in nanoseconds; ValueError with Go's message."""
-    s = text
-    sign = 1
-    if s[:1] in "+-" and s:
-        sign, s = (-1 if s[0] == "-" else 1), s[1:]
-    if s == "0":
-        return 0
-    parts = _DURATION.findall(s)
-    if not s or not parts or "".join(n + u for n, u in parts) != s:
-        if s and re.fullmatch(r"\d+(?:\.\d*)?", s):
-            raise ValueError(f'time: missing unit in duration "{text}"')
-        raise ValueError(f'time: invalid duration "{text}"')
-    return sign * int(round(sum(float(n) * _UNIT_NS[u] for n, u in parts)))
-
-
-def go_duration_string(ns: int) -> str:
-    """Go's Duration.String: 200ms, 1.5s, 1m30s, 30s."""
-    if ns == 0:
-        return "0s"
-    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
-    if ns < 1_000:
-        return f"{sign}{ns}ns"
-    if ns < 1_000_000:
-        return f"{sign}{_frac(ns, 1_000)}µs"
-    if ns < 1_000_000_000:
-        return f"{sign}{_frac(ns, 1_000_000)}ms"
-    h, rest = divmod(ns, 3_600_000_000_000)
-    m, rest = divmod(rest, 60_000_000_000)
-    out = f"{h}h" if h else ""
-    out += f"{m}m" if h or m else ""
-    return f"{sign}{out}{_frac(rest, 1_000_000_000)}s"
-
-
-def _frac(value: int, unit: int) -> str:
-    whole, part = divmod(value, unit)
-    if not part:
-        return str(whole)
-    digits = len(str(unit)) - 1
-    return f"{whole}.{str(part).rjust(digits, '0').rstrip('0')}"
+parse_go_duration = goduration.parse
+go_duration_string = goduration.format
 
 
 # -- the configuration ------------------------------------------------------------------------------------

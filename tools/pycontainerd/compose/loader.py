@@ -10,6 +10,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from pyoci import goduration
+
 from .interpolate import environment, interpolate, read_dotenv
 from .model import (Build, ComposeError, Dependency, Healthcheck, Limits, Mount, Network, Port, Project, Service,
                     ServiceNetwork, Volume)
@@ -94,18 +96,15 @@ def _keys(d: dict, allowed: set[str], where: str) -> None:
             raise ComposeError(f'{where}: unknown key "{k}"')
 
 
-_DUR = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-
-
 def duration(v: Any, where: str) -> float:
     """A Go duration (`1m30s`, `500ms`) or a number of seconds."""
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return float(v)
     text = _str(v, where).strip()
-    if not text or _DUR.sub("", text):
-        raise ComposeError(f'{where}: invalid duration "{text}"')
-    return sum(float(n) * _UNITS[u] for n, u in _DUR.findall(text))
+    try:
+        return goduration.seconds(text)
+    except ValueError:
+        raise ComposeError(f'{where}: invalid duration "{text}"') from None
 
 
 def byte_size(v: Any, where: str) -> int:

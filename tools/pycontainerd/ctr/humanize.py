@@ -110,13 +110,12 @@ def _g(value: float, precision: int) -> str:
 
 def parse_duration(text: str) -> float:
     """Go's time.ParseDuration in seconds ("10s", "1m30s", "1.5h"), or plain seconds."""
-    import re
+    from pyoci import goduration
 
-    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-    parts = re.findall(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)", text)
-    if parts and "".join(n + u for n, u in parts) == text:
-        return sum(float(n) * units[u] for n, u in parts)
-    return float(text)
+    try:
+        return goduration.seconds(text)
+    except ValueError:
+        return float(text)
 
 
 def ceil_int(x: float) -> int:

@@ -48,10 +48,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import shutil
 import time
 from pathlib import Path
+
+from pyoci import goduration
 
 from .. import errdefs, ocispec
 from ..events import matcher
@@ -90,16 +91,12 @@ def _since(value) -> float | None:
         raise errdefs.InvalidArgument(f"invalid time {value!r}: want RFC3339 or Unix seconds") from None
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def _go_duration(text: str) -> float | None:
     """Go's time.ParseDuration ("1h30m", "42m", "1.5s") in seconds, or None."""
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
+    try:
+        return goduration.seconds(text)
+    except ValueError:
         return None
-    return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
 class TasksService:
