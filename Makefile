@@ -35,10 +35,11 @@ peers:
 
 # The leak checks run after the suite, also when it failed, so that what a failure left behind is named.
 test: peers install
-	@status=0; \
+	@status=0; before=$$(mktemp); \
+	find /sys/fs/cgroup -mindepth 2 -maxdepth 2 -type d > $$before; \
 	$(BIN)/pytest $(PYTEST_ARGS) --ignore=tests/final tests || status=$$?; \
-	$(BIN)/pytest -q -p no:cacheprovider tests/final || status=$$?; \
-	exit $$status
+	CGROUPS_BEFORE=$$before $(BIN)/pytest -q -p no:cacheprovider tests/final || status=$$?; \
+	rm -f $$before; exit $$status
 
 demo: peers install
 	$(BIN)/python demo/run.py

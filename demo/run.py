@@ -172,6 +172,9 @@ def main() -> int:
 
         if have("pycontainerd"):
             step(4, "pull it with pyctr through a pycontainerd daemon started for the demo (runtime: pyrunc)")
+            # the runtime leaves the namespace's parent cgroup (`/default`, as runc under containerd does): note
+            # which hierarchies had one so that the demo removes only its own
+            cgroups_before = set(Path("/sys/fs/cgroup").glob("*/default"))
             daemon, sock = start_daemon(work)
             ctr = [BIN / "pyctr", "--address", sock]
             run(*ctr, "pull", ref)
@@ -201,6 +204,11 @@ def main() -> int:
         if daemon is not None:
             stop(daemon)
             subprocess.run(["ip", "link", "delete", DEMO_BRIDGE], capture_output=True)
+            for cg in set(Path("/sys/fs/cgroup").glob("*/default")) - cgroups_before:
+                try:
+                    cg.rmdir()  # only when empty: a container still in it keeps it
+                except OSError:
+                    pass
         if registry is not None:
             stop(registry)
         # Whatever a failed step left mounted under the work dir goes before the dir does.

@@ -30,6 +30,16 @@ def test_no_cgroups_left():
     assert not left, f"cgroup directories left behind by the tests: {left}"
 
 
+def test_no_new_cgroups_left():
+    """Every cgroup directory the suite made is gone (a container runtime names them after namespaces and ids,
+    which carry no marker): compared with the list `make test` took before the suite (CGROUPS_BEFORE)."""
+    before_file = os.environ.get("CGROUPS_BEFORE")
+    assert before_file, "run by `make test`, which lists the cgroups before the suite in CGROUPS_BEFORE"
+    before = set(Path(before_file).read_text().split())
+    now = {str(p) for p in Path("/sys/fs/cgroup").glob("*/*") if p.is_dir()}
+    assert not sorted(now - before), f"cgroup directories left behind by the tests: {sorted(now - before)}"
+
+
 def test_no_processes_left():
     me = os.getpid()
     left = []

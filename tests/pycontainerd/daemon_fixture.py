@@ -159,6 +159,9 @@ class DaemonHandle:
                 self.purge_network()
             finally:
                 unmount_under([str(self.root), str(self.state)])
+                # the runtime leaves each namespace's parent cgroup (`/<ns>`, as runc under containerd does)
+                for ns in {p.name for sub in ("tasks", "runtime") for p in (self.state / sub).glob("*") if p.is_dir()}:
+                    remove_cgroups(ns)
                 shutil.rmtree(self.state, ignore_errors=True)
                 if self._octet_lock is not None:
                     os.close(self._octet_lock)
@@ -395,3 +398,25 @@ def running_registry(tmp_path: Path, htpasswd: Path | None = None) -> Iterator[R
 def registry(tmp_path: Path) -> Iterator[Registry]:
     with running_registry(tmp_path) as r:
         yield r
+
+
+def namespace_cgroups(namespace: str) -> list[Path]:
+    """The namespace's parent cgroups (`/<ns>` in every hierarchy) that the runtime made for its containers."""
+    return [d for d in Path("/sys/fs/cgroup").glob(f"*/{namespace}") if d.is_dir()]
+
+
+def remove_cgroups(namespace: str) -> list[str]:
+    """Remove the namespace's (empty) cgroups; returns the container cgroups that were still there."""
+    leaked = []
+    for d in namespace_cgroups(namespace):
+        for child in [c for c in d.iterdir() if c.is_dir()]:
+            leaked.append(str(child))
+            try:
+                child.rmdir()
+            except OSError:
+                pass
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+    return leaked

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from pycontainerd.ctr import cli
-from tests.pycontainerd.daemon_fixture import REPO, DaemonHandle, default_runtime
+from tests.pycontainerd.daemon_fixture import REPO, DaemonHandle, default_runtime, namespace_cgroups, remove_cgroups  # noqa: F401
 
 
 @dataclass
@@ -104,28 +104,6 @@ class Ctr:
         """`rm -f` every container of the namespace (fixtures' teardown)."""
         for cid in self("ps", "-a", "-q", "--no-trunc").out.split():
             self("rm", "-f", cid)
-
-
-def namespace_cgroups(namespace: str) -> list[Path]:
-    """The namespace's parent cgroups (`/<ns>` in every hierarchy) that the runtime made for its containers."""
-    return [d for d in Path("/sys/fs/cgroup").glob(f"*/{namespace}") if d.is_dir()]
-
-
-def remove_cgroups(namespace: str) -> list[str]:
-    """Remove the namespace's (empty) cgroups; returns the container cgroups that were still there."""
-    leaked = []
-    for d in namespace_cgroups(namespace):
-        for child in [c for c in d.iterdir() if c.is_dir()]:
-            leaked.append(str(child))
-            try:
-                child.rmdir()
-            except OSError:
-                pass
-        try:
-            d.rmdir()
-        except OSError:
-            pass
-    return leaked
 
 
 def env() -> dict:
